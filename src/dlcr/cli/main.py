@@ -1,0 +1,54 @@
+"""Entry point of the `dlcr` command.
+
+Sub-commands live in one module each (``dlcr.cli.<name>``) and import heavy libraries (torch,
+diffusers) inside the command bodies, so ``dlcr --help`` stays fast. Every user-caused error is a
+:class:`dlcr.errors.DlcrError`; :func:`main` prints it as one line on stderr and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from dlcr.errors import DlcrError
+
+app = typer.Typer(
+    name="dlcr",
+    help="DLCR: clothes-changing person re-identification with diffusion-generated clothes variants.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from dlcr.cli import data
+
+    app.add_typer(data.app, name="data")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors become ``error: <one line>`` and exit status 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except DlcrError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except PermissionError as e:
+        print(f"error: permission denied: {e.filename or e}", file=sys.stderr)
+        sys.exit(2)
+    except BrokenPipeError:
+        sys.exit(1)

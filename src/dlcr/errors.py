@@ -1,0 +1,41 @@
+"""User-facing errors.
+
+Every error a user can cause (bad path, bad config, bad file) is raised as a :class:`DlcrError`
+subclass with a one-line message. The CLI prints ``error: <message>`` on stderr and exits with
+status 2; library users catch the exception.
+"""
+
+from __future__ import annotations
+
+
+class DlcrError(Exception):
+    """Base class of every error caused by user input; its message is one line."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+class ConfigError(DlcrError):
+    """Unknown key, wrong type or malformed YAML in a configuration."""
+
+
+class DatasetError(DlcrError):
+    """Missing dataset root, wrong layout, or a file that breaks the naming pattern."""
+
+
+class ImageError(DlcrError):
+    """An image that cannot be read or decoded."""
+
+
+class InputError(DlcrError):
+    """Invalid numeric input (NaN features, mismatched lengths, empty sets)."""
+
+
+class CheckpointError(DlcrError):
+    """A checkpoint that does not fit the model or cannot be loaded safely."""
+
+
+class UnsafePathError(DlcrError):
+    """A path that would leave the root folder it must stay in."""

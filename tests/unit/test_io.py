@@ -1,0 +1,117 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dlcr.errors import DlcrError, ImageError, UnsafePathError
+from dlcr.io.atomic import atomic_write, atomic_write_json, remove_stale_temps
+from dlcr.io.images import read_label_map, read_rgb, write_png
+from dlcr.io.paths import safe_join
+from dlcr.io.tables import read_table, write_table
+from dlcr.registry import Registry
+from dlcr.types import Outfit, Sample
+
+
+def test_atomic_write_keeps_old_file_on_error(tmp_path: Path):
+    p = tmp_path / "a.json"
+    atomic_write_json(p, {"x": 1})
+    with pytest.raises(RuntimeError), atomic_write(p, "w") as fh:
+        fh.write("partial")
+        raise RuntimeError("boom")
+    assert p.read_text().strip().startswith("{")
+    assert [q.name for q in tmp_path.iterdir()] == ["a.json"]  # no temp left behind
+
+
+def test_remove_stale_temps(tmp_path: Path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".x.png.abc.tmp").write_bytes(b"1")
+    (tmp_path / "keep.png").write_bytes(b"1")
+    assert remove_stale_temps(tmp_path) == 1
+    assert (tmp_path / "keep.png").exists()
+
+
+@pytest.mark.parametrize("rel", ["../x", "a/../../x", "/etc/passwd"])
+def test_safe_join_refuses_escape(tmp_path: Path, rel):
+    with pytest.raises(UnsafePathError):
+        safe_join(tmp_path, rel)
+
+
+def test_safe_join_refuses_symlink_escape(tmp_path: Path):
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink(tmp_path, root / "link")
+    with pytest.raises(UnsafePathError):
+        safe_join(root, "link/x")
+    assert safe_join(root, "a/b.png") == (root / "a/b.png").resolve()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "RGB"])
+def test_read_rgb_converts_every_mode(tmp_path: Path, mode):
+    arr = (np.arange(6 * 4 * 3) % 251).astype(np.uint8).reshape(6, 4, 3)
+    im = Image.fromarray(arr)
+    if mode == "I;16":
+        im = Image.fromarray(arr[..., 0].astype(np.uint16) * 257)
+    elif mode != "RGB":
+        im = im.convert(mode)
+    p = tmp_path / "x.png"
+    im.save(p)
+    out = read_rgb(p)
+    assert out.shape == (6, 4, 3) and out.dtype == np.uint8
+    if mode == "I;16":
+        np.testing.assert_array_equal(out[..., 0], arr[..., 0])
+
+
+def test_read_rgb_errors(tmp_path: Path):
+    with pytest.raises(ImageError, match="not found"):
+        read_rgb(tmp_path / "nope.png")
+    (tmp_path / "zero.png").write_bytes(b"")
+    with pytest.raises(ImageError, match="0 bytes"):
+        read_rgb(tmp_path / "zero.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image at all")
+    with pytest.raises(ImageError, match="cannot decode"):
+        read_rgb(tmp_path / "junk.png")
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8) + 90).save(good, quality=95)
+    data = good.read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError):
+        read_rgb(tmp_path / "trunc.jpg")
+
+
+def test_png_roundtrip_and_label_map(tmp_path: Path):
+    lab = np.random.default_rng(0).integers(0, 20, (5, 3)).astype(np.uint8)
+    write_png(tmp_path / "m" / "l.png", lab)
+    np.testing.assert_array_equal(read_label_map(tmp_path / "m" / "l.png"), lab)
+    write_png(tmp_path / "rgb.png", np.zeros((2, 2, 3), np.uint8))
+    with pytest.raises(ImageError, match="single-channel"):
+        read_label_map(tmp_path / "rgb.png")
+
+
+def test_table_roundtrip(tmp_path: Path):
+    rows = [Sample("a/b.png", 1, 0, 2, "train", "001_1"), Sample("c.png", 2, 1, 3, "query", "002_1")]
+    write_table(tmp_path / "s.parquet", rows)
+    back = read_table(tmp_path / "s.parquet")
+    assert back[0]["path"] == "a/b.png" and back[1]["split"] == "query" and back[0]["frames"] == []
+
+
+def test_registry_helpful_error():
+    reg: Registry = Registry("thing")
+
+    @reg.register("alpha")
+    def alpha():
+        return 1
+
+    assert reg.create("ALPHA") == 1
+    with pytest.raises(DlcrError, match="did you mean 'alpha'") as e:
+        reg.get("alpah")
+    assert "known: alpha" in str(e.value)
+    with pytest.raises(ValueError):
+        reg.register("alpha")(alpha)
+
+
+def test_outfit_prompt():
+    assert Outfit("k", "red t-shirt", "blue jeans", "white shoes").prompt == (
+        "a person wearing red t-shirt, blue jeans, white shoes")
+    assert Outfit("k", "", "", "").prompt == "a person"
