@@ -47,3 +47,20 @@ class Outfit:
     def prompt(self) -> str:
         parts = [p for p in (self.upper, self.lower, self.footwear) if p]
         return "a person wearing " + ", ".join(parts) if parts else "a person"
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """One evaluation setting of a benchmark: which split queries which, under which rule.
+
+    ``mode`` is ``"standard"``, ``"CC"`` or ``"SC"`` (DESIGN §8). For example LTCC has
+    ``EvalProtocol("standard", "query", "gallery", "standard")`` and
+    ``EvalProtocol("cc", "query", "gallery", "CC")``; PRCC has
+    ``EvalProtocol("sc", "query_same", "gallery", "standard")`` and
+    ``EvalProtocol("cc", "query_diff", "gallery", "standard")``.
+    """
+
+    name: str  # "standard" | "sc" | "cc" (key used in metrics.json)
+    query: str  # split name
+    gallery: str  # split name
+    mode: str  # "standard" | "CC" | "SC"

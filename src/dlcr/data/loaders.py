@@ -1,0 +1,110 @@
+"""Torch datasets over :class:`~dlcr.types.Sample` lists and generated variants.
+
+A training pool is a list of :class:`Item` records: the real training images first, then the
+generated variants (each carrying its source's person id and, by default, clothes id -1 so that it
+stays out of the clothes losses; DESIGN §8). Samplers index into this pool.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dlcr.io.images import read_pil_rgb
+from dlcr.types import Sample
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image of a training or test pool."""
+
+    path: str  # absolute, or relative to the pool's root
+    pid: int
+    camid: int
+    clothes_id: int  # -1: not used by the clothes losses
+    generated: bool = False
+    source: int = -1  # for a generated item: index of its real source item in the pool
+    variant: int = -1
+    partition: int = -1
+    frames: tuple[str, ...] = ()
+
+
+def items_from_samples(samples: Sequence[Sample]) -> list[Item]:
+    return [Item(path=s.path, pid=s.pid, camid=s.camid, clothes_id=s.clothes_id, frames=tuple(s.frames))
+            for s in samples]
+
+
+def add_generated(real: list[Item], manifest_rows: Sequence[dict[str, Any]], gen_root: str | os.PathLike,
+                  *, target_clothes: dict[str, int] | None = None) -> tuple[list[Item], list[list[int]]]:
+    """Append generated variants to a pool of real items.
+
+    ``manifest_rows`` are rows of ``manifest.parquet`` (``source``, ``variant``, ``partition``,
+    ``file``, ``target_clothes_key``). Returns the pool (real items first, unchanged) and, for each
+    real index, the pool indices of its variants sorted by variant index. With ``target_clothes``
+    (clothes key -> training clothes id) a variant takes its target outfit's clothes id; by default
+    it takes -1 and stays out of the clothes losses.
+    """
+    by_path = {it.path: i for i, it in enumerate(real)}
+    pool = list(real)
+    variants: list[list[tuple[int, int]]] = [[] for _ in real]
+    for row in sorted(manifest_rows, key=lambda r: (r["source"], int(r["variant"]))):
+        src = by_path.get(row["source"])
+        if src is None:
+            continue  # a variant of an image that is not in this training pool
+        cid = -1
+        if target_clothes is not None:
+            cid = int(target_clothes.get(row["target_clothes_key"], -1))
+        base = real[src]
+        pool.append(Item(path=str(Path(gen_root) / row["file"]), pid=base.pid, camid=base.camid,
+                         clothes_id=cid, generated=True, source=src, variant=int(row["variant"]),
+                         partition=int(row.get("partition", 0))))
+        variants[src].append((int(row["variant"]), len(pool) - 1))
+    return pool, [[i for _, i in sorted(v)] for v in variants]
+
+
+class ImageDataset(Dataset):
+    """Reads pool items as tensors. Returns a dict: img, pid, camid, clothes_id, generated, index."""
+
+    def __init__(self, items: Sequence[Item], root: str | os.PathLike, transform: Callable[[Any], Any]):
+        self.items = list(items)
+        self.root = Path(root)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _path(self, p: str) -> Path:
+        q = Path(p)
+        return q if q.is_absolute() else self.root / q
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        it = self.items[index]
+        if it.frames:
+            raise TypeError("ImageDataset got a tracklet; use ClipDataset for video datasets")
+        img = self.transform(read_pil_rgb(self._path(it.path)))
+        return {"img": img, "pid": it.pid, "camid": it.camid, "clothes_id": it.clothes_id,
+                "generated": it.generated, "index": index}
+
+
+class ClipDataset(ImageDataset):
+    """Video items: ``seq_len`` frames per clip (evenly strided over the tracklet, C2D style)."""
+
+    def __init__(self, items: Sequence[Item], root: str | os.PathLike, transform: Callable[[Any], Any],
+                 seq_len: int = 4):
+        super().__init__(items, root, transform)
+        self.seq_len = seq_len
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        it = self.items[index]
+        frames = it.frames or (it.path,)
+        pick = np.linspace(0, len(frames) - 1, self.seq_len).round().astype(int)
+        clip = torch.stack([self.transform(read_pil_rgb(self._path(frames[i]))) for i in pick])
+        return {"img": clip, "pid": it.pid, "camid": it.camid, "clothes_id": it.clothes_id,
+                "generated": it.generated, "index": index}

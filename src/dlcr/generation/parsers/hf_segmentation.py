@@ -1,0 +1,123 @@
+"""Any transformers semantic-segmentation checkpoint as a human parser.
+
+The model's classes (``config.id2label``) are mapped to LIP ids by name (LIP and ATR spellings,
+case/space/underscore-insensitive, see :func:`dlcr.generation.parsing.lip_table_for_labels`);
+``label_map`` overrides or completes that mapping. Classes that match nothing become background and
+are listed in a warning. Remote code is never trusted unless asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from dlcr.errors import CheckpointError, ConfigError
+from dlcr.generation.parsing import (
+    LIP_LABELS,
+    HumanParser,
+    batched,
+    check_images,
+    lip_table_for_labels,
+    resolve_device,
+)
+from dlcr.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+class HFSegmentationParser(HumanParser):
+    """Human parsing with ``AutoModelForSemanticSegmentation`` (SegFormer, UperNet, DPT, BEiT …).
+
+    ``model`` is a hub id or a local folder written by ``save_pretrained`` (model and image
+    processor). Logits are upsampled (bilinear) to each image's size before the argmax.
+    """
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        label_map: Mapping[str, int] | None = None,
+        *,
+        trust_remote_code: bool = False,
+        batch_size: int = 8,
+        device: str | None = None,
+        revision: str | None = None,
+        local_files_only: bool = False,
+    ):
+        try:
+            import torch
+            from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+        except ImportError:
+            raise ConfigError("the 'hf' parser needs transformers: pip install 'dlcr[gen]'") from None
+
+        self.model_name = str(model)
+        local = Path(self.model_name)
+        if (local.is_absolute() or self.model_name.startswith(".")) and not local.is_dir():
+            raise CheckpointError(f"segmentation model folder not found: {local}")
+        kw = {
+            "trust_remote_code": bool(trust_remote_code),
+            "revision": revision,
+            "local_files_only": bool(local_files_only),
+        }
+        try:
+            self.processor = AutoImageProcessor.from_pretrained(self.model_name, **kw)
+            self.net = AutoModelForSemanticSegmentation.from_pretrained(self.model_name, **kw)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(
+                f"cannot load segmentation model {self.model_name!r}: {_first_line(e)}"
+            ) from None
+        self.batch_size = int(batch_size)
+        self.device = torch.device(resolve_device(device))
+        self.net.to(self.device).eval()
+
+        id2label = dict(getattr(self.net.config, "id2label", None) or {})
+        if not id2label:
+            raise CheckpointError(f"model {self.model_name!r} has no id2label in its config")
+        self.table, self.unmapped = lip_table_for_labels(id2label, label_map)
+        n_out = int(getattr(self.net.config, "num_labels", 0) or 0)
+        if n_out > self.table.size:  # classes without a name: background
+            self.table = np.concatenate([self.table, np.zeros(n_out - self.table.size, np.uint8)])
+        self.id2label = {int(k): str(v) for k, v in id2label.items()}
+        if self.unmapped:
+            log.warning(
+                "model %s: classes with no LIP counterpart are read as background: %s "
+                "(map them with label_map={name: lip_id})",
+                self.model_name,
+                ", ".join(self.unmapped),
+            )
+        self._lut = torch.as_tensor(self.table, dtype=torch.uint8, device=self.device)
+
+    @property
+    def description(self) -> str:
+        return f"hf:{self.model_name}"
+
+    def mapping(self) -> dict[str, str]:
+        """Model class name -> LIP class name, as used by this parser."""
+        return {self.id2label[i]: LIP_LABELS[int(self.table[i])] for i in sorted(self.id2label)}
+
+    def parse(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import torch
+        import torch.nn.functional as F
+        from PIL import Image
+
+        images = check_images(images)
+        out: list[np.ndarray] = []
+        for chunk in batched(images, self.batch_size):
+            inputs = self.processor(images=[Image.fromarray(a) for a in chunk], return_tensors="pt")
+            pixel_values = inputs["pixel_values"].to(self.device, dtype=next(self.net.parameters()).dtype)
+            with torch.inference_mode():
+                logits = self.net(pixel_values=pixel_values).logits
+                for img, lg in zip(chunk, logits, strict=True):
+                    h, w = img.shape[:2]
+                    up = F.interpolate(lg[None].float(), size=(h, w), mode="bilinear", align_corners=False)
+                    out.append(self._lut[up[0].argmax(0)].cpu().numpy())
+        return out

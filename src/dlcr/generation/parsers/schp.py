@@ -1,0 +1,467 @@
+"""SCHP (Self-Correction for Human Parsing, Li et al.) as a plain PyTorch module.
+
+The network mirrors the module names of the official implementation (``networks/AugmentCE2P.py``
+in GoGoDuck912/Self-Correction-Human-Parsing) so that the released checkpoints, e.g. the LIP model
+``exp-schp-201908261155-lip.pth`` (a dict whose ``state_dict`` keys carry DataParallel's ``module.``
+prefix), load with ``strict=True``:
+
+* backbone: ResNet-101 with a three-conv stem (``conv1``/``bn1`` … ``conv3``/``bn3``, 64-64-128
+  channels), ``layer1``..``layer4`` of bottlenecks, ``layer4`` at stride 1 with dilation 2;
+* ``context_encoding``: a PSP module (pools 1, 2, 3, 6; 512 channels);
+* ``edge``: edge branch over ``layer1``..``layer3``; ``decoder``: parsing branch over the context
+  and ``layer1``; ``fushion`` (sic): fusion of the decoder and edge features. The fusion logits
+  (1/4 of the input resolution) are the parsing output.
+
+The original uses in-place activated batch norm (InPlaceABN). :class:`ABN` reproduces its inference
+arithmetic with the same parameter names (``weight``, ``bias``, ``running_mean``, ``running_var``,
+no ``num_batches_tracked``): the scale is ``|weight| + eps``, followed by a leaky ReLU (slope 0.01)
+in the heads and by no activation in the backbone (whose blocks apply their own ReLU).
+
+Pre-processing follows SCHP's ``simple_extractor``: the whole image is the person box, its longer
+side is fitted to the ``input_size`` square (aspect ratio kept, the rest zero-padded), channels are
+in BGR order and normalised with the BGR-ordered ImageNet statistics. The logits are upsampled to the
+input square and warped back to the image with the inverse affine map, then argmax-ed.
+
+``width`` and ``layers`` shrink the network for tests; the defaults are the official ResNet-101.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlcr.errors import CheckpointError, ConfigError
+from dlcr.generation.parsing import ATR_TO_LIP, HumanParser, batched, check_images, resolve_device
+from dlcr.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+RESNET101_LAYERS = (3, 4, 23, 3)
+# SCHP's normalisation, applied to BGR images in [0, 1] (ImageNet statistics in BGR order)
+BGR_MEAN = (0.406, 0.456, 0.485)
+BGR_STD = (0.225, 0.224, 0.229)
+DEFAULT_INPUT_SIZE = 473  # LIP model; SCHP's ATR and Pascal models use 512
+
+
+class ABN(nn.Module):
+    """Batch norm + optional leaky ReLU with InPlaceABN's parameter names and scale ``|w| + eps``."""
+
+    def __init__(
+        self, num_features: int, activation: str = "leaky_relu", slope: float = 0.01, eps: float = 1e-5
+    ):
+        super().__init__()
+        if activation not in ("leaky_relu", "none"):
+            raise ValueError(f"unsupported activation {activation!r}")
+        self.num_features = num_features
+        self.activation = activation
+        self.slope = slope
+        self.eps = eps
+        self.momentum = 0.1
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight.abs() + self.eps
+        x = F.batch_norm(
+            x, self.running_mean, self.running_var, scale, self.bias, self.training, self.momentum, self.eps
+        )
+        if self.activation == "leaky_relu":
+            x = F.leaky_relu(x, self.slope)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, activation={self.activation}"
+
+
+def _bn(c: int) -> ABN:  # backbone norm: no activation (the block applies ReLU itself)
+    return ABN(c, activation="none")
+
+
+def _conv_abn(cin: int, cout: int, k: int = 1, padding: int = 0) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel_size=k, padding=padding, bias=False), ABN(cout))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, bias=False)
+        self.bn1 = _bn(planes)
+        self.conv2 = nn.Conv2d(
+            planes, planes, kernel_size=3, stride=stride, padding=dilation, dilation=dilation, bias=False
+        )
+        self.bn2 = _bn(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, kernel_size=1, bias=False)
+        self.bn3 = _bn(planes * 4)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        residual = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + residual)
+
+
+def _up(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+class PSPModule(nn.Module):
+    def __init__(self, features: int, out_features: int, sizes: Sequence[int] = (1, 2, 3, 6)):
+        super().__init__()
+        self.stages = nn.ModuleList(
+            nn.Sequential(
+                nn.AdaptiveAvgPool2d((s, s)),
+                nn.Conv2d(features, out_features, kernel_size=1, bias=False),
+                ABN(out_features),
+            )
+            for s in sizes
+        )
+        self.bottleneck = _conv_abn(features + len(sizes) * out_features, out_features, k=3, padding=1)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        size = feats.shape[2:]
+        priors = [_up(stage(feats), size) for stage in self.stages] + [feats]
+        return self.bottleneck(torch.cat(priors, 1))
+
+
+class EdgeModule(nn.Module):
+    def __init__(self, in_fea: Sequence[int], mid_fea: int, out_fea: int = 2):
+        super().__init__()
+        self.conv1 = _conv_abn(in_fea[0], mid_fea)
+        self.conv2 = _conv_abn(in_fea[1], mid_fea)
+        self.conv3 = _conv_abn(in_fea[2], mid_fea)
+        self.conv4 = nn.Conv2d(mid_fea, out_fea, kernel_size=3, padding=1, bias=True)
+        self.conv5 = nn.Conv2d(out_fea * 3, out_fea, kernel_size=1, bias=True)
+
+    def forward(
+        self, x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        size = x1.shape[2:]
+        f1, f2, f3 = self.conv1(x1), self.conv2(x2), self.conv3(x3)
+        e1, e2, e3 = self.conv4(f1), self.conv4(f2), self.conv4(f3)
+        f2, f3, e2, e3 = _up(f2, size), _up(f3, size), _up(e2, size), _up(e3, size)
+        edge = self.conv5(torch.cat([e1, e2, e3], 1))
+        return edge, torch.cat([f1, f2, f3], 1)
+
+
+class DecoderModule(nn.Module):
+    def __init__(self, num_classes: int, context: int, low: int, mid: int, skip: int):
+        super().__init__()
+        self.conv1 = _conv_abn(context, mid)
+        self.conv2 = _conv_abn(low, skip)
+        self.conv3 = nn.Sequential(
+            nn.Conv2d(mid + skip, mid, kernel_size=1, bias=False),
+            ABN(mid),
+            nn.Conv2d(mid, mid, kernel_size=1, bias=False),
+            ABN(mid),
+        )
+        self.conv4 = nn.Conv2d(mid, num_classes, kernel_size=1, bias=True)
+
+    def forward(self, xt: torch.Tensor, xl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xt = _up(self.conv1(xt), xl.shape[2:])
+        x = self.conv3(torch.cat([xt, self.conv2(xl)], 1))
+        return self.conv4(x), x
+
+
+class SCHPNet(nn.Module):
+    """SCHP's AugmentCE2P network. ``forward`` returns the fusion logits (N, classes, H/4, W/4)."""
+
+    def __init__(self, num_classes: int = 20, layers: Sequence[int] = RESNET101_LAYERS, width: int = 64):
+        super().__init__()
+        if width < 4 or width % 4:
+            raise ConfigError(f"SCHP width must be a positive multiple of 4, got {width}")
+        if len(layers) != 4 or min(layers) < 1:
+            raise ConfigError(f"SCHP layers must be four positive block counts, got {tuple(layers)}")
+        self.num_classes = int(num_classes)
+        self.arch = {
+            "num_classes": int(num_classes),
+            "layers": tuple(int(n) for n in layers),
+            "width": int(width),
+        }
+        w = width
+        self.conv1 = nn.Conv2d(3, w, kernel_size=3, stride=2, padding=1, bias=False)
+        self.bn1 = _bn(w)
+        self.conv2 = nn.Conv2d(w, w, kernel_size=3, padding=1, bias=False)
+        self.bn2 = _bn(w)
+        self.conv3 = nn.Conv2d(w, 2 * w, kernel_size=3, padding=1, bias=False)
+        self.bn3 = _bn(2 * w)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self._inplanes = 2 * w
+        self.layer1 = self._make_layer(w, layers[0])
+        self.layer2 = self._make_layer(2 * w, layers[1], stride=2)
+        self.layer3 = self._make_layer(4 * w, layers[2], stride=2)
+        self.layer4 = self._make_layer(8 * w, layers[3], stride=1, dilation=2)
+        # head widths of the official model at w=64: context 512, mid 256, decoder skip 48
+        self.context_encoding = PSPModule(32 * w, 8 * w)
+        self.edge = EdgeModule((4 * w, 8 * w, 16 * w), 4 * w)
+        self.decoder = DecoderModule(self.num_classes, context=8 * w, low=4 * w, mid=4 * w, skip=3 * w // 4)
+        self.fushion = nn.Sequential(
+            nn.Conv2d(16 * w, 4 * w, kernel_size=1, bias=False),
+            ABN(4 * w),
+            nn.Dropout2d(0.1),
+            nn.Conv2d(4 * w, self.num_classes, kernel_size=1, bias=True),
+        )
+
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self._inplanes != planes * Bottleneck.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(
+                    self._inplanes, planes * Bottleneck.expansion, kernel_size=1, stride=stride, bias=False
+                ),
+                _bn(planes * Bottleneck.expansion),
+            )
+        mods = [Bottleneck(self._inplanes, planes, stride, dilation, downsample)]
+        self._inplanes = planes * Bottleneck.expansion
+        mods += [Bottleneck(self._inplanes, planes, dilation=dilation) for _ in range(1, blocks)]
+        return nn.Sequential(*mods)
+
+    def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(parsing logits, fusion logits, edge logits), all at 1/4 of the input resolution."""
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        x = F.relu(self.bn3(self.conv3(x)))
+        x = self.maxpool(x)
+        x2 = self.layer1(x)
+        x3 = self.layer2(x2)
+        x4 = self.layer3(x3)
+        x5 = self.layer4(x4)
+        context = self.context_encoding(x5)
+        parsing, parsing_fea = self.decoder(context, x2)
+        edge, edge_fea = self.edge(x2, x3, x4)
+        fusion = self.fushion(torch.cat([parsing_fea, edge_fea], 1))
+        return parsing, fusion, edge
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_heads(x)[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+def _load_error(e: BaseException) -> str:
+    """The informative line of a loading error (torch's weights-only refusal is several paragraphs)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines()]
+    lines = [ln for ln in lines if ln]
+    for i, ln in enumerate(lines):
+        if "WeightsUnpickler error:" in ln:
+            detail = ln.split("WeightsUnpickler error:", 1)[1].strip()
+            if not detail and i + 1 < len(lines):
+                detail = lines[i + 1]
+            return f"not a plain tensor file: {detail.split('. Please use')[0]}"
+    return lines[0] if lines else type(e).__name__
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, loaded safely (safetensors, or ``torch.load(weights_only=True)``).
+
+    Accepts a plain state dict or a dict holding it under ``state_dict`` (as SCHP's releases do).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(p))
+        else:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"cannot load checkpoint {p} safely ({_load_error(e)}); "
+            "a plain state dict or a .safetensors file is expected"
+        ) from None
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"checkpoint {p} holds no state dict of tensors")
+    return dict(obj)
+
+
+def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix) :]: v for k, v in state.items()}
+    return dict(state)
+
+
+def _examples(keys: Sequence[str], n: int = 3) -> str:
+    keys = sorted(keys)
+    more = f", … ({len(keys)} in all)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def load_schp_state(net: SCHPNet, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load SCHP weights into ``net`` (strict), explaining any mismatch in a :class:`CheckpointError`."""
+    state = {k: v for k, v in _strip_prefix(state).items() if not k.endswith("num_batches_tracked")}
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatch(es) (checkpoint vs model): {_examples(shapes)}")
+        if missing:
+            parts.append(f"{len(missing)} missing key(s): {_examples(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s): {_examples(unexpected)}")
+        arch = net.arch
+        raise CheckpointError(
+            f"{source} does not fit SCHP(num_classes={arch['num_classes']}, layers={arch['layers']}, "
+            f"width={arch['width']}): " + "; ".join(parts)
+        )
+    net.load_state_dict(state, strict=True)
+
+
+def save_schp_checkpoint(net: SCHPNet, path: str | os.PathLike, prefix: str = "module.") -> Path:
+    """Write ``{"state_dict": {prefix + key: tensor}}`` the way SCHP's releases are laid out (atomic)."""
+    from dlcr.io.atomic import atomic_write
+
+    state = {prefix + k: v.detach().cpu() for k, v in net.state_dict().items()}
+    with atomic_write(path, "wb") as fh:
+        torch.save({"state_dict": state}, fh)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry: SCHP's aspect-preserving affine warp, with torch's affine_grid / grid_sample
+# --------------------------------------------------------------------------------------------
+
+
+def _warp_scale(h: int, w: int, size: int) -> tuple[float, float]:
+    """Scale (x, y) of the affine map from the ``size`` square to the image, in normalised coordinates.
+
+    SCHP takes the box (0, 0, w-1, h-1), centre c = ((w-1)/2, (h-1)/2), and maps its longer side
+    s = max(w, h) - 1 onto the size-1 pixel span of the square: square pixel j samples the image at
+    x = (j - (size-1)/2) * s / (size-1) + c. In grid_sample's normalised coordinates (pixel-edge
+    convention, align_corners=False, which stays exact for 1-pixel-wide images) that is a pure scale.
+    """
+    s = max(max(h, w) - 1, 1)
+    k = size * s / max(size - 1, 1)
+    return k / w, k / h
+
+
+def _sample(src: torch.Tensor, sx: float, sy: float, out_h: int, out_w: int) -> torch.Tensor:
+    theta = src.new_tensor([[[sx, 0.0, 0.0], [0.0, sy, 0.0]]])
+    grid = F.affine_grid(theta, [1, src.shape[0], out_h, out_w], align_corners=False)
+    return F.grid_sample(src[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+
+
+def warp_to_input(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(C, h, w) image -> (C, size, size): longer side fitted, centred, zero-padded (bilinear)."""
+    h, w = image.shape[-2:]
+    sx, sy = _warp_scale(h, w, size)
+    return _sample(image, sx, sy, size, size)
+
+
+def warp_to_image(logits: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(C, S, S) input-square logits -> (C, h, w) on the image grid (inverse of :func:`warp_to_input`)."""
+    sx, sy = _warp_scale(h, w, logits.shape[-1])
+    return _sample(logits, 1.0 / sx, 1.0 / sy, h, w)
+
+
+# --------------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------------
+
+
+class SCHPParser(HumanParser):
+    """Human parsing with an SCHP network (LIP, 20 classes; an 18-class ATR model is mapped to LIP)."""
+
+    name = "schp"
+
+    def __init__(
+        self,
+        net: SCHPNet,
+        *,
+        input_size: int = DEFAULT_INPUT_SIZE,
+        batch_size: int = 8,
+        device: str | None = None,
+        source: str = "",
+    ):
+        if net.num_classes not in (20, 18):
+            raise ConfigError(
+                f"SCHP parser needs a LIP (20-class) or ATR (18-class) model, got {net.num_classes} classes"
+            )
+        if int(input_size) < 8:
+            raise ConfigError(f"input_size must be at least 8 pixels, got {input_size}")
+        self.input_size = int(input_size)
+        self.batch_size = int(batch_size)
+        self.device = torch.device(resolve_device(device))
+        self.net = net.to(self.device).eval()
+        self.source = source
+        self._to_lip = torch.tensor(ATR_TO_LIP if net.num_classes == 18 else np.arange(20), dtype=torch.uint8)
+        self._mean = torch.tensor(BGR_MEAN, device=self.device).view(3, 1, 1)
+        self._std = torch.tensor(BGR_STD, device=self.device).view(3, 1, 1)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        num_classes: int = 20,
+        *,
+        input_size: int = DEFAULT_INPUT_SIZE,
+        batch_size: int = 8,
+        device: str | None = None,
+        layers: Sequence[int] = RESNET101_LAYERS,
+        width: int = 64,
+    ) -> SCHPParser:
+        """Load an SCHP checkpoint (e.g. the official ``exp-schp-201908261155-lip.pth``)."""
+        state = read_state_dict(path)
+        with torch.device("meta"):
+            net = SCHPNet(num_classes=num_classes, layers=layers, width=width)
+        net.to_empty(device="cpu")
+        load_schp_state(net, state, source=f"checkpoint {path}")
+        return cls(net.float(), input_size=input_size, batch_size=batch_size, device=device, source=str(path))
+
+    @property
+    def description(self) -> str:
+        return f"schp:{Path(self.source).name}" if self.source else "schp"
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """RGB uint8 (h, w, 3) -> normalised BGR (3, S, S) network input."""
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        x = x.permute(2, 0, 1).flip(0).float().div_(255.0)  # RGB -> BGR, [0, 1]
+        x = warp_to_input(x, self.input_size)
+        return (x - self._mean) / self._std
+
+    @torch.inference_mode()
+    def parse(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        images = check_images(images)
+        out: list[np.ndarray] = []
+        size = (self.input_size, self.input_size)
+        for chunk in batched(images, self.batch_size):
+            x = torch.stack([self.preprocess(img) for img in chunk])
+            logits = _up(self.net(x), size)  # as SCHP: fusion logits upsampled to the input square
+            for img, lg in zip(chunk, logits, strict=True):
+                h, w = img.shape[:2]
+                labels = warp_to_image(lg, h, w).argmax(0).to("cpu", torch.uint8)
+                out.append(self._to_lip[labels.long()].numpy())
+        return out

@@ -1,0 +1,280 @@
+"""Planning of the inpainting jobs: which target outfit each generated image gets.
+
+For every training image, ``plan_jobs`` draws ``k`` target clothes ids uniformly *without
+replacement* from the other clothes ids of the training set (never the image's own outfit; by
+default never another outfit of the same person either). Variant ``v`` of an image belongs to
+progressive partition ``p`` when ``floor(k*p/P) <= v < floor(k*(p+1)/P)`` (P = ``num_partitions``):
+consecutive, as equal as possible, with the larger parts last. For k=10 and P=4 the partitions hold
+2, 3, 2, 3 variants, so the prefixes 2/5/7/10 of the released schedule line up with them.
+
+Determinism: the random generator of one image is seeded from ``(seed, dataset, source path)``
+only, so adding or removing other images or outfits never changes which targets an unaffected image
+gets (as long as its own candidate list is unchanged). ``job_id`` is a short SHA-1 of
+``(dataset, source, target clothes key, variant, generator, plan seed)``: the same on every run,
+machine and execution engine. Each job's own seed (for the diffusion noise / pattern phase) is
+derived from the plan seed and the ``job_id``.
+
+Too few candidates (fewer than ``k`` eligible outfits for some image) is an error by default;
+``strict=False`` clamps that image's variant count to the candidates available and logs a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from dlcr.errors import ConfigError, InputError
+from dlcr.io.tables import read_table, write_table
+from dlcr.types import Outfit, Sample
+from dlcr.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+JOB_KINDS = ("train", "query")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to generate: a source image repainted with a target outfit."""
+
+    job_id: str
+    kind: str  # "train" (data expansion) or "query" (refinement variants)
+    dataset: str
+    source: str  # image path relative to the dataset root
+    source_clothes_key: str
+    pid: int
+    target_clothes_key: str
+    variant: int  # 0..k-1 within its source image
+    partition: int  # progressive-learning part, 0..num_partitions-1
+    prompt: str  # the target outfit's prompt
+    seed: int  # per-job seed (diffusion noise, pattern phase)
+    generator: str  # backend name the plan was made for (part of the job id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> Job:
+        names = {f.name for f in fields(cls)}
+        missing = names - set(row)
+        if missing:
+            raise InputError(f"job record lacks column(s) {sorted(missing)}")
+        return cls(**{n: row[n] for n in names})
+
+
+def _sha1(*parts: object) -> str:
+    h = hashlib.sha1()
+    for p in parts:
+        h.update(str(p).encode("utf-8"))
+        h.update(b"\x1f")  # unit separator: ("ab","c") and ("a","bc") hash differently
+    return h.hexdigest()
+
+
+def make_job_id(
+    dataset: str, source: str, target_clothes_key: str, variant: int, generator: str, seed: int
+) -> str:
+    """Stable 16-hex-digit id of a job (identical across runs, machines and engines)."""
+    return _sha1("job", dataset, source, target_clothes_key, int(variant), generator, int(seed))[:16]
+
+
+def job_seed(plan_seed: int, job_id: str) -> int:
+    """The per-job seed, a non-negative 31-bit integer derived from the plan seed and the job id."""
+    return int(_sha1("seed", int(plan_seed), job_id)[:8], 16) & 0x7FFFFFFF
+
+
+def partition_of(variant: int, k: int, num_partitions: int) -> int:
+    """Progressive partition of variant ``variant`` out of ``k`` (see the module docstring)."""
+    if num_partitions < 1:
+        raise ConfigError(f"num_partitions must be >= 1, got {num_partitions}")
+    if not 0 <= variant < k:
+        raise InputError(f"variant {variant} outside 0..{k - 1}")
+    for p in range(num_partitions):
+        if variant < (k * (p + 1)) // num_partitions:
+            return p
+    return num_partitions - 1  # unreachable: the last bound is k
+
+
+def image_rng(seed: int, dataset: str, source: str) -> np.random.Generator:
+    """The random generator used to draw one image's targets."""
+    digest = _sha1("rng", dataset, source)
+    words = [int(digest[i : i + 8], 16) for i in range(0, 32, 8)]
+    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *words]))
+
+
+def clothes_key_of(sample: Sample) -> str:
+    """A sample's clothes key (its ``clothes_key``, else its ``clothes_id`` as a string)."""
+    return sample.clothes_key or str(sample.clothes_id)
+
+
+def prompt_of(outfit: str | Outfit) -> str:
+    return outfit.prompt if isinstance(outfit, Outfit) else str(outfit)
+
+
+def _check_common(k: int, outfits: Mapping[str, str | Outfit]) -> None:
+    if k < 1:
+        raise ConfigError(f"the number of variants per image must be >= 1, got {k}")
+    if not outfits:
+        raise InputError("no outfits to draw target clothes from (is outfits.parquet empty?)")
+
+
+def _draw(
+    rng: np.random.Generator, candidates: Sequence[str], k: int, source: str, strict: bool
+) -> list[str]:
+    if len(candidates) < k:
+        if strict:
+            raise InputError(
+                f"image {source!r} has only {len(candidates)} eligible target outfit(s) but k={k}; "
+                "lower k, allow the same person's outfits, or plan with strict=False to clamp"
+            )
+        log.warning(
+            "image %s: only %d eligible target outfits, using %d variants instead of %d",
+            source,
+            len(candidates),
+            len(candidates),
+            k,
+        )
+        k = len(candidates)
+    idx = rng.choice(len(candidates), size=k, replace=False)
+    return [candidates[i] for i in idx]
+
+
+def _make_jobs(
+    kind: str,
+    sample: Sample,
+    targets: list[str],
+    outfits: Mapping[str, str | Outfit],
+    *,
+    seed: int,
+    dataset: str,
+    generator: str,
+    num_partitions: int,
+) -> list[Job]:
+    out = []
+    for v, key in enumerate(targets):
+        jid = make_job_id(dataset, sample.path, key, v, generator, seed)
+        out.append(
+            Job(
+                job_id=jid,
+                kind=kind,
+                dataset=dataset,
+                source=sample.path,
+                source_clothes_key=clothes_key_of(sample),
+                pid=int(sample.pid),
+                target_clothes_key=key,
+                variant=v,
+                partition=partition_of(v, len(targets), num_partitions) if kind == "train" else 0,
+                prompt=prompt_of(outfits[key]),
+                seed=job_seed(seed, jid),
+                generator=generator,
+            )
+        )
+    return out
+
+
+def plan_jobs(
+    samples: Iterable[Sample],
+    outfits: Mapping[str, str | Outfit],
+    *,
+    k: int = 10,
+    seed: int = 0,
+    allow_same_person: bool = False,
+    num_partitions: int = 4,
+    dataset: str = "",
+    generator: str = "recolor",
+    strict: bool = True,
+) -> list[Job]:
+    """Plan ``k`` inpainting jobs per training image (see the module docstring for the rules).
+
+    ``outfits`` maps clothes key -> prompt (or :class:`Outfit`); the candidate targets of an image
+    are the outfit keys other than its own, minus the keys worn by the same person in ``samples``
+    unless ``allow_same_person``. Returns the jobs in sample order, variants in order.
+    """
+    samples = list(samples)
+    _check_common(k, outfits)
+    keys = sorted(outfits)
+    worn_by: dict[int, set[str]] = {}
+    for s in samples:
+        worn_by.setdefault(int(s.pid), set()).add(clothes_key_of(s))
+    seen: set[str] = set()
+    jobs: list[Job] = []
+    for s in samples:
+        if s.path in seen:
+            raise InputError(f"image {s.path!r} is listed twice in the samples")
+        seen.add(s.path)
+        own = clothes_key_of(s)
+        banned = {own} if allow_same_person else worn_by[int(s.pid)] | {own}
+        candidates = [c for c in keys if c not in banned]
+        targets = _draw(image_rng(seed, dataset, s.path), candidates, k, s.path, strict)
+        jobs.extend(
+            _make_jobs(
+                "train",
+                s,
+                targets,
+                outfits,
+                seed=seed,
+                dataset=dataset,
+                generator=generator,
+                num_partitions=num_partitions,
+            )
+        )
+    return jobs
+
+
+def plan_query_jobs(
+    query_samples: Iterable[Sample],
+    outfits: Mapping[str, str | Outfit],
+    *,
+    l: int = 6,  # noqa: E741 - the paper's name
+    seed: int = 0,
+    dataset: str = "",
+    generator: str = "recolor",
+    strict: bool = True,
+) -> list[Job]:
+    """Plan ``l`` clothes-changed variants per query image for prediction refinement.
+
+    Targets are drawn (uniformly, without replacement) from ``outfits``, which should be the
+    TRAINING outfits; a query's own clothes key is excluded if it happens to be among them. The
+    query jobs have ``kind="query"`` and partition 0.
+    """
+    _check_common(l, outfits)
+    keys = sorted(outfits)
+    jobs: list[Job] = []
+    seen: set[str] = set()
+    for s in query_samples:
+        if s.path in seen:
+            raise InputError(f"image {s.path!r} is listed twice in the query samples")
+        seen.add(s.path)
+        own = clothes_key_of(s)
+        candidates = [c for c in keys if c != own]
+        targets = _draw(image_rng(seed, dataset, "query:" + s.path), candidates, l, s.path, strict)
+        jobs.extend(
+            _make_jobs(
+                "query",
+                s,
+                targets,
+                outfits,
+                seed=seed,
+                dataset=dataset,
+                generator=generator,
+                num_partitions=1,
+            )
+        )
+    return jobs
+
+
+def write_jobs(path: str | os.PathLike, jobs: Iterable[Job]) -> None:
+    """Write jobs to a Parquet table (``jobs.parquet``), atomically."""
+    jobs = list(jobs)
+    ids = [j.job_id for j in jobs]
+    if len(set(ids)) != len(ids):
+        raise InputError("duplicate job ids in the plan")
+    write_table(path, [j.to_dict() for j in jobs])
+
+
+def read_jobs(path: str | os.PathLike) -> list[Job]:
+    return [Job.from_dict(r) for r in read_table(path)]

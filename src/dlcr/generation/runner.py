@@ -1,0 +1,560 @@
+"""Resumable execution of inpainting jobs: ``pending = planned - committed``.
+
+Layout of an output folder::
+
+    out_dir/images/<source path without extension>/<variant:02d>_<job_id>.png   generated images
+    out_dir/parts/<first job id of the batch>.parquet                          per-batch commits
+    out_dir/manifest.parquet     consolidated records (job columns + file, width, height, backend, model)
+    out_dir/skipped.parquet      jobs whose source has an empty clothes mask (job_id, source, reason)
+
+A worker handles one batch at a time: it writes every image of the batch atomically, then commits the
+batch by writing its part file atomically. A job is *committed* when a part file (or the manifest)
+lists it and, for generated jobs, its image file exists. A killed run therefore leaves at most some
+uncommitted images (rewritten, byte-identical for deterministic backends, on the next run) and temp
+files (removed at start); it never leaves a partial image or a half-written record.
+``consolidate_manifest`` merges the parts into ``manifest.parquet`` (de-duplicated, sorted, written
+atomically under a file lock) and deletes the parts it merged.
+
+Drivers: ``local`` (one process), ``torchrun`` (each rank takes the static share
+``planned[rank::world]`` and skips what is committed; no coordination between ranks is needed, and
+each rank consolidates under the lock when it finishes, so the last one leaves the full manifest),
+``ray`` (Ray Data ``map_batches`` over an actor pool, see ``dlcr.distributed.ray_backend``).
+
+Command line (used by tests and by ``torchrun``)::
+
+    python -m dlcr.generation.runner --jobs jobs.parquet --image-root R --label-root L --out O \
+        [--backend recolor] [--option key=value ...] [--batch-size 8] [--driver local|torchrun|ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from dlcr.errors import ConfigError, DlcrError, ImageError, InputError
+from dlcr.generation.inpainters._parsing_shim import clothes_mask
+from dlcr.generation.inpainting import INPAINTERS, Inpainter, InpaintItem, create_inpainter
+from dlcr.generation.planning import Job, read_jobs
+from dlcr.io.atomic import TMP_SUFFIX
+from dlcr.io.images import read_label_map, read_rgb, write_png
+from dlcr.io.paths import safe_join
+from dlcr.io.tables import read_table, write_table
+from dlcr.utils.logging import get_logger
+from dlcr.utils.progress import track
+
+log = get_logger(__name__)
+
+IMAGES_DIR = "images"
+PARTS_DIR = "parts"
+MANIFEST = "manifest.parquet"
+SKIPPED = "skipped.parquet"
+LOCK_FILE = ".manifest.lock"
+DRIVERS = ("local", "torchrun", "ray")
+STATUS_OK = "ok"
+STATUS_EMPTY = "empty_mask"
+
+
+@dataclass(frozen=True)
+class GeneratedRecord:
+    """One generated image: its job's columns plus where and how it was made."""
+
+    job_id: str
+    kind: str
+    dataset: str
+    source: str
+    source_clothes_key: str
+    pid: int
+    target_clothes_key: str
+    variant: int
+    partition: int
+    prompt: str
+    seed: int
+    generator: str
+    file: str  # relative to the output folder (POSIX separators)
+    width: int
+    height: int
+    backend: str
+    model: str
+
+    @classmethod
+    def from_job(
+        cls, job: Job, *, file: str, width: int, height: int, backend: str, model: str
+    ) -> GeneratedRecord:
+        return cls(
+            **job.to_dict(), file=file, width=int(width), height=int(height), backend=backend, model=model
+        )
+
+    @property
+    def job(self) -> Job:
+        names = {f.name for f in fields(Job)}
+        return Job(**{k: v for k, v in asdict(self).items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("job_id", pa.string()),
+        ("kind", pa.string()),
+        ("dataset", pa.string()),
+        ("source", pa.string()),
+        ("source_clothes_key", pa.string()),
+        ("pid", pa.int64()),
+        ("target_clothes_key", pa.string()),
+        ("variant", pa.int64()),
+        ("partition", pa.int64()),
+        ("prompt", pa.string()),
+        ("seed", pa.int64()),
+        ("generator", pa.string()),
+        ("file", pa.string()),
+        ("width", pa.int64()),
+        ("height", pa.int64()),
+        ("backend", pa.string()),
+        ("model", pa.string()),
+    ]
+)
+PART_SCHEMA = MANIFEST_SCHEMA.append(pa.field("status", pa.string()))
+SKIPPED_SCHEMA = pa.schema([("job_id", pa.string()), ("source", pa.string()), ("reason", pa.string())])
+
+
+@dataclass(frozen=True)
+class RunReport:
+    planned: int
+    already_committed: int  # planned jobs committed before this run
+    pending: int  # jobs this run set out to do (after removing known-empty masks)
+    generated: int  # images written and committed by this process (or by all Ray actors)
+    skipped_empty: tuple[str, ...] = field(default=())  # job ids skipped now for an empty clothes mask
+    removed_temps: int = 0
+    manifest: str = ""
+
+
+# ----------------------------------------------------------------------------- paths
+def output_relpath(job: Job) -> str:
+    """``images/<source without extension>/<variant:02d>_<job_id>.png`` (POSIX, relative)."""
+    src = PurePosixPath(job.source.replace("\\", "/"))
+    stem = src.with_suffix("") if src.suffix else src
+    return f"{IMAGES_DIR}/{stem.as_posix()}/{job.variant:02d}_{job.job_id}.png"
+
+
+def label_path_for(label_root: str | os.PathLike, source: str) -> Path:
+    """The LIP label map of ``source``: ``<source without extension>.png`` or ``<source>.png``."""
+    stem = str(PurePosixPath(source).with_suffix(""))
+    candidates = [stem + ".png", source + ".png"]
+    for rel in candidates:
+        p = safe_join(label_root, rel)
+        if p.is_file():
+            return p
+    raise ImageError(f"no label map for {source!r} under {label_root} (looked for {' or '.join(candidates)})")
+
+
+def read_empty_masks(path: str | os.PathLike) -> set[str]:
+    """Sources flagged ``empty`` in a masks table (column ``source``, ``rel_path`` or ``path``)."""
+    rows = read_table(path)
+    if not rows or "empty" not in rows[0]:
+        return set()
+    key = next((k for k in ("source", "rel_path", "path") if k in rows[0]), None)
+    if key is None:
+        raise InputError(f"masks table {path} has an 'empty' column but no source/rel_path/path column")
+    return {str(r[key]) for r in rows if r["empty"]}
+
+
+@contextlib.contextmanager
+def _locked(out_dir: Path, exclusive: bool) -> Iterator[None]:
+    """An advisory file lock on the output folder (shared for readers, exclusive for merging)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX: no lock
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / LOCK_FILE, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def remove_temps(folder: str | os.PathLike, older_than: float | None = None) -> int:
+    """Delete ``.*.tmp`` files under ``folder`` (only those older than ``older_than`` seconds if set)."""
+    n = 0
+    now = time.time()
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
+    for p in root.rglob(f".*{TMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            if older_than is not None and now - p.stat().st_mtime < older_than:
+                continue
+            p.unlink()
+            n += 1
+    return n
+
+
+# ----------------------------------------------------------------------------- commits
+def _part_files(out_dir: Path) -> list[Path]:
+    d = out_dir / PARTS_DIR
+    return sorted(d.glob("*.parquet")) if d.is_dir() else []
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        return read_table(path)
+    except FileNotFoundError:  # merged and deleted meanwhile
+        return []
+
+
+def _load_all(out_dir: Path) -> tuple[list[dict[str, Any]], list[Path]]:
+    rows: list[dict[str, Any]] = []
+    for r in _read_rows(out_dir / MANIFEST) if (out_dir / MANIFEST).is_file() else []:
+        rows.append({**r, "status": STATUS_OK})
+    for r in _read_rows(out_dir / SKIPPED) if (out_dir / SKIPPED).is_file() else []:
+        rows.append({"job_id": r["job_id"], "source": r["source"], "status": r["reason"], "file": ""})
+    parts = _part_files(out_dir)
+    for p in parts:
+        rows.extend(_read_rows(p))
+    return rows, parts
+
+
+def committed_job_ids(out_dir: str | os.PathLike, check_files: bool = True) -> set[str]:
+    """Ids of the jobs committed in ``out_dir`` (generated ones only if their image file exists)."""
+    out = Path(out_dir)
+    with _locked(out, exclusive=False):
+        rows, _ = _load_all(out)
+    done = set()
+    for r in rows:
+        if r["status"] == STATUS_OK and check_files and not (out / r["file"]).is_file():
+            continue
+        done.add(r["job_id"])
+    return done
+
+
+def commit_part(out_dir: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> Path | None:
+    """Commit one batch: write its records as ``parts/<first job id>.parquet``, atomically."""
+    if not rows:
+        return None
+    path = Path(out_dir) / PARTS_DIR / f"{rows[0]['job_id']}.parquet"
+    table = pa.Table.from_pylist([{k: r.get(k) for k in PART_SCHEMA.names} for r in rows], schema=PART_SCHEMA)
+    write_table(path, table)
+    return path
+
+
+def consolidate_manifest(out_dir: str | os.PathLike) -> Path:
+    """Merge parts into ``manifest.parquet`` / ``skipped.parquet``; delete the merged parts.
+
+    Rows are de-duplicated by ``job_id`` (a generated row wins over a skipped one), rows whose image
+    file is missing are dropped (their jobs become pending again), and the manifest is sorted by
+    (kind, source, variant, job_id) so it is byte-identical however the work was split or resumed.
+    Safe to call while workers are still committing: it holds an exclusive lock and deletes only
+    the parts it read.
+    """
+    out = Path(out_dir)
+    with _locked(out, exclusive=True):
+        rows, parts = _load_all(out)
+        ok: dict[str, dict[str, Any]] = {}
+        skipped: dict[str, dict[str, Any]] = {}
+        missing = 0
+        for r in rows:
+            if r["status"] == STATUS_OK:
+                if not (out / r["file"]).is_file():
+                    missing += 1
+                    continue
+                ok.setdefault(r["job_id"], r)
+            else:
+                skipped.setdefault(
+                    r["job_id"], {"job_id": r["job_id"], "source": r["source"], "reason": r["status"]}
+                )
+        for jid in ok:
+            skipped.pop(jid, None)
+        if missing:
+            log.warning("%d committed record(s) lost their image file; their jobs are pending again", missing)
+        records = sorted(ok.values(), key=lambda r: (r["kind"], r["source"], r["variant"], r["job_id"]))
+        table = pa.Table.from_pylist(
+            [{k: r[k] for k in MANIFEST_SCHEMA.names} for r in records], schema=MANIFEST_SCHEMA
+        )
+        write_table(out / MANIFEST, table)
+        if skipped or (out / SKIPPED).is_file():
+            sk = sorted(skipped.values(), key=lambda r: (r["source"], r["job_id"]))
+            write_table(out / SKIPPED, pa.Table.from_pylist(sk, schema=SKIPPED_SCHEMA))
+        for p in parts:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    return out / MANIFEST
+
+
+def read_manifest(out_dir: str | os.PathLike) -> list[GeneratedRecord]:
+    """The consolidated records of ``out_dir`` (``manifest.parquet``)."""
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        raise InputError(f"no {MANIFEST} in {out_dir}; run the generation (or consolidate) first")
+    names = {f.name for f in fields(GeneratedRecord)}
+    return [GeneratedRecord(**{k: v for k, v in r.items() if k in names}) for r in read_table(path)]
+
+
+# ----------------------------------------------------------------------------- worker
+class GenerationWorker:
+    """Loads the inpainter once; each call generates, writes and commits one batch of jobs."""
+
+    def __init__(
+        self,
+        make_inpainter: Callable[[], Inpainter],
+        *,
+        image_root: str | os.PathLike,
+        label_root: str | os.PathLike,
+        out_dir: str | os.PathLike,
+    ):
+        self.image_root = Path(image_root)
+        self.label_root = Path(label_root)
+        self.out_dir = Path(out_dir)
+        self.inpainter = make_inpainter()
+        self.backend = str(getattr(self.inpainter, "name", type(self.inpainter).__name__))
+        self.model = str(getattr(self.inpainter, "model", ""))
+
+    def _load(self, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        image = read_rgb(safe_join(self.image_root, source))
+        labels = read_label_map(label_path_for(self.label_root, source))
+        if labels.shape != image.shape[:2]:  # parsed at another size: bring it back, no new labels
+            h, w = image.shape[:2]
+            labels = np.asarray(Image.fromarray(labels).resize((w, h), Image.Resampling.NEAREST))
+        return image, labels, clothes_mask(labels)
+
+    def __call__(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+        """Generate ``jobs``; return the committed part rows (one per job)."""
+        cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        items: list[InpaintItem] = []
+        rows: list[dict[str, Any]] = []
+        for job in jobs:
+            if job.source not in cache:
+                cache[job.source] = self._load(job.source)
+            image, labels, mask = cache[job.source]
+            if not mask.any():
+                rows.append(
+                    {
+                        **job.to_dict(),
+                        "file": "",
+                        "width": int(image.shape[1]),
+                        "height": int(image.shape[0]),
+                        "backend": self.backend,
+                        "model": self.model,
+                        "status": STATUS_EMPTY,
+                    }
+                )
+                continue
+            items.append(InpaintItem(job=job, image=image, mask=mask, labels=labels))
+        outputs = self.inpainter(items) if items else []
+        if len(outputs) != len(items):
+            raise DlcrError(f"inpainter {self.backend} returned {len(outputs)} images for {len(items)} jobs")
+        for item, img in zip(items, outputs, strict=True):
+            if img.shape != item.image.shape or img.dtype != np.uint8:
+                raise DlcrError(
+                    f"inpainter {self.backend} returned {img.dtype} {img.shape} for job "
+                    f"{item.job.job_id}; expected uint8 {item.image.shape}"
+                )
+            rel = output_relpath(item.job)
+            write_png(safe_join(self.out_dir, rel), img)
+            rec = GeneratedRecord.from_job(
+                item.job,
+                file=rel,
+                width=img.shape[1],
+                height=img.shape[0],
+                backend=self.backend,
+                model=self.model,
+            )
+            rows.append({**rec.to_dict(), "status": STATUS_OK})
+        commit_part(self.out_dir, rows)
+        return rows
+
+
+def batched(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
+def run_local(
+    worker: GenerationWorker, jobs: Sequence[Job], batch_size: int, desc: str = "inpaint"
+) -> list[tuple[str, str]]:
+    """Run ``jobs`` batch by batch in this process; return (job_id, status) per job."""
+    done: list[tuple[str, str]] = []
+    n_batches = (len(jobs) + batch_size - 1) // batch_size
+    for batch in track(batched(jobs, batch_size), desc=desc, total=n_batches, unit="batch"):
+        done.extend((r["job_id"], r["status"]) for r in worker(batch))
+    return done
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    *,
+    make_worker: Callable[[], Inpainter],
+    image_root: str | os.PathLike,
+    label_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    batch_size: int = 8,
+    driver: str = "local",
+    masks_table: str | os.PathLike | None = None,
+    consolidate: bool = True,
+    ray_concurrency: int = 1,
+    ray_num_gpus: float | None = None,
+) -> RunReport:
+    """Run the jobs not yet committed in ``out_dir``, then consolidate the manifest.
+
+    ``make_worker`` is a zero-argument (picklable, for Ray) callable returning the inpainter; it is
+    called once per worker process / actor. ``masks_table`` (default ``label_root/masks.parquet``
+    when present) lets sources flagged ``empty`` be skipped without reading them; other empty
+    masks are detected and committed as skipped by the worker.
+    """
+    if driver not in DRIVERS:
+        raise ConfigError(f"unknown driver {driver!r}; known: {', '.join(DRIVERS)}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    jobs = list(jobs)
+    ids = [j.job_id for j in jobs]
+    if len(set(ids)) != len(ids):
+        raise InputError("the job list holds duplicate job ids")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # torchrun ranks share the folder: only temps too old to belong to a live writer are removed.
+    removed = remove_temps(out, older_than=60.0 if driver == "torchrun" else None)
+    if removed:
+        log.info("removed %d stale temp file(s) from an interrupted run", removed)
+
+    if masks_table is None and (Path(label_root) / "masks.parquet").is_file():
+        masks_table = Path(label_root) / "masks.parquet"
+    empty_sources = read_empty_masks(masks_table) if masks_table else set()
+
+    if driver == "torchrun":
+        from dlcr.distributed.env import dist_env, shard
+
+        env = dist_env()
+        jobs_here = shard(jobs, env.rank, env.world_size)
+    else:
+        jobs_here = jobs
+    committed = committed_job_ids(out)
+    already = sum(j.job_id in committed for j in jobs)
+    skipped = tuple(j.job_id for j in jobs_here if j.source in empty_sources and j.job_id not in committed)
+    pending = [j for j in jobs_here if j.job_id not in committed and j.source not in empty_sources]
+    if skipped:
+        log.warning(
+            "skipping %d job(s) whose source has an empty clothes mask (e.g. %s)",
+            len(skipped),
+            next(j.source for j in jobs_here if j.source in empty_sources),
+        )
+    log.info("%d planned, %d already committed, %d pending", len(jobs), already, len(pending))
+
+    results: list[tuple[str, str]] = []
+    if pending:
+        if driver == "ray":
+            from dlcr.distributed.ray_backend import run_with_ray
+
+            results = run_with_ray(
+                pending,
+                worker_kwargs={
+                    "make_inpainter": make_worker,
+                    "image_root": str(image_root),
+                    "label_root": str(label_root),
+                    "out_dir": str(out),
+                },
+                batch_size=batch_size,
+                concurrency=ray_concurrency,
+                num_gpus=ray_num_gpus,
+            )
+        else:
+            worker = GenerationWorker(make_worker, image_root=image_root, label_root=label_root, out_dir=out)
+            results = run_local(worker, pending, batch_size)
+    generated = sum(st == STATUS_OK for _, st in results)
+    found_empty = tuple(jid for jid, st in results if st == STATUS_EMPTY)
+    if found_empty:
+        log.warning(
+            "%d job(s) skipped: their source's clothes mask is empty (see %s)",
+            len(found_empty),
+            out / SKIPPED,
+        )
+    skipped = skipped + found_empty
+    manifest = str(consolidate_manifest(out)) if consolidate else ""
+    return RunReport(
+        planned=len(jobs),
+        already_committed=already,
+        pending=len(pending),
+        generated=generated,
+        skipped_empty=skipped,
+        removed_temps=removed,
+        manifest=manifest,
+    )
+
+
+# ----------------------------------------------------------------------------- command line
+def _parse_option(text: str) -> tuple[str, Any]:
+    import yaml
+
+    if "=" not in text:
+        raise ConfigError(f"--option expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dlcr.generation.runner", description=__doc__.split("\n")[0])
+    ap.add_argument("--jobs", required=True, help="jobs.parquet written by plan")
+    ap.add_argument("--image-root", required=True)
+    ap.add_argument("--label-root", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--backend", default="recolor")
+    ap.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend constructor argument (YAML value), repeatable",
+    )
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--driver", choices=DRIVERS, default="local")
+    ap.add_argument("--masks-table", default=None)
+    ap.add_argument("--no-consolidate", action="store_true")
+    ap.add_argument("--ray-concurrency", type=int, default=1)
+    args = ap.parse_args(argv)
+    try:
+        options = dict(_parse_option(o) for o in args.option)
+        INPAINTERS.get(args.backend)  # an unknown name fails now, not after the planning work
+        make = functools.partial(create_inpainter, args.backend, **options)
+        rep = run_jobs(
+            read_jobs(args.jobs),
+            make_worker=make,
+            image_root=args.image_root,
+            label_root=args.label_root,
+            out_dir=args.out,
+            batch_size=args.batch_size,
+            driver=args.driver,
+            masks_table=args.masks_table,
+            consolidate=not args.no_consolidate,
+            ray_concurrency=args.ray_concurrency,
+        )
+    except DlcrError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    where = ""
+    if args.driver == "torchrun":
+        from dlcr.distributed.env import dist_env
+
+        env = dist_env()
+        where = f"rank {env.rank}/{env.world_size}: "
+    print(
+        f"{where}planned {rep.planned}, already committed {rep.already_committed}, generated {rep.generated}, "
+        f"skipped (empty mask) {len(rep.skipped_empty)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

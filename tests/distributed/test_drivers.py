@@ -1,0 +1,172 @@
+import functools
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlcr.distributed.env import dist_env, shard
+from dlcr.errors import ConfigError
+from dlcr.generation.inpainting import create_inpainter
+from dlcr.generation.planning import plan_jobs, write_jobs
+from dlcr.generation.runner import MANIFEST, run_jobs
+from dlcr.io.tables import read_table
+from dlcr.testing.toy_generation import make_toy_dataset
+
+
+@pytest.fixture
+def toy(tmp_path: Path):
+    samples, outfits, image_root, label_root = make_toy_dataset(
+        tmp_path / "ds", n_persons=5, outfits_per_person=2
+    )
+    jobs = plan_jobs(samples, outfits, k=4, seed=0, dataset="toy")  # 40 jobs
+    write_jobs(tmp_path / "jobs.parquet", jobs)
+    return jobs, image_root, label_root
+
+
+def _cli(tmp_path, image_root, label_root, out, *extra):
+    return [
+        "--jobs",
+        str(tmp_path / "jobs.parquet"),
+        "--image-root",
+        str(image_root),
+        "--label-root",
+        str(label_root),
+        "--out",
+        str(out),
+        "--batch-size",
+        "3",
+        *extra,
+    ]
+
+
+def _images(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "images").rglob("*.png"))}
+
+
+def _assert_exactly_the_plan(out: Path, jobs, ref: Path | None = None):
+    ids = [r["job_id"] for r in read_table(out / MANIFEST)]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {j.job_id for j in jobs}
+    assert len(_images(out)) == len(jobs)
+    if ref is not None:
+        assert _images(out) == _images(ref)
+        assert read_table(out / MANIFEST) == read_table(ref / MANIFEST)
+
+
+def test_dist_env_and_shard():
+    assert dist_env({}) == dist_env({"RANK": "0", "WORLD_SIZE": "1"})
+    e = dist_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
+    assert (e.rank, e.world_size, e.local_rank, e.is_main, e.is_distributed) == (3, 4, 1, False, True)
+    assert dist_env({"SLURM_PROCID": "2", "SLURM_NTASKS": "3", "SLURM_LOCALID": "0"}).rank == 2
+    with pytest.raises(ConfigError):
+        dist_env({"RANK": "2", "WORLD_SIZE": "2"})
+    with pytest.raises(ConfigError, match="not an integer"):
+        dist_env({"RANK": "x", "WORLD_SIZE": "2"})
+    items = list(range(10))
+    shares = [shard(items, r, 3) for r in range(3)]
+    assert sorted(sum(shares, [])) == items and shares[1] == [1, 4, 7]
+
+
+def test_plain_processes_with_rank_env_produce_exactly_the_plan(toy, tmp_path):
+    jobs, image_root, label_root = toy
+    ref = tmp_path / "ref"
+    run_jobs(
+        jobs,
+        make_worker=functools.partial(create_inpainter, "recolor"),
+        image_root=image_root,
+        label_root=label_root,
+        out_dir=ref,
+    )
+    out = tmp_path / "out"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dlcr.generation.runner",
+                *_cli(tmp_path, image_root, label_root, out, "--driver", "torchrun"),
+            ],
+            env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2", "DLCR_NO_PROGRESS": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    # each rank did its static half (the "already committed" count depends on the other rank's pace)
+    assert re.search(r"rank 0/2: planned 40, already committed \d+, generated 20\b", outs[0][0])
+    assert re.search(r"rank 1/2: planned 40, already committed \d+, generated 20\b", outs[1][0])
+    _assert_exactly_the_plan(out, jobs, ref)
+
+
+def test_torchrun_two_cpu_processes_produce_exactly_the_plan(toy, tmp_path):
+    pytest.importorskip("torch.distributed.run")
+    jobs, image_root, label_root = toy
+    out = tmp_path / "out"
+    # a first, partial run: the torchrun run must do only the rest
+    run_jobs(
+        jobs[:7],
+        make_worker=functools.partial(create_inpainter, "recolor"),
+        image_root=image_root,
+        label_root=label_root,
+        out_dir=out,
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "dlcr.generation.runner",
+        *_cli(tmp_path, image_root, label_root, out, "--driver", "torchrun"),
+    ]
+    done = subprocess.run(
+        cmd,
+        env={**os.environ, "DLCR_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    gen = {
+        int(m.group(1)): int(m.group(2))
+        for m in re.finditer(r"rank (\d)/2: planned 40, already committed \d+, generated (\d+)", done.stdout)
+    }
+    assert set(gen) == {0, 1} and sum(gen.values()) == 40 - 7
+    _assert_exactly_the_plan(out, jobs)
+
+
+@pytest.mark.ray
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.slow
+def test_ray_data_driver_produces_exactly_the_plan(toy, tmp_path):
+    ray = pytest.importorskip("ray")
+    jobs, image_root, label_root = toy
+    ref = tmp_path / "ref"
+    make = functools.partial(create_inpainter, "recolor")
+    run_jobs(jobs, make_worker=make, image_root=image_root, label_root=label_root, out_dir=ref)
+    out = tmp_path / "out"
+    run_jobs(jobs[:5], make_worker=make, image_root=image_root, label_root=label_root, out_dir=out)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        rep = run_jobs(
+            jobs,
+            make_worker=make,
+            image_root=image_root,
+            label_root=label_root,
+            out_dir=out,
+            batch_size=4,
+            driver="ray",
+            ray_concurrency=2,
+            ray_num_gpus=0,
+        )
+    finally:
+        ray.shutdown()
+    assert (rep.already_committed, rep.pending, rep.generated) == (5, 35, 35)
+    _assert_exactly_the_plan(out, jobs, ref)
