@@ -24,9 +24,13 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from dlcr.cli import data
+    from dlcr.cli import data, demo, evaluate, generate, train
 
     app.add_typer(data.app, name="data")
+    app.add_typer(generate.app, name="generate")
+    app.command("train")(train.train_cmd)
+    app.command("evaluate")(evaluate.evaluate_cmd)
+    app.command("demo")(demo.demo_cmd)
 
 
 _register()

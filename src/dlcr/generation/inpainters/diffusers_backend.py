@@ -238,7 +238,9 @@ class DiffusersInpainter:
         masks = [Image.fromarray(resize_mask(it.mask, h, w).astype(np.uint8) * 255) for it in items]
         generators = [torch.Generator(device="cpu").manual_seed(int(it.job.seed)) for it in items]
         with torch.inference_mode():
+            masked_latents = self._masked_image_latents(images, masks, h, w)
             result = self.pipe(
+                masked_image_latents=masked_latents,
                 prompt_embeds=prompt_embeds,
                 negative_prompt_embeds=negative,
                 image=images,
@@ -257,6 +259,31 @@ class DiffusersInpainter:
             H, W = it.image.shape[:2]
             res.append(composite(it.image, resize_rgb(g, H, W), it.mask))
         return res
+
+
+    def _masked_image_latents(self, images: list[Image.Image], masks: list[Image.Image], h: int, w: int) -> Any:
+        """VAE latents of the masked source images, encoded in ONE batched call.
+
+        The stock pipeline encodes them one image at a time when it is given one generator per job
+        (about half of the CPU time of the tiny pipeline). We take the mean of the latent
+        distribution instead of a sample: no random draw, so the jobs' generators feed only the
+        initial noise and each job stays deterministic whatever batch it lands in. Only for
+        9-channel inpainting UNets (the legacy 4-channel mode does not use these latents).
+        """
+        if int(self.pipe.unet.config.in_channels) != 9:
+            return None
+        pipe = self.pipe
+        init = pipe.image_processor.preprocess(images, height=h, width=w).to(torch_float32())
+        cond = pipe.mask_processor.preprocess(masks, height=h, width=w)
+        masked = (init * (cond < 0.5)).to(device=self.device, dtype=self.dtype)
+        latents = pipe.vae.encode(masked).latent_dist.mode()
+        return latents * pipe.vae.config.scaling_factor
+
+
+def torch_float32() -> Any:
+    import torch
+
+    return torch.float32
 
 
 def make_tiny_inpainter(

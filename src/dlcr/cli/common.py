@@ -1,0 +1,37 @@
+"""Shared CLI plumbing: config loading, opening the configured dataset, the work folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dlcr.config import Config, load_config
+
+ConfigOpt = typer.Option("synthcc", "--config", "-c", help="packaged config name (e.g. prcc) or a YAML path")
+SetOpt = typer.Option([], "--set", help="override one config key, e.g. --set train.epochs=10 (repeatable)")
+WorkOpt = typer.Option(None, "--work", help="work folder of the generation stages [default: out/<dataset>]")
+
+
+def get_config(config: str, sets: list[str]) -> Config:
+    return load_config(config, tuple(sets))
+
+
+def open_dataset(cfg: Config, root: str | None = None) -> Any:
+    from dlcr.data.datasets import create_dataset
+
+    return create_dataset(cfg.data.name, root or cfg.data.root, strict=cfg.data.strict)
+
+
+def work_dir(cfg: Config, work: str | None) -> Path:
+    return Path(work) if work else Path("out") / cfg.data.name
+
+
+def offline_hub(local_only: bool) -> None:
+    """Never let transformers / diffusers reach for the hub when the user asked for local files."""
+    import os
+
+    if local_only:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -1,0 +1,90 @@
+"""``dlcr evaluate``: a checkpoint on the configured dataset's protocols (+ prediction refinement)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dlcr.cli.common import ConfigOpt, SetOpt, WorkOpt, get_config, open_dataset, work_dir
+
+
+def load_model(checkpoint: str | Path, fallback_arch: str, device: Any = None) -> tuple[Any, dict]:
+    """Rebuild the model a checkpoint was trained with and load its weights (safetensors only)."""
+    import json
+
+    from dlcr.engine.checkpoint import load_checkpoint
+    from dlcr.errors import CheckpointError
+    from dlcr.models import create_model
+
+    p = Path(checkpoint)
+    meta_file = p if p.suffix == ".json" else (p / "last.json" if p.is_dir() else p.with_suffix(".json"))
+    if not meta_file.is_file():
+        raise CheckpointError(f"no checkpoint metadata at {meta_file} (expected <name>.json next to <name>.safetensors)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{meta_file} is not valid JSON ({e.msg})") from None
+    extra = meta.get("extra") or {}
+    arch = extra.get("arch") or meta.get("arch") or fallback_arch
+    num_pids = int(extra.get("num_pids") or meta.get("num_pids") or 0)
+    if num_pids < 1:
+        raise CheckpointError(f"{meta_file} does not record the number of training identities")
+    model = create_model(arch, num_pids, pretrained=None)
+    state = load_checkpoint(meta_file, model=model, map_location="cpu")
+    if device is not None:
+        model.to(device)
+    return model, state
+
+
+def evaluate_cmd(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="checkpoint .json (or a run's checkpoints/ folder)"),
+    config: str = ConfigOpt,
+    sets: list[str] = SetOpt,
+    work: str = WorkOpt,
+    refine: bool = typer.Option(False, "--refine", help="prediction refinement with generated query variants"),
+    l: int = typer.Option(None, "--l", help="variants per query [default: eval.refine_l]"),  # noqa: E741
+    m: int = typer.Option(None, "--m", help="top-m retrievals [default: eval.refine_m]"),
+    variant: str = typer.Option(None, "--variant", help="paper | official [default: eval.refine_variant]"),
+    out: str = typer.Option(None, "--out", help="folder for metrics.json [default: <run>/eval]"),
+    device: str = typer.Option(None, "--device"),
+) -> None:
+    """Standard / same-clothes / clothes-changing CMC, mAP, mINP (and refined) → metrics.json."""
+    import torch
+
+    from dlcr.engine.evaluate import EvalSettings, evaluate_model
+    from dlcr.errors import ConfigError, InputError
+    from dlcr.generation.runner import MANIFEST
+    from dlcr.generation.stages import QUERY_GENERATED
+    from dlcr.io.atomic import atomic_write_json
+    from dlcr.io.tables import read_table
+
+    cfg = get_config(config, sets)
+    ev = cfg.eval
+    variant = variant or ev.refine_variant
+    if variant not in ("paper", "official"):
+        raise ConfigError(f"--variant must be 'paper' or 'official', got {variant!r}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    ds = open_dataset(cfg)
+    model, _ = load_model(checkpoint, cfg.model.name, dev)
+    rows = None
+    qdir = work_dir(cfg, work) / QUERY_GENERATED
+    if refine or ev.refine:
+        if not (qdir / MANIFEST).is_file():
+            raise InputError(f"refinement needs query variants, but {qdir / MANIFEST} is missing; "
+                             "run `dlcr generate queries` first")
+        rows = read_table(qdir / MANIFEST)
+    st = EvalSettings(height=cfg.data.height, width=cfg.data.width, batch_size=ev.batch_size,
+                      workers=cfg.data.workers, flip=ev.flip, seq_len=cfg.data.seq_len)
+    metrics = evaluate_model(model, ds.splits, ds.root, ds.protocols, st, device=dev, video=ds.video,
+                             refine_rows=rows, refine_root=qdir, l=l or ev.refine_l, m=m or ev.refine_m,
+                             variant=variant)
+    ck = Path(checkpoint)
+    out_dir = Path(out) if out else (ck.parent if ck.suffix else ck).parent / "eval"
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    typer.echo(f"{'protocol':<20}{'top1':>8}{'top5':>8}{'top10':>8}{'mAP':>8}{'mINP':>8}{'queries':>9}")
+    for name, r in metrics.items():
+        typer.echo(f"{name:<20}" + "".join(f"{100 * r[k]:>8.2f}" for k in ("top1", "top5", "top10", "mAP", "mINP"))
+                   + f"{int(r.get('num_queries', 0)):>9}")
+    typer.echo(f"metrics: {out_dir / 'metrics.json'}")

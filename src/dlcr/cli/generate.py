@@ -1,0 +1,167 @@
+"""``dlcr generate``: masks → describe → plan → inpaint (+ queries), each resumable (DESIGN §3).
+
+All commands take ``--config`` / ``--set`` (the ``generate`` section) and ``--work`` (the folder the
+stages share, default ``out/<dataset>``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from dlcr.cli.common import ConfigOpt, SetOpt, WorkOpt, get_config, open_dataset, work_dir
+from dlcr.errors import ConfigError
+
+app = typer.Typer(help="DLCR data generation: masks, descriptions, plans, inpainting.", no_args_is_help=True)
+
+DriverOpt = typer.Option("local", "--driver", help="local | torchrun | ray")
+
+
+def _parser(cfg: Any) -> Any:
+    from dlcr.generation.parsing import create_parser
+
+    g = cfg.generate
+    opts: dict[str, Any] = {}
+    if g.parser == "schp":
+        if not g.parser_model:
+            raise ConfigError("parser 'schp' needs generate.parser_model=<path to the SCHP LIP checkpoint>")
+        opts["checkpoint"] = g.parser_model
+    elif g.parser == "hf":
+        if not g.parser_model:
+            raise ConfigError("parser 'hf' needs generate.parser_model=<hub id or folder>")
+        opts.update(model=g.parser_model, trust_remote_code=g.trust_remote_code)
+    elif g.parser == "folder":
+        if not g.parser_model:
+            raise ConfigError("parser 'folder' needs generate.parser_model=<folder of label maps>")
+        opts["labels_dir"] = g.parser_model
+    return create_parser(g.parser, **opts)
+
+
+def _describers(cfg: Any) -> tuple[Any, Any]:
+    from dlcr.generation.describe import create_captioner, create_summarizer
+
+    g = cfg.generate
+    copts: dict[str, Any] = {}
+    sopts: dict[str, Any] = {}
+    if g.captioner == "hf":
+        if not g.captioner_model:
+            raise ConfigError("captioner 'hf' needs generate.captioner_model=<hub id or folder>")
+        copts.update(model=g.captioner_model, trust_remote_code=g.trust_remote_code)
+    if g.summarizer == "hf":
+        if not g.summarizer_model:
+            raise ConfigError("summarizer 'hf' needs generate.summarizer_model=<hub id or folder>")
+        sopts.update(model=g.summarizer_model, trust_remote_code=g.trust_remote_code)
+    return create_captioner(g.captioner, **copts), create_summarizer(g.summarizer, **sopts)
+
+
+def masks_stage(cfg: Any, ds: Any, work: Any, with_queries: bool = True) -> Any:
+    from dlcr.generation.stages import query_splits, run_masks
+
+    samples = list(ds.train)
+    if with_queries:
+        for split in query_splits(ds.splits):
+            samples += ds.splits[split]
+    rep = run_masks(_parser(cfg), samples, ds.root, work)
+    typer.echo(f"masks: {rep}")
+    return rep
+
+
+def describe_stage(cfg: Any, ds: Any, work: Any) -> Any:
+    from dlcr.generation.stages import run_describe
+
+    cap, summ = _describers(cfg)
+    rep = run_describe(ds.train, ds.root, work, captioner=cap, summarizer=summ)
+    typer.echo(f"describe: {rep}")
+    return rep
+
+
+def plan_stage(cfg: Any, ds: Any, work: Any) -> list[Any]:
+    from dlcr.generation.stages import run_plan
+
+    g = cfg.generate
+    jobs = run_plan(ds.train, work, k=g.k, seed=g.seed, allow_same_person=g.allow_same_person,
+                    num_partitions=cfg.sampler.num_partitions, dataset=ds.name, generator=g.backend)
+    typer.echo(f"plan: {len(jobs)} jobs in {work}/jobs.parquet")
+    return jobs
+
+
+def inpaint_stage(cfg: Any, work: Any, root: Any, *, queries: bool, driver: str = "local") -> Any:
+    from dlcr.generation.stages import inpainter_options, run_inpaint
+
+    g = cfg.generate
+    rep = run_inpaint(work, root, backend=g.backend, backend_options=inpainter_options(g.backend, g),
+                      batch_size=g.batch_size, driver=driver, queries=queries)
+    typer.echo(f"{'queries' if queries else 'inpaint'}: planned {rep.planned}, already committed "
+               f"{rep.already_committed}, generated {rep.generated}, skipped (empty mask) {len(rep.skipped_empty)}")
+    return rep
+
+
+def queries_plan_stage(cfg: Any, ds: Any, work: Any) -> list[Any]:
+    from dlcr.generation.stages import query_splits, run_plan_queries
+
+    qs = [s for split in query_splits(ds.splits) for s in ds.splits[split]]
+    jobs = run_plan_queries(qs, work, l=cfg.generate.query_variants, seed=cfg.generate.seed, dataset=ds.name,
+                            generator=cfg.generate.backend)
+    typer.echo(f"queries: {len(jobs)} jobs ({len(qs)} queries × l={cfg.generate.query_variants})")
+    return jobs
+
+
+@app.command("masks")
+def masks_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
+              queries: bool = typer.Option(True, help="also parse the query images (for refinement)")) -> None:
+    """Human parsing → LIP label maps of the training (and query) images."""
+    cfg = get_config(config, sets)
+    ds = open_dataset(cfg)
+    masks_stage(cfg, ds, work_dir(cfg, work), with_queries=queries)
+
+
+@app.command("describe")
+def describe_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt) -> None:
+    """Captions per training image → one outfit per clothes id (per-part vote)."""
+    cfg = get_config(config, sets)
+    describe_stage(cfg, open_dataset(cfg), work_dir(cfg, work))
+
+
+@app.command("plan")
+def plan_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt) -> None:
+    """K target outfits per training image → jobs.parquet."""
+    cfg = get_config(config, sets)
+    plan_stage(cfg, open_dataset(cfg), work_dir(cfg, work))
+
+
+@app.command("inpaint")
+def inpaint_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
+                driver: str = DriverOpt) -> None:
+    """Generate the pending jobs of jobs.parquet (resumable)."""
+    cfg = get_config(config, sets)
+    inpaint_stage(cfg, work_dir(cfg, work), cfg.data.root, queries=False, driver=driver)
+
+
+@app.command("queries")
+def queries_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
+                driver: str = DriverOpt,
+                plan_only: bool = typer.Option(False, "--plan-only", help="only write query_jobs.parquet")) -> None:
+    """l clothes-changed variants per query image, for prediction refinement."""
+    cfg = get_config(config, sets)
+    ds = open_dataset(cfg)
+    w = work_dir(cfg, work)
+    queries_plan_stage(cfg, ds, w)
+    if not plan_only:
+        inpaint_stage(cfg, w, ds.root, queries=True, driver=driver)
+
+
+@app.command("all")
+def all_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt, driver: str = DriverOpt,
+            queries: bool = typer.Option(True, help="also generate the query variants")) -> None:
+    """masks → describe → plan → inpaint (→ queries), skipping what is already done."""
+    cfg = get_config(config, sets)
+    ds = open_dataset(cfg)
+    w = work_dir(cfg, work)
+    masks_stage(cfg, ds, w, with_queries=queries)
+    describe_stage(cfg, ds, w)
+    plan_stage(cfg, ds, w)
+    inpaint_stage(cfg, w, ds.root, queries=False, driver=driver)
+    if queries:
+        queries_plan_stage(cfg, ds, w)
+        inpaint_stage(cfg, w, ds.root, queries=True, driver=driver)

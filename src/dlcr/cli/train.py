@@ -1,0 +1,48 @@
+"""``dlcr train``: CAL training on a benchmark, optionally with DLCR's generated variants.
+
+Works the same under ``torchrun --nproc_per_node=N -m dlcr train …`` (DDP is detected from the
+environment that torchrun sets).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dlcr.cli.common import ConfigOpt, SetOpt, WorkOpt, get_config, open_dataset, work_dir
+
+
+def train_cmd(
+    config: str = ConfigOpt,
+    sets: list[str] = SetOpt,
+    work: str = WorkOpt,
+    name: str = typer.Option(None, "--name", help="run name [default: train.name]"),
+    out: str = typer.Option(None, "--out", help="runs folder [default: train.out_dir]"),
+    resume: bool = typer.Option(False, "--resume", help="continue runs/<name> from its last checkpoint"),
+    device: str = typer.Option(None, "--device", help="cpu | cuda | cuda:N [default: cuda when available]"),
+) -> None:
+    """Train a CC-ReID model (CAL losses; sampler.mode none | concat | paired)."""
+    from dlcr.engine.trainer import GeneratedData, TrainData, train
+    from dlcr.generation.runner import MANIFEST
+    from dlcr.generation.stages import GENERATED
+    from dlcr.io.tables import read_table
+
+    cfg = get_config(config, sets)
+    ds = open_dataset(cfg)
+    generated = None
+    if cfg.sampler.mode != "none":
+        gen_dir = work_dir(cfg, work) / GENERATED
+        manifest = gen_dir / MANIFEST
+        if not manifest.is_file():
+            from dlcr.errors import InputError
+
+            raise InputError(f"sampler.mode={cfg.sampler.mode} needs generated images, but {manifest} is missing; "
+                             "run `dlcr generate all` first or pass --set sampler.mode=none")
+        generated = GeneratedData(rows=read_table(manifest), root=gen_dir)
+    run_dir = Path(out or cfg.train.out_dir) / (name or cfg.train.name)
+    res = train(cfg, TrainData.from_dataset(ds), run_dir, generated=generated, resume=resume, device=device)
+    typer.echo(f"trained {res.epochs_run} epoch(s); last checkpoint: {res.last_checkpoint}")
+    if res.metrics:
+        shown = {k: round(v, 4) for k, v in res.metrics.items() if k.endswith(("top1", "mAP"))}
+        typer.echo(f"final: {shown}")

@@ -1,0 +1,127 @@
+"""Evaluating a trained model on a dataset's protocols, with optional prediction refinement.
+
+Refinement (DESIGN §7, §8) needs, for every query image, ``l`` generated clothes-changed variants
+(``kind == "query"`` rows of a manifest). Their features are stacked into an ``(l, n_query, D)``
+tensor; a query with fewer than ``l`` usable variants (e.g. an empty clothes mask) is padded with its
+own feature, which is counted and logged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dlcr.errors import InputError
+from dlcr.types import EvalProtocol, Sample
+from dlcr.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    height: int
+    width: int
+    batch_size: int = 128
+    workers: int = 0
+    flip: bool = True
+    seq_len: int = 4
+
+
+def split_features(model: torch.nn.Module, splits: Mapping[str, Sequence[Sample]], root: str | os.PathLike,
+                   names: Sequence[str], st: EvalSettings, *, device: Any = None, video: bool = False) -> dict[str, Any]:
+    from dlcr.engine.trainer import make_eval_loader
+    from dlcr.evaluation import extract_features
+
+    out = {}
+    for name in names:
+        if name not in splits:
+            raise InputError(f"split {name!r} is missing; available: {', '.join(sorted(splits))}")
+        loader = make_eval_loader(splits[name], Path(root), height=st.height, width=st.width,
+                                  batch_size=st.batch_size, workers=st.workers, video=video, seq_len=st.seq_len)
+        out[name] = extract_features(model, loader, flip=st.flip, device=device, desc=f"features [{name}]")
+    return out
+
+
+def variant_features(model: torch.nn.Module, queries: Sequence[Sample], rows: Sequence[Mapping[str, Any]],
+                     gen_root: str | os.PathLike, l: int, query_feats: torch.Tensor, st: EvalSettings,  # noqa: E741
+                     *, device: Any = None) -> tuple[torch.Tensor, int]:
+    """Features of the ``l`` variants of each query, shape (l, n_query, D); returns also the pad count."""
+    from dlcr.engine.trainer import make_eval_loader
+    from dlcr.evaluation import extract_features
+
+    index = {s.path: i for i, s in enumerate(queries)}
+    chosen: list[list[str]] = [[] for _ in queries]
+    for r in sorted(rows, key=lambda r: (r["source"], int(r["variant"]))):
+        i = index.get(r["source"])
+        if i is not None and r.get("file") and len(chosen[i]) < l:
+            chosen[i].append(str(Path(gen_root) / r["file"]))
+    flat = [(qi, p) for qi, ps in enumerate(chosen) for p in ps]
+    out = query_feats.unsqueeze(0).repeat(l, 1, 1).clone()
+    padded = sum(l - len(ps) for ps in chosen)
+    if padded:
+        log.warning("%d query variant slot(s) had no generated image and use the query itself", padded)
+    if flat:
+        fake = [Sample(path=p, pid=-1, camid=-1, clothes_id=-1, split="variant") for _, p in flat]
+        loader = make_eval_loader(fake, Path("/"), height=st.height, width=st.width, batch_size=st.batch_size,
+                                  workers=st.workers)
+        f = extract_features(model, loader, flip=st.flip, device=device, desc="features [query variants]").feats
+        slot = [0] * len(queries)
+        for (qi, _), feat in zip(flat, f, strict=True):
+            out[slot[qi], qi] = feat.to(out.dtype)
+            slot[qi] += 1
+    return out, padded
+
+
+def evaluate_model(model: torch.nn.Module, splits: Mapping[str, Sequence[Sample]], root: str | os.PathLike,
+                   protocols: Sequence[EvalProtocol], st: EvalSettings, *, device: Any = None, video: bool = False,
+                   refine_rows: Sequence[Mapping[str, Any]] | None = None, refine_root: str | os.PathLike | None = None,
+                   l: int = 6, m: int = 5, variant: str = "paper",  # noqa: E741
+                   keep_features: bool = False) -> dict[str, Any]:
+    """Metrics per protocol (``{name: {top1, top5, top10, top20, mAP, mINP, num_queries}}``).
+
+    With ``refine_rows`` (query-variant manifest rows), each protocol is also evaluated after
+    prediction refinement under the name ``<protocol>_refined``.
+    """
+    from dlcr.evaluation import evaluate_protocols, evaluate_refined
+
+    names = sorted({p.query for p in protocols} | {p.gallery for p in protocols})
+    model.eval()
+    feats = split_features(model, splits, root, names, st, device=device, video=video)
+    metrics: dict[str, Any] = dict(evaluate_protocols(feats, protocols))
+    extras: dict[str, Any] = {}
+    if refine_rows is not None:
+        vfeats: dict[str, torch.Tensor] = {}
+        for p in protocols:
+            if p.query not in vfeats:
+                vfeats[p.query], _ = variant_features(model, splits[p.query], refine_rows, refine_root or root, l,
+                                                      feats[p.query].feats, st, device=device)
+        for p in protocols:
+            res, refined_sims = evaluate_refined(feats[p.query], vfeats[p.query], feats[p.gallery], p, m=m,
+                                                 variant=variant)
+            metrics[f"{p.name}_refined"] = res
+            extras[f"{p.name}_refined_sims"] = refined_sims
+    if keep_features:
+        metrics["_features"] = feats
+        metrics["_extras"] = extras
+    return metrics
+
+
+def save_features(path: str | os.PathLike, query: Any, gallery: Any) -> None:
+    """``features.npz`` for the report: q_/g_ feats, pids, camids, clothes."""
+    from dlcr.io.atomic import atomic_write
+
+    arrays = {}
+    for pre, f in (("q", query), ("g", gallery)):
+        arrays[f"{pre}_feats"] = f.feats.cpu().numpy().astype(np.float32)
+        arrays[f"{pre}_pids"] = np.asarray(f.pids)
+        arrays[f"{pre}_camids"] = np.asarray(f.camids)
+        arrays[f"{pre}_clothes"] = np.asarray(f.clothes_ids)
+    with atomic_write(path, "wb") as fh:
+        np.savez(fh, **arrays)

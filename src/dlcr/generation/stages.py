@@ -1,0 +1,127 @@
+"""The generation stages as plain functions over a *work folder* (DESIGN §3).
+
+A work folder holds everything DLCR derives from one dataset::
+
+    <work>/masks/<rel_path>.png      LIP label maps (+ masks/masks.parquet)
+    <work>/captions.parquet          one caption per training image
+    <work>/outfits.parquet           one outfit per training clothes key
+    <work>/jobs.parquet              K inpainting jobs per training image
+    <work>/generated/                generated training images + manifest.parquet
+    <work>/query_jobs.parquet        l jobs per query image (prediction refinement)
+    <work>/query_generated/          generated query variants + manifest.parquet
+
+Each function is idempotent and resumable: what is already committed is kept and skipped. The CLI
+(``dlcr generate …``) and the demo both call these.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dlcr.errors import InputError
+from dlcr.types import Sample
+from dlcr.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+MASKS = "masks"
+GENERATED = "generated"
+QUERY_GENERATED = "query_generated"
+JOBS = "jobs.parquet"
+QUERY_JOBS = "query_jobs.parquet"
+OUTFITS = "outfits.parquet"
+
+
+def query_splits(splits: Mapping[str, Sequence[Sample]]) -> list[str]:
+    """Names of the query splits (``query``, PRCC's ``query_same``/``query_diff``, LaST's ``val_query``)."""
+    return sorted(s for s in splits if "query" in s)
+
+
+def _need(path: Path, what: str, hint: str) -> Path:
+    if not path.exists():
+        raise InputError(f"{what} not found at {path}; run `{hint}` first")
+    return path
+
+
+def run_masks(parser: Any, samples: Sequence[Sample], root: str | os.PathLike, work: str | os.PathLike,
+              *, batch_size: int | None = None) -> Any:
+    """Label maps for ``samples`` (train and, for refinement, query images) into ``work/masks``."""
+    from dlcr.generation.parsing import parse_dataset
+
+    paths = [f for s in samples for f in (s.frames or (s.path,))]
+    rep = parse_dataset(parser, paths, root, Path(work) / MASKS, batch_size=batch_size)
+    return rep
+
+
+def run_describe(train: Sequence[Sample], root: str | os.PathLike, work: str | os.PathLike, *,
+                 captioner: Any, summarizer: Any, batch_size: int = 32) -> Any:
+    from dlcr.generation.describe import describe_dataset
+
+    work = Path(work)
+    _need(work / MASKS, "label maps", "dlcr generate masks")
+    return describe_dataset(train, root, work / MASKS, work, captioner=captioner, summarizer=summarizer,
+                            batch_size=batch_size)
+
+
+def read_work_outfits(work: str | os.PathLike) -> dict[str, Any]:
+    from dlcr.generation.describe import read_outfits
+
+    return read_outfits(_need(Path(work) / OUTFITS, "outfits", "dlcr generate describe"))
+
+
+def run_plan(train: Sequence[Sample], work: str | os.PathLike, *, k: int, seed: int, allow_same_person: bool,
+             num_partitions: int, dataset: str, generator: str) -> list[Any]:
+    from dlcr.generation.planning import plan_jobs, write_jobs
+
+    outfits = read_work_outfits(work)
+    jobs = plan_jobs(train, outfits, k=k, seed=seed, allow_same_person=allow_same_person,
+                     num_partitions=num_partitions, dataset=dataset, generator=generator)
+    write_jobs(Path(work) / JOBS, jobs)
+    log.info("planned %d jobs (%d images × K=%d) into %s", len(jobs), len(train), k, Path(work) / JOBS)
+    return jobs
+
+
+def run_plan_queries(queries: Sequence[Sample], work: str | os.PathLike, *, l: int, seed: int,  # noqa: E741
+                     dataset: str, generator: str) -> list[Any]:
+    from dlcr.generation.planning import plan_query_jobs, write_jobs
+
+    outfits = read_work_outfits(work)
+    jobs = plan_query_jobs(queries, outfits, l=l, seed=seed, dataset=dataset, generator=generator)
+    write_jobs(Path(work) / QUERY_JOBS, jobs)
+    return jobs
+
+
+def run_inpaint(work: str | os.PathLike, root: str | os.PathLike, *, backend: str,
+                backend_options: Mapping[str, Any], batch_size: int = 8, driver: str = "local",
+                queries: bool = False, ray_concurrency: int = 1) -> Any:
+    """Generate the pending jobs of ``jobs.parquet`` (or ``query_jobs.parquet``)."""
+    from dlcr.generation.inpainting import INPAINTERS, create_inpainter
+    from dlcr.generation.planning import read_jobs
+    from dlcr.generation.runner import run_jobs
+
+    work = Path(work)
+    jobs_file = work / (QUERY_JOBS if queries else JOBS)
+    hint = "dlcr generate queries --plan-only" if queries else "dlcr generate plan"
+    jobs = read_jobs(_need(jobs_file, "the job plan", hint))
+    INPAINTERS.get(backend)  # unknown names fail before any work
+    make = functools.partial(create_inpainter, backend, **dict(backend_options))
+    return run_jobs(jobs, make_worker=make, image_root=root, label_root=_need(work / MASKS, "label maps",
+                                                                               "dlcr generate masks"),
+                    out_dir=work / (QUERY_GENERATED if queries else GENERATED), batch_size=batch_size,
+                    driver=driver, ray_concurrency=ray_concurrency)
+
+
+def inpainter_options(backend: str, gen: Any) -> dict[str, Any]:
+    """Constructor options of an inpainting backend from a :class:`~dlcr.config.GenerateConfig`."""
+    if backend == "recolor":
+        return {}
+    opts: dict[str, Any] = {"scheduler": gen.scheduler, "guidance_scale": gen.guidance_scale,
+                            "negative_prompt": gen.negative_prompt}
+    if backend == "diffusers":
+        opts.update(model=gen.model, steps=gen.steps, height=gen.height, width=gen.width,
+                    query_steps=gen.query_steps)
+    return opts
