@@ -44,8 +44,8 @@ import pyarrow as pa
 from PIL import Image
 
 from dlcr.errors import ConfigError, DlcrError, ImageError, InputError
-from dlcr.generation.inpainters._parsing_shim import clothes_mask
 from dlcr.generation.inpainting import INPAINTERS, Inpainter, InpaintItem, create_inpainter
+from dlcr.generation.parsing import clothes_mask
 from dlcr.generation.planning import Job, read_jobs
 from dlcr.io.atomic import TMP_SUFFIX
 from dlcr.io.images import read_label_map, read_rgb, write_png

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dlcr.generation.inpainters._parsing_shim import part_masks
 from dlcr.generation.inpainting import InpaintItem, composite
+from dlcr.generation.parsing import part_masks
 
 PARTS = ("upper", "lower", "footwear")
 

@@ -1,0 +1,729 @@
+"""Descriptions: caption every image, summarise the captions of each clothes id into one outfit.
+
+DLCR asks a VLM what each training image's person wears, runs an LLM on every answer to extract
+the clothing items, and keeps per body part (upper / lower / footwear) the most frequent item over
+the images of one clothes id. Here the two steps are pluggable:
+
+* a **captioner** (:class:`Captioner`) turns a batch of images (+ their LIP label maps) into
+  captions: ``rule`` (offline: :class:`~dlcr.generation.describers.rule.RuleCaptioner`), ``hf`` (any
+  transformers image-text-to-text model, e.g. the LLaVA family), ``tiny`` (a tiny random LLaVA,
+  a fake for tests);
+* a **summariser** (:class:`Summarizer`) turns the captions of one clothes id into an
+  :class:`~dlcr.types.Outfit`: ``vote`` (split every caption into per-part phrases with
+  :func:`split_outfit_text`, then :func:`vote_parts`), ``hf`` (a causal LM answers the paper's
+  prompt for each caption; its answers are split and voted the same way), ``tiny`` (a tiny random
+  Llama, a fake).
+
+:func:`describe_dataset` runs both over a list of samples and writes ``captions.parquet`` (path,
+clothes_key, caption, model) and ``outfits.parquet`` (clothes_key, upper, lower, footwear, prompt,
+n_images, model, captions_sha) atomically. It is resumable: captions are committed in part files
+after every batch and merged at the end, so a killed run loses at most one batch; a re-run
+captions only the missing images and re-summarises only the clothes ids whose captions changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pyarrow as pa
+
+from dlcr.errors import ConfigError, DlcrError, InputError
+from dlcr.generation.inpainters.recolor import COLOURS, GARMENTS, MODIFIERS, PARTS, PATTERNS
+from dlcr.generation.parsing import CLOTHES_LABELS, MASKS_TABLE, batched, label_path, labels_mask
+from dlcr.io.atomic import remove_stale_temps
+from dlcr.io.images import read_label_map, read_rgb
+from dlcr.io.paths import safe_join
+from dlcr.io.tables import read_table, write_table
+from dlcr.registry import Registry
+from dlcr.types import Outfit, Sample
+from dlcr.utils.logging import get_logger
+from dlcr.utils.progress import track
+
+log = get_logger(__name__)
+
+DEFAULT_CAPTION_PROMPT = "What clothes is the person wearing?"
+DEFAULT_SUMMARY_PROMPT = "Extract the clothing items from the following text: "
+
+# --------------------------------------------------------------------------------------------
+# Interfaces
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Captioner(Protocol):
+    """Images (RGB uint8) + LIP label maps (or None) in, one caption per image out."""
+
+    name: str  # backend name
+    model: str  # model id / description, recorded in captions.parquet
+
+    def __call__(self, images: list[np.ndarray], labels: list[np.ndarray | None]) -> list[str]: ...
+
+
+@runtime_checkable
+class Summarizer(Protocol):
+    """The captions of one clothes id in, its outfit out. Backends may also offer
+    ``summarize_many(items: list[tuple[str, list[str]]]) -> list[Outfit]`` to batch across ids."""
+
+    name: str
+    model: str
+
+    def __call__(self, clothes_key: str, captions: list[str]) -> Outfit: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting free text into per-part phrases
+# --------------------------------------------------------------------------------------------
+
+#: Garment words per part: recolor's vocabulary plus a few items it does not paint specially.
+GARMENT_WORDS: dict[str, frozenset[str]] = {
+    "upper": frozenset(GARMENTS["upper"] | {"jumpsuit", "overalls", "tunic", "camisole", "windbreaker"}),
+    "lower": frozenset(GARMENTS["lower"] | {"capris", "culottes", "jeggings", "pant", "trouser"}),
+    "footwear": frozenset(GARMENTS["footwear"] | {"socks", "sock", "footwear", "flip-flops", "trainer"}),
+}
+#: Things captions mention that are not garments of any part (a phrase naming one is dropped).
+NOT_GARMENTS = frozenset(
+    "hair skin eyes eye face beard background bag backpack handbag purse hat cap helmet glasses "  # noqa: SIM905
+    "sunglasses umbrella phone wall street road floor sky building car bike bicycle tree grass "
+    "scarf belt watch gloves glove mask necklace tie badge logo image photo picture".split()
+)
+_COLOUR_WORDS = frozenset(COLOURS) | frozenset(MODIFIERS) | frozenset(PATTERNS)
+_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+# leading words that carry no description ("and a pair of", "the person is wearing", ...)
+_FILLER = re.compile(
+    r"^(?:(?:and|also|plus|with|a|an|the|some|one|two|pair|pairs|of|is|are|wearing|wears|"
+    r"he|she|they|person|man|woman|it|has|have|on|in|dressed)\s+)+"
+)
+# clause and list separators: punctuation, line breaks, bullets and list numbers
+_SEPARATORS = re.compile(r"[\n\r,;:.!?()\[\]\"•]+|(?:^|\s)[-*](?=\s)|\b\d+[.)]")
+_CONJUNCTION = re.compile(r"\s+(?:and|&|plus|as well as|along with|paired with|together with)\s+")
+_CANONICAL = (("grey", "gray"), ("tshirt", "t-shirt"), ("t shirt", "t-shirt"), ("tee shirt", "t-shirt"))
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def garment_part(text: str) -> str | None:
+    """The body part of the first garment word in ``text`` (plural forms allowed), or None."""
+    for w in _words(text):
+        for cand in (w, w[:-1] if w.endswith("s") else w, w[:-2] if w.endswith("es") else w):
+            for part in PARTS:
+                if cand in GARMENT_WORDS[part]:
+                    return part
+    return None
+
+
+def clean_phrase(text: str) -> str:
+    """Lower-case, strip filler words in front and punctuation around, canonical spellings."""
+    s = " ".join(text.lower().replace("\u2019", "'").split())
+    s = s.strip(" -*'\"`")
+    s = _FILLER.sub("", s + " ").strip()
+    for old, new in _CANONICAL:
+        s = re.sub(rf"\b{old}\b", new, s)
+    return s
+
+
+def _phrases(text: str) -> list[str]:
+    out: list[str] = []
+    for chunk in _SEPARATORS.split(text):
+        pieces = [p for p in _CONJUNCTION.split(chunk) if p.strip()]
+        current = ""
+        for piece in pieces:
+            # "A and B" splits only when both name a garment ("red and white shirt" stays whole)
+            if current and garment_part(current) and garment_part(piece):
+                out.append(current)
+                current = piece
+            else:
+                current = f"{current} and {piece}" if current else piece
+        if current.strip():
+            out.append(current)
+    return [c for c in (clean_phrase(p) for p in out) if c]
+
+
+def split_outfit_text(text: str) -> dict[str, str]:
+    """Per-part garment phrases (``upper``/``lower``/``footwear``) found in free text.
+
+    Works on captions (``"a person wearing a red striped t-shirt, blue pants and white shoes"``),
+    prompts and LLM answers (lists, bullets, sentences). The text after the first ``wearing`` is
+    used when no garment is named before it. It is split at punctuation, line breaks, bullets, list numbers, and at
+    ``and`` / ``plus`` / ``along with``... between two garment phrases. A phrase goes to the part its
+    first garment word names; the first phrase of a part wins. A phrase without a garment word but
+    with a colour or pattern fills the next free part (upper, lower, footwear), unless it names
+    something that is not a garment (hair, bag, background...). Phrases are cleaned with
+    :func:`clean_phrase`; parts not mentioned are absent.
+    """
+    low = text.lower()
+    m = re.search(r"\bwear(?:ing|s)\b", low)
+    if m and garment_part(low[: m.start()]) is None:  # drop "the person in the image is wearing"
+        low = low[m.end() :]
+    out: dict[str, str] = {}
+    unplaced: list[str] = []
+    for phrase in _phrases(low):
+        part = garment_part(phrase)
+        words = set(_words(phrase))
+        if part is None:
+            if words & _COLOUR_WORDS and not words & NOT_GARMENTS:
+                unplaced.append(phrase)
+        elif part not in out:
+            out[part] = phrase
+    for phrase in unplaced:
+        free = [p for p in PARTS if p not in out]
+        if not free:
+            break
+        out[free[0]] = phrase
+    return {p: out[p] for p in PARTS if p in out}
+
+
+# --------------------------------------------------------------------------------------------
+# Voting
+# --------------------------------------------------------------------------------------------
+
+
+def vote_parts(parsed: Iterable[Mapping[str, str]]) -> dict[str, str]:
+    """The most frequent phrase per part over several parsed captions.
+
+    Captions that do not mention a part do not vote for it; a part no caption mentions is ``""``.
+    Ties go to the phrase seen first (in the order of ``parsed``), which is deterministic because
+    :func:`describe_dataset` orders each clothes id's captions by image path.
+    """
+    counts: dict[str, Counter[str]] = {p: Counter() for p in PARTS}
+    first: dict[str, dict[str, int]] = {p: {} for p in PARTS}
+    for i, parts in enumerate(parsed):
+        for part in PARTS:
+            phrase = parts.get(part, "")
+            if phrase:
+                counts[part][phrase] += 1
+                first[part].setdefault(phrase, i)
+    return {
+        part: (min(counts[part], key=lambda s, p=part: (-counts[p][s], first[p][s])) if counts[part] else "")
+        for part in PARTS
+    }
+
+
+def outfit_from_texts(clothes_key: str, texts: Iterable[str]) -> Outfit:
+    """Split every text with :func:`split_outfit_text` and vote per part."""
+    voted = vote_parts(split_outfit_text(t) for t in texts)
+    return Outfit(clothes_key, voted["upper"], voted["lower"], voted["footwear"])
+
+
+class VoteSummarizer:
+    """Offline summariser: per-part majority over the phrases of the captions (no model)."""
+
+    name = "vote"
+    model = "vote-v1"
+
+    def __call__(self, clothes_key: str, captions: list[str]) -> Outfit:
+        return outfit_from_texts(clothes_key, captions)
+
+
+# --------------------------------------------------------------------------------------------
+# Registries
+# --------------------------------------------------------------------------------------------
+
+CAPTIONERS: Registry = Registry("captioner")
+SUMMARIZERS: Registry = Registry("summarizer")
+
+
+@CAPTIONERS.register("rule")
+def _rule_captioner(min_pixels: int = 10) -> Captioner:
+    from dlcr.generation.describers.rule import RuleCaptioner
+
+    return RuleCaptioner(min_pixels=min_pixels)
+
+
+@CAPTIONERS.register("hf")
+def _hf_captioner(
+    model: str | os.PathLike,
+    prompt: str = DEFAULT_CAPTION_PROMPT,
+    max_new_tokens: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float | None = None,
+    seed: int = 0,
+    batch_size: int = 8,
+    device: str | None = None,
+    dtype: str | None = None,
+    local_files_only: bool = False,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> Captioner:
+    from dlcr.generation.describers.hf import HFCaptioner
+
+    return HFCaptioner(
+        model,
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        local_files_only=local_files_only,
+        trust_remote_code=trust_remote_code,
+        revision=revision,
+    )
+
+
+@CAPTIONERS.register("tiny")
+def _tiny_captioner(
+    cache_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    max_new_tokens: int = 16,
+    batch_size: int = 8,
+    prompt: str = DEFAULT_CAPTION_PROMPT,
+) -> Captioner:
+    from dlcr.generation.describers.hf import HFCaptioner
+    from dlcr.testing.tiny_text import TINY_VLM_LABEL, tiny_vlm_path
+
+    cap = HFCaptioner(
+        tiny_vlm_path(cache_dir, seed=seed),
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        device="cpu",
+        local_files_only=True,
+    )
+    cap.name, cap.model = "tiny", TINY_VLM_LABEL
+    return cap
+
+
+@SUMMARIZERS.register("vote")
+def _vote_summarizer() -> Summarizer:
+    return VoteSummarizer()
+
+
+@SUMMARIZERS.register("hf")
+def _hf_summarizer(
+    model: str | os.PathLike,
+    prompt: str = DEFAULT_SUMMARY_PROMPT,
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    device: str | None = None,
+    dtype: str | None = None,
+    local_files_only: bool = False,
+    trust_remote_code: bool = False,
+    gguf_file: str | None = None,
+    revision: str | None = None,
+) -> Summarizer:
+    from dlcr.generation.describers.hf import HFSummarizer
+
+    return HFSummarizer(
+        model,
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        local_files_only=local_files_only,
+        trust_remote_code=trust_remote_code,
+        gguf_file=gguf_file,
+        revision=revision,
+    )
+
+
+@SUMMARIZERS.register("tiny")
+def _tiny_summarizer(
+    cache_dir: str | os.PathLike | None = None, seed: int = 0, max_new_tokens: int = 16, batch_size: int = 16
+) -> Summarizer:
+    from dlcr.generation.describers.hf import HFSummarizer
+    from dlcr.testing.tiny_text import TINY_LLM_LABEL, tiny_llm_path
+
+    summ = HFSummarizer(
+        tiny_llm_path(cache_dir, seed=seed),
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        device="cpu",
+        local_files_only=True,
+    )
+    summ.name, summ.model = "tiny", TINY_LLM_LABEL
+    return summ
+
+
+def _create(registry: Registry, kind: str, name: str, kwargs: dict[str, Any]) -> Any:
+    factory = registry.get(name)
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as e:
+        params = ", ".join(inspect.signature(factory).parameters)
+        raise ConfigError(f"{kind} {name!r}: {e}; its options are: {params}") from None
+    return factory(**kwargs)
+
+
+def create_captioner(name: str, **kwargs: Any) -> Captioner:
+    """A captioner by name: ``rule``, ``hf`` (``model=`` hub id or folder), ``tiny`` (fake)."""
+    return _create(CAPTIONERS, "captioner", name, kwargs)
+
+
+def create_summarizer(name: str, **kwargs: Any) -> Summarizer:
+    """A summariser by name: ``vote``, ``hf`` (``model=`` hub id or folder), ``tiny`` (fake)."""
+    return _create(SUMMARIZERS, "summarizer", name, kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+CAPTIONS_TABLE = "captions.parquet"
+OUTFITS_TABLE = "outfits.parquet"
+CAPTIONS_SCHEMA = pa.schema(
+    [("path", pa.string()), ("clothes_key", pa.string()), ("caption", pa.string()), ("model", pa.string())]
+)
+OUTFITS_SCHEMA = pa.schema(
+    [
+        ("clothes_key", pa.string()),
+        ("upper", pa.string()),
+        ("lower", pa.string()),
+        ("footwear", pa.string()),
+        ("prompt", pa.string()),
+        ("n_images", pa.int32()),
+        ("model", pa.string()),
+        ("captions_sha", pa.string()),  # which captions it summarises (re-runs reuse matching rows)
+    ]
+)
+
+
+class _CommittedTable:
+    """A table grown in committed parts, for resumable stages.
+
+    ``commit`` writes one part file atomically under ``.<stem>.parts/``; ``load`` merges the main
+    table and the parts (a later part overrides earlier rows with the same key); ``consolidate``
+    writes the main table atomically and only then deletes the parts, so a kill at any point loses
+    nothing that was committed.
+    """
+
+    def __init__(self, folder: Path, name: str, schema: pa.Schema, key: str):
+        self.path = folder / name
+        self.parts_dir = folder / f".{Path(name).stem}.parts"
+        self.schema = schema
+        self.key = key
+        self._seq = 0
+
+    def _read(self, path: Path) -> list[dict[str, Any]]:
+        try:
+            rows = read_table(path)
+        except Exception as e:  # written atomically, so this is damage from outside: start over
+            log.warning("ignoring unreadable %s (%s)", path, e)
+            return []
+        if rows and not set(self.schema.names) <= set(rows[0]):
+            log.warning(
+                "ignoring %s: it lacks columns %s", path, sorted(set(self.schema.names) - set(rows[0]))
+            )
+            return []
+        return rows
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        rows: dict[str, dict[str, Any]] = {}
+        for path in ([self.path] if self.path.is_file() else []) + self.part_files():
+            for r in self._read(path):
+                rows[r[self.key]] = {k: r[k] for k in self.schema.names}
+        return rows
+
+    def commit(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        self._seq += 1
+        name = f"part-{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}.parquet"
+        write_table(self.parts_dir / name, [dict(r) for r in rows], schema=self.schema)
+
+    def consolidate(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        parts = self.part_files()
+        write_table(self.path, [dict(r) for r in rows], schema=self.schema)
+        for p in parts:
+            p.unlink(missing_ok=True)
+        if self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
+            self.parts_dir.rmdir()
+
+
+def read_outfits(path: str | os.PathLike) -> dict[str, Outfit]:
+    """``clothes_key -> Outfit`` from an ``outfits.parquet`` (or the folder that holds it)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / OUTFITS_TABLE
+    if not p.is_file():
+        raise InputError(f"outfits table not found: {p} (run `dlcr generate describe` first)")
+    try:
+        rows = read_table(p, columns=["clothes_key", "upper", "lower", "footwear"])
+    except Exception as e:
+        raise InputError(f"cannot read outfits table {p}: {e}") from None
+    return {r["clothes_key"]: Outfit(r["clothes_key"], r["upper"], r["lower"], r["footwear"]) for r in rows}
+
+
+def read_captions(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a ``captions.parquet`` (or the folder that holds it)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / CAPTIONS_TABLE
+    if not p.is_file():
+        raise InputError(f"captions table not found: {p}")
+    return read_table(p)
+
+
+# --------------------------------------------------------------------------------------------
+# The dataset driver
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DescribeReport:
+    """What :func:`describe_dataset` did."""
+
+    total: int  # distinct images asked for
+    captioned: int  # captioned by this run
+    reused: int  # captions found from an earlier (possibly killed) run
+    skipped_empty: int  # images with an empty clothes mask, not described
+    empty_paths: tuple[str, ...]
+    outfits: int  # clothes ids with an outfit
+    summarized: int  # outfits (re)computed by this run
+    captions_table: str
+    outfits_table: str
+    captioner: str
+    summarizer: str
+
+    def summary(self) -> str:
+        return (
+            f"{self.total} images: captioned {self.captioned}, reused {self.reused}, "
+            f"skipped (empty clothes mask) {self.skipped_empty}; {self.outfits} outfits "
+            f"({self.summarized} summarised now)"
+        )
+
+
+def _image_path(s: Sample) -> str:
+    # a video tracklet is described by its middle frame
+    p = s.frames[len(s.frames) // 2] if s.frames else s.path
+    return str(p).replace("\\", "/")
+
+
+def _empty_flags(labels_dir: Path) -> dict[str, bool]:
+    table = labels_dir / MASKS_TABLE
+    if not table.is_file():
+        return {}
+    try:
+        return {r["path"]: bool(r["empty"]) for r in read_table(table, columns=["path", "empty"])}
+    except Exception as e:
+        log.warning("ignoring unreadable %s (%s); emptiness is read from the label maps", table, e)
+        return {}
+
+
+def _captions_sha(items: Sequence[tuple[str, str]]) -> str:
+    h = hashlib.sha1()
+    for path, caption in items:
+        h.update(f"{path}\t{caption}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _summarize(summarizer: Summarizer, items: list[tuple[str, list[str]]]) -> list[Outfit]:
+    many: Callable[[list[tuple[str, list[str]]]], list[Outfit]] | None = getattr(
+        summarizer, "summarize_many", None
+    )
+    outs = many(items) if many is not None else [summarizer(k, caps) for k, caps in items]
+    if len(outs) != len(items):
+        raise DlcrError(
+            f"summarizer {summarizer.name!r} returned {len(outs)} outfits for {len(items)} clothes ids"
+        )
+    for (key, _), o in zip(items, outs, strict=True):
+        if not isinstance(o, Outfit) or o.clothes_key != key:
+            raise DlcrError(f"summarizer {summarizer.name!r} returned {o!r} for clothes id {key!r}")
+    return outs
+
+
+def describe_dataset(
+    samples: Sequence[Sample],
+    root: str | os.PathLike,
+    labels_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    captioner: Captioner,
+    summarizer: Summarizer,
+    batch_size: int = 32,
+    summary_batch: int = 64,
+) -> DescribeReport:
+    """Caption every sample's image and summarise each clothes id into ``out_dir``, resumably.
+
+    Images are read relative to ``root`` and their label maps from ``labels_dir`` (the layout of
+    :func:`~dlcr.generation.parsing.parse_dataset`); a missing label map is an :class:`InputError`.
+    Images flagged ``empty`` in ``labels_dir/masks.parquet`` (or, when the table does not list
+    them, whose label map has no clothes pixels) are skipped and reported. Captions already in
+    ``out_dir`` for a path *by the same captioner model* are reused; rows of images not asked for
+    are kept. Outfits are recomputed for the clothes ids whose captions or summariser changed,
+    committed every ``summary_batch`` ids.
+    """
+    root, labels_dir, out = Path(root), Path(labels_dir), Path(out_dir)
+    if batch_size < 1 or summary_batch < 1:
+        raise ConfigError("batch_size and summary_batch must be at least 1")
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+
+    key_of: dict[str, str] = {}
+    for s in samples:
+        p = _image_path(s)
+        if not s.clothes_key:
+            raise InputError(f"sample {p!r} has no clothes_key; describe needs one per outfit")
+        if key_of.setdefault(p, s.clothes_key) != s.clothes_key:
+            raise InputError(
+                f"image {p!r} appears with two clothes keys: {key_of[p]!r} and {s.clothes_key!r}"
+            )
+        safe_join(root, p)  # refuse escaping paths before any work
+    paths = list(key_of)
+
+    flags = _empty_flags(labels_dir)
+    empty = {p for p in paths if flags.get(p, False)}
+    captions_tbl = _CommittedTable(out, CAPTIONS_TABLE, CAPTIONS_SCHEMA, "path")
+    captions = captions_tbl.load()
+    model = captioner.model
+
+    def reusable(p: str) -> bool:
+        r = captions.get(p)
+        return r is not None and r["model"] == model
+
+    pending = [p for p in paths if p not in empty and not reusable(p)]
+    reused = sum(1 for p in paths if p not in empty and reusable(p))
+    n_batches = (len(pending) + batch_size - 1) // batch_size
+    captioned = 0
+    for chunk in track(batched(pending, batch_size), desc=f"describe [{captioner.name}]", total=n_batches,
+                       unit="batch"):  # fmt: skip
+        images, label_maps, keep = [], [], []
+        for p in chunk:
+            lp = label_path(labels_dir, p)
+            if not lp.is_file():
+                raise InputError(f"label map of {p!r} not found: {lp} (run `dlcr generate masks` first)")
+            labels = read_label_map(lp)
+            if p not in flags and not labels_mask(labels, CLOTHES_LABELS).any():
+                empty.add(p)
+                continue
+            img = read_rgb(safe_join(root, p))
+            if labels.shape != img.shape[:2]:
+                raise InputError(f"label map {lp} is {labels.shape}, its image {p!r} is {img.shape[:2]}")
+            images.append(img)
+            label_maps.append(labels)
+            keep.append(p)
+        if not keep:
+            continue
+        texts = captioner(images, label_maps)
+        if len(texts) != len(keep):
+            raise DlcrError(
+                f"captioner {captioner.name!r} returned {len(texts)} captions for {len(keep)} images"
+            )
+        rows = [
+            {"path": p, "clothes_key": key_of[p], "caption": " ".join(str(t).split()), "model": model}
+            for p, t in zip(keep, texts, strict=True)
+        ]
+        captions_tbl.commit(rows)
+        captions.update({r["path"]: r for r in rows})
+        captioned += len(rows)
+    # the clothes key of a reused caption follows the samples given now
+    for p in paths:
+        if p in captions and p not in empty:
+            captions[p]["clothes_key"] = key_of[p]
+    captions_tbl.consolidate([captions[p] for p in sorted(captions)])
+
+    empty_paths = tuple(p for p in paths if p in empty)
+    if empty_paths:
+        log.warning(
+            "%d of %d images have an empty clothes mask and were not described (e.g. %s)",
+            len(empty_paths), len(paths), ", ".join(empty_paths[:3]),
+        )  # fmt: skip
+
+    # ---- outfits
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for p in sorted(paths):
+        if p not in empty and p in captions:
+            groups.setdefault(key_of[p], []).append((p, captions[p]["caption"]))
+    outfits_tbl = _CommittedTable(out, OUTFITS_TABLE, OUTFITS_SCHEMA, "clothes_key")
+    outfits = outfits_tbl.load()
+    outfit_model = f"{model} | {summarizer.model}"
+    todo = []
+    for key in sorted(groups):
+        sha = _captions_sha(groups[key])
+        old = outfits.get(key)
+        if old is None or old["model"] != outfit_model or old["captions_sha"] != sha:
+            todo.append((key, sha))
+    n_batches = (len(todo) + summary_batch - 1) // summary_batch
+    for chunk in track(batched(todo, summary_batch), desc=f"summarise [{summarizer.name}]", total=n_batches,
+                       unit="batch"):  # fmt: skip
+        items = [(key, [c for _, c in groups[key]]) for key, _ in chunk]
+        rows = []
+        for (key, sha), o in zip(chunk, _summarize(summarizer, items), strict=True):
+            rows.append(
+                {
+                    "clothes_key": key,
+                    "upper": o.upper,
+                    "lower": o.lower,
+                    "footwear": o.footwear,
+                    "prompt": o.prompt,
+                    "n_images": len(groups[key]),
+                    "model": outfit_model,
+                    "captions_sha": sha,
+                }
+            )
+        outfits_tbl.commit(rows)
+        outfits.update({r["clothes_key"]: r for r in rows})
+    for key in set(key_of.values()) - set(groups):  # every image of it is empty now
+        outfits.pop(key, None)
+    outfits_tbl.consolidate([outfits[k] for k in sorted(outfits)])
+
+    return DescribeReport(
+        total=len(paths),
+        captioned=captioned,
+        reused=reused,
+        skipped_empty=len(empty_paths),
+        empty_paths=empty_paths,
+        outfits=len(groups),
+        summarized=len(todo),
+        captions_table=str(captions_tbl.path),
+        outfits_table=str(outfits_tbl.path),
+        captioner=model,
+        summarizer=summarizer.model,
+    )
+
+
+__all__ = [
+    "CAPTIONERS",
+    "CAPTIONS_TABLE",
+    "DEFAULT_CAPTION_PROMPT",
+    "DEFAULT_SUMMARY_PROMPT",
+    "GARMENT_WORDS",
+    "OUTFITS_TABLE",
+    "SUMMARIZERS",
+    "Captioner",
+    "DescribeReport",
+    "Summarizer",
+    "VoteSummarizer",
+    "clean_phrase",
+    "create_captioner",
+    "create_summarizer",
+    "describe_dataset",
+    "garment_part",
+    "outfit_from_texts",
+    "read_captions",
+    "read_outfits",
+    "split_outfit_text",
+    "vote_parts",
+]
+
+
+def __getattr__(name: str) -> Any:  # lazy access to the backend classes (torch-free import)
+    lazy = {
+        "RuleCaptioner": "dlcr.generation.describers.rule",
+        "HFCaptioner": "dlcr.generation.describers.hf",
+        "HFSummarizer": "dlcr.generation.describers.hf",
+    }
+    if name in lazy:
+        import importlib
+
+        return getattr(importlib.import_module(lazy[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,270 @@
+"""transformers backends: a VLM captioner and an LLM summariser (the paper's two models).
+
+``HFCaptioner`` loads any image-text-to-text checkpoint (``AutoProcessor`` +
+``AutoModelForImageTextToText``; LLaVA-1.5 / LLaVA-NeXT and most chat VLMs), builds one chat turn
+holding the image and the question, and generates greedily by default. Batches are left-padded so
+that every prompt ends where generation starts; only the new tokens are decoded.
+
+``HFSummarizer`` loads a causal LM (``AutoTokenizer`` + ``AutoModelForCausalLM``, optionally from a
+GGUF file), asks it the paper's prompt for *each* caption (wrapped in the tokenizer's chat template
+when it has one), splits every answer into upper / lower / footwear phrases by garment keywords and
+votes per part over the images of a clothes id (:func:`dlcr.generation.describe.outfit_from_texts`).
+
+Remote code is never trusted unless asked for; weights load through safetensors when available.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from dlcr.errors import CheckpointError, ConfigError, InputError
+from dlcr.generation.describe import DEFAULT_CAPTION_PROMPT, DEFAULT_SUMMARY_PROMPT, outfit_from_texts
+from dlcr.generation.parsing import batched, check_images, resolve_device
+from dlcr.types import Outfit
+from dlcr.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}  # fmt: skip
+
+
+def resolve_dtype(dtype: str | None, device: str) -> Any:
+    """``None``/``"auto"``: float16 on CUDA, float32 elsewhere; else a name from ``_DTYPES``."""
+    import torch
+
+    if dtype in (None, "auto"):
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    key = str(dtype).lower().replace("torch.", "")
+    if key not in _DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(sorted(set(_DTYPES)))} or auto")
+    return getattr(torch, _DTYPES[key])
+
+
+def _load_failed(what: str, model: Any, e: BaseException) -> CheckpointError:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return CheckpointError(f"cannot load {what} {str(model)!r}: {msg[:300]}")
+
+
+def _prepare_tokenizer(tok: Any) -> None:
+    """Left padding (prompts end where generation starts) and a pad token."""
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        if tok.eos_token is None:
+            raise CheckpointError("the tokenizer has neither a pad nor an end-of-sequence token")
+        tok.pad_token = tok.eos_token
+
+
+def _generate_kwargs(
+    max_new_tokens: int, do_sample: bool, temperature: float, top_p: float | None, pad_token_id: int | None
+) -> dict[str, Any]:
+    kw: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "do_sample": bool(do_sample)}
+    if do_sample:
+        kw["temperature"] = float(temperature)
+        if top_p is not None:
+            kw["top_p"] = float(top_p)
+    else:  # greedy: neutralise sampling settings a checkpoint's generation_config may carry
+        kw.update(temperature=None, top_p=None, top_k=None)
+    if pad_token_id is not None:
+        kw["pad_token_id"] = int(pad_token_id)
+    return kw
+
+
+def _check_generation(max_new_tokens: int, batch_size: int, temperature: float) -> None:
+    if max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if temperature <= 0:
+        raise ConfigError(f"temperature must be positive, got {temperature}")
+
+
+class HFCaptioner:
+    """Captions from a transformers image-text-to-text model (e.g. ``llava-hf/llava-1.5-7b-hf``)."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        prompt: str = DEFAULT_CAPTION_PROMPT,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float | None = None,
+        seed: int = 0,
+        batch_size: int = 8,
+        device: str | None = None,
+        dtype: str | None = None,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+    ):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        _check_generation(max_new_tokens, batch_size, temperature)
+        self.prompt = str(prompt)
+        self.max_new_tokens, self.do_sample = int(max_new_tokens), bool(do_sample)
+        self.temperature, self.top_p, self.seed = float(temperature), top_p, int(seed)
+        self.batch_size = int(batch_size)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        kw = {
+            "local_files_only": local_files_only,
+            "trust_remote_code": trust_remote_code,
+            "revision": revision,
+        }
+        try:
+            self.processor = AutoProcessor.from_pretrained(str(model), **kw)
+        except Exception as e:
+            raise _load_failed("the processor of", model, e) from None
+        tok = getattr(self.processor, "tokenizer", None)
+        if tok is None:
+            raise CheckpointError(
+                f"{str(model)!r} has no tokenizer in its processor; is it a vision-language model?"
+            )
+        _prepare_tokenizer(tok)
+        self.tokenizer = tok
+        try:
+            net = AutoModelForImageTextToText.from_pretrained(str(model), dtype=self.dtype, **kw)
+        except Exception as e:
+            raise _load_failed("the image-text-to-text model", model, e) from None
+        self.net = net.to(self.device).eval()
+        self.model = str(model)
+        self._text = self._prompt_text()
+        self._torch = torch
+
+    def _prompt_text(self) -> str:
+        conversation = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}
+        ]
+        if getattr(self.processor, "chat_template", None):
+            return self.processor.apply_chat_template(
+                conversation, add_generation_prompt=True, tokenize=False
+            )
+        image_token = getattr(self.processor, "image_token", "<image>")
+        log.warning("%s has no chat template; using a plain LLaVA-1.5 style prompt", self.model)
+        return f"USER: {image_token}\n{self.prompt} ASSISTANT:"
+
+    def generate(self, images: Sequence[np.ndarray]) -> list[str]:
+        """The model's answer to the prompt for each image, in batches of ``batch_size``."""
+        from PIL import Image
+
+        torch = self._torch
+        out: list[str] = []
+        for chunk in batched(check_images(images), self.batch_size):
+            pil = [Image.fromarray(a) for a in chunk]
+            inputs = self.processor(
+                images=pil, text=[self._text] * len(pil), return_tensors="pt", padding=True
+            )
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
+            if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+                inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+            if self.do_sample:
+                torch.manual_seed(self.seed + len(out))
+            kw = _generate_kwargs(
+                self.max_new_tokens, self.do_sample, self.temperature, self.top_p, self.tokenizer.pad_token_id
+            )
+            with torch.inference_mode():
+                ids = self.net.generate(**inputs, **kw)
+            new = ids[:, inputs["input_ids"].shape[1] :]
+            out += [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return out
+
+    def __call__(self, images: list[np.ndarray], labels: list[np.ndarray | None] | None = None) -> list[str]:
+        if labels is not None and len(labels) != len(images):
+            raise InputError(f"{len(images)} images but {len(labels)} label maps")
+        return self.generate(images)  # the VLM looks at the whole image; label maps are not used
+
+
+class HFSummarizer:
+    """Outfits from a transformers causal LM run on every caption, then a per-part vote."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        prompt: str = DEFAULT_SUMMARY_PROMPT,
+        max_new_tokens: int = 64,
+        batch_size: int = 16,
+        device: str | None = None,
+        dtype: str | None = None,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        gguf_file: str | None = None,
+        revision: str | None = None,
+    ):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        _check_generation(max_new_tokens, batch_size, 1.0)
+        self.prompt = str(prompt)
+        self.max_new_tokens, self.batch_size = int(max_new_tokens), int(batch_size)
+        self.device = resolve_device(device)
+        # GGUF weights are dequantised to float32 by transformers
+        self.dtype = resolve_dtype("float32" if gguf_file and dtype is None else dtype, self.device)
+        kw: dict[str, Any] = {
+            "local_files_only": local_files_only,
+            "trust_remote_code": trust_remote_code,
+            "revision": revision,
+        }
+        if gguf_file:
+            kw["gguf_file"] = str(gguf_file)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(model), **kw)
+        except Exception as e:
+            raise _load_failed("the tokenizer of", model, e) from None
+        _prepare_tokenizer(self.tokenizer)
+        try:
+            net = AutoModelForCausalLM.from_pretrained(str(model), dtype=self.dtype, **kw)
+        except Exception as e:
+            raise _load_failed("the causal language model", model, e) from None
+        self.net = net.to(self.device).eval()
+        self.model = str(model) + (f"#{gguf_file}" if gguf_file else "")
+        self.chat = bool(getattr(self.tokenizer, "chat_template", None))
+        self._torch = torch
+
+    def prompt_text(self, caption: str) -> str:
+        """The text the LM sees for one caption (chat-templated when the tokenizer has a template)."""
+        request = self.prompt + " ".join(str(caption).split())
+        if self.chat:
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": request}], add_generation_prompt=True, tokenize=False
+            )
+        return request + "\n"
+
+    def answer(self, captions: Sequence[str]) -> list[str]:
+        """The LM's answer for every caption (greedy), in batches of ``batch_size``."""
+        torch = self._torch
+        out: list[str] = []
+        for chunk in batched(list(captions), self.batch_size):
+            texts = [self.prompt_text(c) for c in chunk]
+            # a chat template already holds the special tokens the model expects
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.chat)
+            enc = {k: v.to(self.device) for k, v in enc.items()}
+            kw = _generate_kwargs(self.max_new_tokens, False, 1.0, None, self.tokenizer.pad_token_id)
+            with torch.inference_mode():
+                ids = self.net.generate(**enc, **kw)
+            new = ids[:, enc["input_ids"].shape[1] :]
+            out += [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return out
+
+    def summarize_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Outfit]:
+        """Outfits of several clothes ids; the LM calls are batched across ids."""
+        flat = [c for _, caps in items for c in caps]
+        answers = iter(self.answer(flat))
+        return [outfit_from_texts(key, [next(answers) for _ in caps]) for key, caps in items]
+
+    def __call__(self, clothes_key: str, captions: list[str]) -> Outfit:
+        return self.summarize_many([(clothes_key, captions)])[0]
+
+
+__all__ = ["HFCaptioner", "HFSummarizer", "resolve_dtype"]

@@ -1,0 +1,509 @@
+"""``rule``: an offline captioner that reads the garments off a LIP label map and the pixels.
+
+It works on any RGB image with a LIP label map (real photos with a parser's output as well as the
+synthetic world), and never looks at ground-truth descriptions. Per body part it decides:
+
+* the **garment** from the parsing labels: upper-clothes (5) is a ``t-shirt`` when arm skin
+  (14/15) shows in the upper half of the torso (short sleeves) and a ``shirt`` otherwise; coat (7)
+  is a ``jacket``; dress (6) a ``dress`` (which then also stands for the lower part); jumpsuit (10)
+  a ``jumpsuit``; pants (9) are ``shorts`` when leg skin (16/17) shows well above the shoes and
+  ``pants`` otherwise; skirt (12) a ``skirt``; shoes (18/19) ``shoes``, or ``socks`` (8) alone;
+* the **colour** from the garment's pixels in CIELAB (so that shading changes lightness, not the
+  name): a two-means split gives the dominant colour (median of the larger cluster) and, when the
+  clusters are far apart, a second colour; names come from hue / chroma / lightness bands and are a
+  subset of the recolor backend's vocabulary (``light`` / ``dark`` modifiers included);
+* the **pattern** from how the two colour clusters alternate in space. A pattern needs several
+  colour changes per scan line *and* spatial regularity (the autocorrelation of the cluster labels
+  at some small lag, minus its chance level, is large; independent noise scores about 0). Changes
+  along one image axis only -> ``striped``; along both -> ``checked`` (balanced clusters) or
+  ``dotted`` (a minor cluster); otherwise plain (not written in the caption). A two-coloured pattern
+  is named "<main> and <second> <pattern>", the more colourful colour first when the shares are
+  near equal.
+
+Measurements (:func:`measure_layout`, :func:`measure_region`) are vectorised numpy; the decisions
+(:func:`choose_garments`, :func:`colour_name`, :func:`classify_pattern`) are small pure functions on
+their results, so a per-pixel reference implementation can reuse them (see
+``benchmarks/bench_masks.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dlcr.errors import InputError
+from dlcr.generation.inpainters.recolor import COLOURS
+from dlcr.generation.parsing import NUM_LIP_LABELS
+
+UPPER_CLOTHES, DRESS, COAT, SOCKS, PANTS, JUMPSUIT, SKIRT = 5, 6, 7, 8, 9, 10, 12
+ARMS, LEGS, SHOES = (14, 15), (16, 17), (18, 19)
+
+#: Colour names the rule captioner can produce (all are keys of recolor's ``COLOURS``).
+BASIC_COLOURS: tuple[str, ...] = (
+    "black", "white", "gray", "red", "pink", "orange", "yellow", "beige", "brown", "olive",
+    "green", "teal", "turquoise", "blue", "navy", "purple",
+)  # fmt: skip
+#: Garment words it can produce, by LIP label.
+GARMENT_WORDS = {
+    UPPER_CLOTHES: ("t-shirt", "shirt"),  # short / long sleeves
+    COAT: ("jacket",),
+    DRESS: ("dress",),
+    JUMPSUIT: ("jumpsuit",),
+    PANTS: ("shorts", "pants"),
+    SKIRT: ("skirt",),
+    SHOES[0]: ("shoes",),
+    SOCKS: ("socks",),
+}
+PLURAL_GARMENTS = frozenset({"pants", "shorts", "shoes", "socks"})
+
+# tunables (documented in the module docstring)
+SLEEVE_BAND = 0.55  # arm skin above this fraction of the torso height means short sleeves
+SLEEVE_MIN_FRACTION = 0.03  # ... when it amounts to this fraction of the upper garment's pixels
+SHORTS_MARGIN = 0.1  # leg skin this far (x trouser height) above the shoes is not just ankles
+SHORTS_MIN_FRACTION = 0.2  # leg skin vs trouser pixels for "shorts"
+KMEANS_ITERS = 10
+BIMODAL_DELTA_E = 20.0  # cluster centres this far apart (CIE76) are two colours
+BIMODAL_MIN_FRACTION = 0.1
+PATTERN_MIN_CHANGES = 3.0  # colour changes per scan line for a pattern
+STRIPE_RATIO = 0.3  # the other axis changes less than this fraction as often -> stripes
+PATTERN_MIN_STRUCTURE = 0.3  # spatial regularity of a pattern (independent noise is near 0)
+STRUCTURE_LAGS = tuple(range(1, 9))
+NOISE_SIGMAS = 2.5
+CHECK_MIN_FRACTION = 0.3
+EQUAL_SHARE = 0.35  # above this minor share the more colourful colour is named first  # minor colour share of a two-axis pattern: checks above, dots below
+
+
+# --------------------------------------------------------------------------------------------
+# Colour space and colour names
+# --------------------------------------------------------------------------------------------
+
+_C = np.arange(256, dtype=np.float64) / 255.0
+#: sRGB byte -> linear light.
+SRGB_TO_LINEAR = np.where(_C <= 0.04045, _C / 12.92, ((_C + 0.055) / 1.055) ** 2.4)
+#: linear sRGB -> CIE XYZ (D65), rows already divided by the D65 white point.
+RGB_TO_XYZN = np.array(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ]
+) / np.array([[0.95047], [1.0], [1.08883]])
+_EPS = (6.0 / 29.0) ** 3
+_KAPPA = 1.0 / (3.0 * (6.0 / 29.0) ** 2)
+
+
+def lab_f(t: float) -> float:
+    """CIELAB's companding function (scalar; the vectorised version is inside :func:`rgb_to_lab`)."""
+    return t ** (1.0 / 3.0) if t > _EPS else t * _KAPPA + 4.0 / 29.0
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of uint8 sRGB values, shape (..., 3) -> float64 (..., 3)."""
+    lin = SRGB_TO_LINEAR[np.asarray(rgb, dtype=np.uint8)]
+    xyz = lin @ RGB_TO_XYZN.T
+    f = np.where(xyz > _EPS, np.cbrt(xyz), xyz * _KAPPA + 4.0 / 29.0)
+    lab = np.empty_like(f)
+    lab[..., 0] = 116.0 * f[..., 1] - 16.0
+    lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
+    lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
+    return lab
+
+
+def _reference_lightness() -> dict[str, float]:
+    lab = rgb_to_lab(np.array([COLOURS[n] for n in BASIC_COLOURS], dtype=np.uint8))
+    return {n: float(v) for n, v in zip(BASIC_COLOURS, lab[:, 0], strict=True)}
+
+
+_REF_L = _reference_lightness()
+_TAKES_MODIFIER = frozenset({"red", "green", "blue", "purple", "teal"})
+
+
+def colour_name(lab: Sequence[float]) -> str:
+    """A basic colour name (optionally ``light``/``dark``) for one CIELAB colour.
+
+    Hue bands decide the family; lightness and chroma split it (red vs pink, orange vs brown vs
+    beige, blue vs navy). ``light``/``dark`` is added to the saturated families when the colour is
+    much lighter / darker than the named colour's prototype in recolor's table.
+    """
+    lum, a, b = (float(v) for v in lab)
+    c = math.hypot(a, b)
+    h = math.degrees(math.atan2(b, a)) % 360.0
+    if c < 10.0 or (lum < 20.0 and c < 15.0) or (lum > 85.0 and c < 14.0):
+        if lum < 28.0:
+            return "black"
+        if lum >= 74.0:
+            return "white"
+        if lum < 40.0:
+            return "dark gray"
+        return "light gray" if lum >= 64.0 else "gray"
+    if h < 15.0 or h >= 345.0:
+        base = "pink" if lum >= 45.0 else "red"
+    elif h < 50.0:
+        base = "pink" if lum >= 68.0 else ("brown" if c < 30.0 and lum < 45.0 else "red")
+    elif h < 75.0:
+        base = "brown" if lum < 50.0 else ("beige" if c < 30.0 else "orange")
+    elif h < 110.0:
+        if c < 35.0:
+            base = "beige" if lum >= 60.0 else "brown"
+        else:
+            base = "yellow" if lum >= 60.0 else "olive"
+    elif h < 175.0:
+        base = "green"
+    elif h < 235.0:
+        base = "turquoise" if lum >= 62.0 else "teal"
+    elif h < 300.0:
+        base = "navy" if lum < 25.0 else "blue"
+    else:
+        base = "pink" if lum >= 60.0 and h >= 325.0 else "purple"
+    if base in _TAKES_MODIFIER:
+        if lum >= _REF_L[base] + 20.0:
+            return f"light {base}"
+        if lum <= _REF_L[base] - 18.0:
+            return f"dark {base}"
+    return base
+
+
+# --------------------------------------------------------------------------------------------
+# Layout: which garments, from the label map
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the label map says about garment types: pixel counts and two skin measurements."""
+
+    counts: tuple[int, ...]  # pixels per LIP label (length NUM_LIP_LABELS)
+    arm_band: int  # arm skin pixels in the top SLEEVE_BAND of the upper garment's rows
+    leg_high: int  # leg skin pixels between the trousers' top and (shoes' top - margin)
+
+
+def row_histogram(labels: np.ndarray) -> np.ndarray:
+    """(NUM_LIP_LABELS, H) pixel counts of every label in every row (labels >= 20 are ignored)."""
+    h = labels.shape[0]
+    key = labels.astype(np.int64) * h + np.arange(h, dtype=np.int64)[:, None]
+    hist = np.bincount(key.ravel(), minlength=256 * h)
+    return hist[: NUM_LIP_LABELS * h].reshape(NUM_LIP_LABELS, h)
+
+
+def _extent(rows: np.ndarray) -> tuple[int, int] | None:
+    nz = np.flatnonzero(rows)
+    return (int(nz[0]), int(nz[-1])) if nz.size else None
+
+
+def layout_from_rows(rows: np.ndarray) -> Layout:
+    """:class:`Layout` from a :func:`row_histogram`."""
+    h = rows.shape[1]
+    counts = tuple(int(v) for v in rows.sum(axis=1))
+    arm_band = leg_high = 0
+    torso = _extent(rows[UPPER_CLOTHES] + rows[COAT])
+    if torso is not None:
+        top, bottom = torso
+        stop = top + int(math.ceil(SLEEVE_BAND * (bottom - top + 1)))
+        arm_band = int(rows[list(ARMS), top:stop].sum())
+    legs = _extent(rows[PANTS])
+    if legs is not None:
+        top, bottom = legs
+        shoes = _extent(rows[list(SHOES)].sum(axis=0))
+        shoes_top = shoes[0] if shoes is not None else h
+        stop = shoes_top - int(math.ceil(SHORTS_MARGIN * (bottom - top + 1)))
+        leg_high = int(rows[list(LEGS), top : max(top, stop)].sum())
+    return Layout(counts=counts, arm_band=arm_band, leg_high=leg_high)
+
+
+def measure_layout(labels: np.ndarray) -> Layout:
+    return layout_from_rows(row_histogram(labels))
+
+
+@dataclass(frozen=True)
+class GarmentChoice:
+    part: str  # "upper" | "lower" | "footwear"
+    garment: str  # a garment word
+    labels: tuple[int, ...]  # the LIP ids whose pixels give its colour
+    pixels: int
+
+
+def choose_garments(layout: Layout, min_pixels: int = 10) -> list[GarmentChoice]:
+    """The garment of each visible body part, in the order upper, lower, footwear."""
+    n = layout.counts
+    out: list[GarmentChoice] = []
+    upper = max((UPPER_CLOTHES, COAT, DRESS, JUMPSUIT), key=lambda k: (n[k], -k))
+    whole_body = False
+    if n[upper] >= min_pixels:
+        if upper == UPPER_CLOTHES:
+            short = layout.arm_band >= max(3.0, SLEEVE_MIN_FRACTION * n[UPPER_CLOTHES])
+            word = "t-shirt" if short else "shirt"
+        else:
+            word = GARMENT_WORDS[upper][0]
+        out.append(GarmentChoice("upper", word, (upper,), n[upper]))
+        whole_body = upper in (DRESS, JUMPSUIT) and n[upper] >= n[PANTS] + n[SKIRT]
+    lower = PANTS if n[PANTS] >= n[SKIRT] else SKIRT
+    if not whole_body and n[lower] >= min_pixels:
+        if lower == PANTS:
+            word = "shorts" if layout.leg_high >= SHORTS_MIN_FRACTION * n[PANTS] else "pants"
+        else:
+            word = "skirt"
+        out.append(GarmentChoice("lower", word, (lower,), n[lower]))
+    shoes = n[SHOES[0]] + n[SHOES[1]]
+    if shoes >= min_pixels:
+        out.append(GarmentChoice("footwear", "shoes", SHOES, shoes))
+    elif n[SOCKS] >= min_pixels:
+        out.append(GarmentChoice("footwear", "socks", (SOCKS,), n[SOCKS]))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Region colours and pattern, from the pixels
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegionStats:
+    dominant: tuple[float, float, float]  # CIELAB
+    secondary: tuple[float, float, float] | None  # CIELAB of the second colour, if two-coloured
+    minor_fraction: float  # share of the smaller colour cluster (0 when one colour)
+    changes_y: float  # colour changes per column (vertical scan lines)
+    changes_x: float  # colour changes per row
+    rate_y: float  # colour changes per vertical neighbour pair
+    rate_x: float
+    structure: float  # largest |autocorrelation| of the colour labels over small lags (0 = noise)
+
+
+def erode4(mask: np.ndarray) -> np.ndarray:
+    """Binary erosion with the 4-neighbourhood (pixels on the image border are dropped)."""
+    out = mask.copy()
+    out[1:] &= mask[:-1]
+    out[:-1] &= mask[1:]
+    out[:, 1:] &= mask[:, :-1]
+    out[:, :-1] &= mask[:, 1:]
+    out[0] = out[-1] = False
+    out[:, 0] = out[:, -1] = False
+    return out
+
+
+def core_mask(mask: np.ndarray, min_pixels: int) -> np.ndarray:
+    """The mask without its 1-pixel rim (mixed colours) when enough of it survives, else the mask."""
+    core = erode4(mask)
+    n_core = int(np.count_nonzero(core))
+    return core if n_core >= max(min_pixels, 0.4 * np.count_nonzero(mask)) else mask
+
+
+def two_means(lab: np.ndarray, iters: int = KMEANS_ITERS) -> np.ndarray:
+    """Boolean cluster membership (True = second cluster) of a two-means split of (N, 3) colours.
+
+    Deterministic start: the per-channel median and the pixel farthest from it (first on ties).
+    """
+    n = len(lab)
+    c0 = np.median(lab, axis=0)
+    c1 = lab[int(np.argmax(((lab - c0) ** 2).sum(axis=1)))]
+    total = lab.sum(axis=0)
+    assign = np.zeros(n, dtype=bool)
+    for _ in range(iters):
+        # |p - c1|^2 < |p - c0|^2  <=>  p . (c0 - c1) < (|c0|^2 - |c1|^2) / 2: one mat-vec per step
+        new = lab @ (c0 - c1) < 0.5 * (c0 @ c0 - c1 @ c1)
+        n1 = int(np.count_nonzero(new))
+        if n1 == 0 or n1 == n:
+            return np.zeros(n, dtype=bool)
+        if np.array_equal(new, assign):
+            break
+        assign = new
+        s1 = lab[assign].sum(axis=0)
+        c0, c1 = (total - s1) / (n - n1), s1 / n1
+    return assign
+
+
+def autocorrelation(cluster: np.ndarray, lag: int, axis: int) -> float:
+    """Correlation of the +-1 colour labels of pixel pairs ``lag`` apart along ``axis`` (-1 = outside).
+
+    Returned as ``max(0, |r| - NOISE_SIGMAS / sqrt(pairs))``: independent noise gives about 0;
+    stripes, checks and dots give large values at some lag (``r`` positive at the period, negative
+    at half of it).
+    """
+    n = cluster.shape[axis]
+    if lag >= n:
+        return 0.0
+    a = cluster.take(np.arange(0, n - lag), axis=axis)
+    b = cluster.take(np.arange(lag, n), axis=axis)
+    valid = (a >= 0) & (b >= 0)
+    k = int(np.count_nonzero(valid))
+    if k < 2:
+        return 0.0
+    sa = 2.0 * a[valid] - 1.0
+    sb = 2.0 * b[valid] - 1.0
+    ma, mb = sa.mean(), sb.mean()
+    den = math.sqrt(max(0.0, 1.0 - ma * ma) * max(0.0, 1.0 - mb * mb))
+    if den <= 1e-9:
+        return 0.0
+    # minus its noise level: a small region's correlation is large by chance
+    return max(0.0, abs(float(((sa * sb).mean() - ma * mb) / den)) - NOISE_SIGMAS / math.sqrt(k))
+
+
+def _changes(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int]:
+    """(changes, pairs, scan lines with a pair) between aligned neighbour arrays (-1 = outside)."""
+    valid = (a >= 0) & (b >= 0)
+    changes = int(np.count_nonzero(valid & (a != b)))
+    return changes, int(np.count_nonzero(valid)), int(np.count_nonzero(valid.any(axis=0)))
+
+
+def measure_region(image: np.ndarray, mask: np.ndarray, min_pixels: int = 10) -> RegionStats:
+    """Colours (CIELAB) and colour-alternation statistics of ``image`` inside ``mask``."""
+    core = core_mask(mask, min_pixels)
+    lab = rgb_to_lab(image[core])
+    assign = two_means(lab) if len(lab) >= 4 else np.zeros(len(lab), dtype=bool)
+    n = len(lab)
+    n1 = int(np.count_nonzero(assign))
+    minor = min(n1, n - n1) / max(1, n)
+    sep = 0.0
+    if n1:
+        sep = float(np.sqrt(((lab[~assign].mean(axis=0) - lab[assign].mean(axis=0)) ** 2).sum()))
+    if sep < BIMODAL_DELTA_E or minor < BIMODAL_MIN_FRACTION:
+        med = tuple(float(v) for v in np.median(lab, axis=0))
+        return RegionStats(med, None, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # type: ignore[arg-type]
+    c_a, c_b = np.median(lab[~assign], axis=0), np.median(lab[assign], axis=0)
+    dom, sec = (c_b, c_a) if n1 > n - n1 else (c_a, c_b)
+    cluster = np.full(mask.shape, -1, dtype=np.int8)
+    cluster[core] = assign
+    structure = max(autocorrelation(cluster, lag, ax) for ax in (0, 1) for lag in STRUCTURE_LAGS)
+    cy, py, ly = _changes(cluster[:-1], cluster[1:])
+    cx, px, lx = _changes(cluster[:, :-1].T, cluster[:, 1:].T)
+    return RegionStats(
+        dominant=tuple(float(v) for v in dom),  # type: ignore[arg-type]
+        secondary=tuple(float(v) for v in sec),  # type: ignore[arg-type]
+        minor_fraction=float(minor),
+        changes_y=cy / max(1, ly),
+        changes_x=cx / max(1, lx),
+        rate_y=cy / max(1, py),
+        rate_x=cx / max(1, px),
+        structure=structure,
+    )
+
+
+def classify_pattern(stats: RegionStats) -> str:
+    """``plain``, ``striped``, ``checked`` or ``dotted`` from :class:`RegionStats`."""
+    if (
+        stats.secondary is None
+        or max(stats.changes_x, stats.changes_y) < PATTERN_MIN_CHANGES
+        or stats.structure < PATTERN_MIN_STRUCTURE
+    ):
+        return "plain"
+    hi, lo = max(stats.rate_x, stats.rate_y), min(stats.rate_x, stats.rate_y)
+    if lo < STRIPE_RATIO * hi:
+        return "striped"
+    return "checked" if stats.minor_fraction >= CHECK_MIN_FRACTION else "dotted"
+
+
+def pattern_colours(
+    stats: RegionStats, pattern: str
+) -> tuple[tuple[float, float, float], tuple[float, float, float] | None]:
+    """(main, second) colour: by area, except that a pattern of two near-equal shares names the
+    more colourful one first ("red and white striped", not "white and red striped")."""
+    if pattern == "plain" or stats.secondary is None:
+        return stats.dominant, None
+    chroma = lambda c: math.hypot(c[1], c[2])  # noqa: E731
+    if stats.minor_fraction >= EQUAL_SHARE and chroma(stats.secondary) > chroma(stats.dominant) + 10.0:
+        return stats.secondary, stats.dominant
+    return stats.dominant, stats.secondary
+
+
+# --------------------------------------------------------------------------------------------
+# The captioner
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartDescription:
+    """One garment as the rule captioner sees it."""
+
+    part: str
+    garment: str
+    colour: str
+    secondary: str | None  # second colour of a patterned garment
+    pattern: str  # "plain" | "striped" | "checked" | "dotted"
+    pixels: int
+
+    @property
+    def phrase(self) -> str:
+        """``red and white striped t-shirt``; a plain garment has no pattern word."""
+        words = [self.colour]
+        if self.pattern != "plain":
+            if self.secondary and self.secondary != self.colour:
+                words += ["and", self.secondary]
+            words.append(self.pattern)
+        words.append(self.garment)
+        return " ".join(words)
+
+
+def with_article(phrase: str, garment: str) -> str:
+    if garment in PLURAL_GARMENTS:
+        return phrase
+    return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
+
+
+def join_phrases(phrases: Sequence[str]) -> str:
+    """``a person wearing A, B and C`` (``a person`` when nothing is visible)."""
+    if not phrases:
+        return "a person"
+    body = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    return "a person wearing " + body
+
+
+def describe_parts(
+    image: np.ndarray, labels: np.ndarray, min_pixels: int = 10, layout: Layout | None = None
+) -> list[PartDescription]:
+    """The garments of one image (upper, lower, footwear order; absent parts are left out)."""
+    out = []
+    for g in choose_garments(layout or measure_layout(labels), min_pixels):
+        lut = np.zeros(256, dtype=bool)
+        lut[list(g.labels)] = True
+        stats = measure_region(image, lut[labels], min_pixels)
+        pattern = classify_pattern(stats)
+        main, second = pattern_colours(stats, pattern)
+        secondary = colour_name(second) if second is not None else None
+        out.append(PartDescription(g.part, g.garment, colour_name(main), secondary, pattern, g.pixels))
+    return out
+
+
+def caption_from_parts(parts: Sequence[PartDescription]) -> str:
+    return join_phrases([with_article(p.phrase, p.garment) for p in parts])
+
+
+def _check_pair(i: int, image: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise InputError(f"image {i} must be RGB uint8 (H, W, 3), got {img.dtype} {img.shape}")
+    if labels is None:
+        raise InputError(f"the rule captioner needs a LIP label map for image {i}; got None")
+    lab = np.asarray(labels)
+    if lab.shape != img.shape[:2] or not np.issubdtype(lab.dtype, np.integer):
+        raise InputError(
+            f"label map {i} must be an integer (H, W) array matching its image {img.shape[:2]}, "
+            f"got {lab.dtype} {lab.shape}"
+        )
+    return img, lab.astype(np.uint8, copy=False)
+
+
+class RuleCaptioner:
+    """Offline captioner: garment types from the label map, colours and patterns from the pixels."""
+
+    name = "rule"
+
+    def __init__(self, min_pixels: int = 10):
+        if min_pixels < 1:
+            raise InputError(f"min_pixels must be at least 1, got {min_pixels}")
+        self.min_pixels = int(min_pixels)
+        self.model = f"rule-v1(min_pixels={self.min_pixels})"
+
+    def describe(self, image: np.ndarray, labels: np.ndarray) -> list[PartDescription]:
+        img, lab = _check_pair(0, image, labels)
+        return describe_parts(img, lab, self.min_pixels)
+
+    def __call__(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray | None]) -> list[str]:
+        if len(images) != len(labels):
+            raise InputError(f"{len(images)} images but {len(labels)} label maps")
+        out = []
+        for i, (image, lab) in enumerate(zip(images, labels, strict=True)):
+            img, lab8 = _check_pair(i, image, lab)
+            out.append(caption_from_parts(describe_parts(img, lab8, self.min_pixels)))
+        return out
