@@ -87,6 +87,9 @@ class SamplerConfig:
     num_partitions: int = 4
     progressive_every: int = 5
     generated_clothes_label: Literal["none", "target"] = "none"
+    # concat ablation: "paired" = the same images per step (2 × batch_size) and steps per epoch as the
+    # paired sampler (equal compute); "full" = a P×K pass over the whole real + generated pool.
+    concat_budget: Literal["paired", "full"] = "paired"
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ def test_every_packaged_config_builds():
         cfg = load_config(n)
         assert cfg.data.name == n
     syn = load_config("synthcc")
-    assert syn.model.name == "resnet_small" and syn.model.pretrained is None
+    assert syn.model.name == "small_resnet" and syn.model.pretrained is None
     assert syn.optim.milestones == (20, 40)  # from base/cal.yaml
 
 

@@ -14,6 +14,21 @@ import typer
 
 from dlcr.errors import DlcrError
 
+# Recent typer releases ship their own copy of click and raise that copy's exceptions; catch both.
+_Exit: tuple[type[BaseException], ...] = (click.exceptions.Exit,)
+_ClickError: tuple[type[BaseException], ...] = (click.ClickException,)
+_Abort: tuple[type[BaseException], ...] = (click.exceptions.Abort, KeyboardInterrupt)
+try:
+    from typer import exceptions as _texc
+    from typer._click import exceptions as _tclick
+
+    _Exit += (_texc.Exit,)
+    _ClickError += (_tclick.ClickException,)
+    _Abort += (_texc.Abort,)
+except (ImportError, AttributeError):  # pragma: no cover - older typer uses click itself
+    pass
+
+
 app = typer.Typer(
     name="dlcr",
     help="DLCR: clothes-changing person re-identification with diffusion-generated clothes variants.",
@@ -24,13 +39,14 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from dlcr.cli import data, demo, evaluate, generate, train
+    from dlcr.cli import data, demo, evaluate, generate, report, train
 
     app.add_typer(data.app, name="data")
     app.add_typer(generate.app, name="generate")
     app.command("train")(train.train_cmd)
     app.command("evaluate")(evaluate.evaluate_cmd)
     app.command("demo")(demo.demo_cmd)
+    app.command("report")(report.report_cmd)
 
 
 _register()
@@ -43,12 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     except DlcrError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except click.exceptions.Exit as e:
+    except _Exit as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
+    except _ClickError as e:
         e.show()
         sys.exit(e.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except _Abort:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     except PermissionError as e:

@@ -176,6 +176,7 @@ class PairedSampler(_EpochSampler, Sampler[list[int]]):
     :attr:`self_paired` (for this rank's current epoch). Use as ``DataLoader(batch_sampler=s)``;
     every batch has ``2 * batch_size`` pool indices.
 
+    Real item ``i`` is pool index ``i`` (``add_generated`` keeps the real items first, in order);
     ``variants[i]`` lists the pool indices of real item ``i``'s variants in variant order (as
     :func:`dlcr.data.loaders.add_generated` returns them) and ``variant_partition[i]`` their
     partitions; a negative partition is derived from the variant's position (the K variants split

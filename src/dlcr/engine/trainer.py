@@ -26,10 +26,12 @@ writes checkpoints and logs.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -259,11 +261,14 @@ class Trainer:
         ds = make_dataset(self.pool, data.root, tf, data.video, cfg.data.seq_len)
         loader_kw: dict[str, Any] = {"num_workers": cfg.data.workers, "pin_memory": self.device.type == "cuda",
                                      "persistent_workers": cfg.data.workers > 0}
+        self.max_steps: int | None = None
         if sc.mode == "paired":
             self.loader = DataLoader(ds, batch_sampler=self.sampler, **loader_kw)
         else:
-            self.loader = DataLoader(ds, sampler=self.sampler, batch_size=self._per_rank_batch(),
+            self.loader = DataLoader(ds, sampler=self.sampler, batch_size=self.sampler.batch_size,
                                      drop_last=True, **loader_kw)
+            if sc.mode == "concat" and sc.concat_budget == "paired":
+                self.max_steps = self._real_steps()
 
         self.forward: nn.Module = _Forward(self.model)
         if self.env.is_distributed:
@@ -291,13 +296,25 @@ class Trainer:
         sc, seed = self.cfg.sampler, self.cfg.train.seed
         kw = {"seed": seed, "num_replicas": self.env.world_size, "rank": self.env.rank}
         pids = [it.pid for it in self.pool]
-        if sc.mode in ("none", "concat"):
-            return IdentitySampler(pids, sc.batch_size, sc.num_instances, **kw)
+        if sc.mode == "none":
+            return IdentitySampler(pids, self._per_rank_batch(), sc.num_instances, **kw)
+        if sc.mode == "concat":
+            # equal compute with the paired arm: as many images per step (real + generated)
+            bs = self._per_rank_batch() * (2 if sc.concat_budget == "paired" else 1)
+            return IdentitySampler(pids, bs, sc.num_instances, **kw)
         n_real = len(self.variants)
         parts = [[self.pool[i].partition for i in v] for v in self.variants]
-        return PairedSampler(pids[:n_real], self.variants, parts, sc.batch_size, sc.num_instances,
+        return PairedSampler(pids[:n_real], self.variants, parts, self._per_rank_batch(), sc.num_instances,
                              schedule=sc.schedule, num_partitions=sc.num_partitions, every=sc.progressive_every,
                              **kw)
+
+    def _real_steps(self) -> int:
+        """Steps per epoch of a P×K pass over the real images alone (the paired sampler's length)."""
+        from dlcr.data.samplers import IdentitySampler
+
+        real = [it.pid for it in self.pool if not it.generated]
+        return IdentitySampler(real, self._per_rank_batch(), self.cfg.sampler.num_instances, seed=0,
+                               num_replicas=self.env.world_size, rank=self.env.rank).num_batches()
 
     # -- checkpoints
     @property
@@ -348,7 +365,9 @@ class Trainer:
         n = 0
         t0 = time.time()
         images = 0
-        for batch in track(self.loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch"):
+        total = len(self.loader) if self.max_steps is None else min(self.max_steps, len(self.loader))
+        for batch in track(itertools.islice(self.loader, total), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                           total=total, unit="batch"):
             x = batch["img"].to(self.device, non_blocking=True)
             pids = batch["pid"].to(self.device)
             cids = batch["clothes_id"].to(self.device)
@@ -376,17 +395,19 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.opt)
             self.scaler.update()
-            if not math.isfinite(float(loss)):
-                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}; lower optim.lr")
+            if not math.isfinite(float(loss.detach())):
+                raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch + 1}; lower optim.lr")
             n += 1
             self.step += 1
             images += x.shape[0]
-            acc = (logits.argmax(1) == pids).float().mean()
+            acc = ((logits.mean(-1) if logits.ndim == 3 else logits).argmax(1) == pids).float().mean()
             for k, v in (("loss", loss), ("id", loss_id), ("tri", loss_tri), ("clothes", loss_c),
                          ("adv", loss_adv), ("acc", acc)):
-                sums[k] += float(v)
+                sums[k] += float(v.detach())
         self.sched.step()
-        self.sched_c.step()
+        with warnings.catch_warnings():  # before cal_start_epoch the clothes optimiser has not stepped yet
+            warnings.simplefilter("ignore", UserWarning)
+            self.sched_c.step()
         dt = time.time() - t0
         out = {k: v / max(n, 1) for k, v in sums.items()}
         out.update(batches=n, seconds=dt, images_per_s=images / dt if dt > 0 else 0.0,

@@ -1,0 +1,1 @@
+"""Training engine: the epoch loop (``trainer``) and checkpoints (``checkpoint``)."""

@@ -1,0 +1,318 @@
+"""Re-id ranking metrics (CMC, mAP, mINP) under the standard / clothes-changing / same-clothes rules.
+
+Rules (DESIGN §8). For a query and a gallery item of the *same* person:
+
+============  ==========================================  ==========================================
+mode          good match                                  junk (removed from the ranking)
+============  ==========================================  ==========================================
+``standard``  other camera                                same camera
+``CC``        other camera and other clothes              same camera or same clothes
+``SC``        other camera and same clothes               same camera or other clothes
+============  ==========================================  ==========================================
+
+Gallery items of other persons are never junk. In every mode the junk set is "same person but not a
+good match", which the fast path below exploits. Queries without any good match are skipped.
+
+Ranking order. Gallery items are ranked by increasing distance; equal distances are ordered by
+gallery index (lower index first), i.e. the order of ``np.argsort(row, kind="stable")``. Both
+:func:`evaluate` and :func:`evaluate_reference` use this order, so ties can never make them disagree.
+
+Summation order. AP is the mean over good matches of the precision at each good match's rank,
+summed *sequentially* in rank order (``np.cumsum``), not with numpy's pairwise ``sum``: the two
+implementations then perform the very same floating-point operations and agree bit for bit. (The
+difference to a pairwise sum is at most a few ulps.)
+
+mINP (Ye et al., AGW): per query, ``num_good / rank_of_hardest_good`` (1-based, junk removed),
+averaged over the evaluated queries.
+
+Speed. :func:`evaluate` never argsorts a row. For every chunk of queries it sorts the distance
+values (``np.sort``, SIMD-accelerated and several times cheaper than an argsort) and, for each good
+match, counts the gallery items that come before it with a binary search in its sorted row. The
+items of the same person (good and junk, a handful per query, found through a per-person index of
+the gallery) are then subtracted, leaving the number of *other* persons ranked before it. Exact
+distance ties between a good match and another item are resolved by an explicit count on the
+(rare) tied pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dlcr.errors import InputError
+
+__all__ = ["MODES", "Metrics", "evaluate", "evaluate_reference", "match_masks", "normalise_mode"]
+
+#: Canonical mode names; :func:`normalise_mode` also accepts any capitalisation.
+MODES = ("standard", "CC", "SC")
+
+#: Elements per chunk of the distance matrix processed at once by :func:`evaluate`.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Result of an evaluation. ``cmc[k-1]`` is the top-k accuracy (fractions in [0, 1])."""
+
+    cmc: np.ndarray
+    mAP: float
+    mINP: float
+    num_valid: int
+    num_skipped: int
+
+    def top(self, k: int) -> float:
+        """Top-k accuracy. Beyond the CMC's length it is 1.0 when the CMC already reached 1.0
+        (the curve is non-decreasing and bounded by 1); otherwise it is unknown and refused."""
+        if k < 1:
+            raise InputError(f"top-k needs k >= 1, got {k}")
+        if k <= len(self.cmc):
+            return float(self.cmc[k - 1])
+        if len(self.cmc) and self.cmc[-1] == 1.0:
+            return 1.0
+        raise InputError(f"top-{k} is not available: the CMC was computed up to rank {len(self.cmc)}")
+
+    def as_dict(self, ranks: tuple[int, ...] = (1, 5, 10, 20)) -> dict[str, float | int]:
+        """The usual summary (fractions in [0, 1])."""
+        out: dict[str, float | int] = {f"top{k}": self.top(k) for k in ranks}
+        out.update(mAP=self.mAP, mINP=self.mINP, num_queries=self.num_valid, num_skipped=self.num_skipped)
+        return out
+
+
+def normalise_mode(mode: str) -> str:
+    """Map any capitalisation of ``standard``/``CC``/``SC`` to the canonical name."""
+    canon = {m.lower(): m for m in MODES}
+    key = str(mode).lower()
+    if key not in canon:
+        raise InputError(f"unknown evaluation mode {mode!r}; expected one of {', '.join(MODES)}")
+    return canon[key]
+
+
+# --------------------------------------------------------------------------------------------
+# input checks shared by both implementations
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor, without importing torch here
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _labels(x: Any, name: str, n: int, what: str) -> np.ndarray:
+    a = _to_numpy(x)
+    if a.ndim != 1:
+        a = a.reshape(-1) if a.size == n else a
+    if a.ndim != 1 or len(a) != n:
+        raise InputError(f"{name} has {a.size} entries but the distance matrix has {n} {what}")
+    return a
+
+
+def _prepare(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothes: Any,
+             g_clothes: Any, mode: str, max_rank: int) -> tuple[np.ndarray, ...]:
+    mode = normalise_mode(mode)
+    d = _to_numpy(distmat)
+    if d.ndim != 2:
+        raise InputError(f"distmat must be 2-D (n_query, n_gallery), got shape {tuple(d.shape)}")
+    nq, ng = d.shape
+    if nq == 0 or ng == 0:
+        raise InputError(f"empty {'query' if nq == 0 else 'gallery'} set (distmat shape {tuple(d.shape)})")
+    if not np.issubdtype(d.dtype, np.floating):
+        d = d.astype(np.float64)
+    elif d.dtype.itemsize < 4:
+        d = d.astype(np.float32)  # exact; numpy's fast paths want float32/64
+    if not np.isfinite(d).all():
+        raise InputError("distmat contains NaN or infinite values")
+    if int(max_rank) < 1:
+        raise InputError(f"max_rank must be >= 1, got {max_rank}")
+    qp = _labels(q_pids, "q_pids", nq, "rows")
+    gp = _labels(g_pids, "g_pids", ng, "columns")
+    qc = _labels(q_camids, "q_camids", nq, "rows")
+    gc = _labels(g_camids, "g_camids", ng, "columns")
+    if mode != "standard":
+        if q_clothes is None or g_clothes is None:
+            raise InputError(f"mode {mode} needs clothes ids for both query and gallery")
+        ql = _labels(q_clothes, "q_clothes", nq, "rows")
+        gl = _labels(g_clothes, "g_clothes", ng, "columns")
+    else:
+        ql = gl = None
+    return d, qp, gp, qc, gc, ql, gl, mode  # type: ignore[return-value]
+
+
+def _good_mask(same_cam: np.ndarray, same_clothes: np.ndarray | None, mode: str) -> np.ndarray:
+    """Among same-person pairs: which are good matches (the rest are junk)."""
+    if mode == "standard":
+        return ~same_cam
+    assert same_clothes is not None
+    return ~same_cam & (~same_clothes if mode == "CC" else same_clothes)
+
+
+def match_masks(q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothes: Any = None,
+                g_clothes: Any = None, mode: str = "standard") -> tuple[np.ndarray, np.ndarray]:
+    """Full ``(good, junk)`` boolean matrices (n_query, n_gallery) for small problems and tests."""
+    mode = normalise_mode(mode)
+    qp, gp = _to_numpy(q_pids).reshape(-1), _to_numpy(g_pids).reshape(-1)
+    same_pid = qp[:, None] == gp[None, :]
+    same_cam = _to_numpy(q_camids).reshape(-1)[:, None] == _to_numpy(g_camids).reshape(-1)[None, :]
+    same_cl = None
+    if mode != "standard":
+        if q_clothes is None or g_clothes is None:
+            raise InputError(f"mode {mode} needs clothes ids for both query and gallery")
+        same_cl = _to_numpy(q_clothes).reshape(-1)[:, None] == _to_numpy(g_clothes).reshape(-1)[None, :]
+    good = same_pid & _good_mask(same_cam, same_cl, mode)
+    return good, same_pid & ~good
+
+
+def _finish(cmc_counts: np.ndarray, aps: list[np.ndarray], inps: list[np.ndarray], nq: int,
+            mode: str) -> Metrics:
+    ap = np.concatenate(aps) if aps else np.zeros(0)
+    inp = np.concatenate(inps) if inps else np.zeros(0)
+    num_valid = len(ap)
+    if num_valid == 0:
+        raise InputError(f"no query has a good match in the gallery under the {mode} rule")
+    cmc = np.cumsum(cmc_counts).astype(np.float64) / num_valid
+    return Metrics(cmc=cmc, mAP=float(np.mean(ap)), mINP=float(np.mean(inp)), num_valid=num_valid,
+                   num_skipped=nq - num_valid)
+
+
+# --------------------------------------------------------------------------------------------
+# the plain per-query reference
+
+
+def evaluate_reference(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any,
+                       q_clothes: Any = None, g_clothes: Any = None, mode: str = "standard",
+                       max_rank: int = 50) -> Metrics:
+    """The classic loop: stable argsort of each row, drop junk, cumulative sums. Slow; the oracle."""
+    d, qp, gp, qc, gc, ql, gl, mode = _prepare(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes,
+                                               g_clothes, mode, max_rank)
+    nq, ng = d.shape
+    max_rank = min(int(max_rank), ng)
+    cmc_counts = np.zeros(max_rank, dtype=np.int64)
+    aps: list[float] = []
+    inps: list[float] = []
+    for i in range(nq):
+        order = np.argsort(d[i], kind="stable")
+        same_pid = gp[order] == qp[i]
+        same_cam = gc[order] == qc[i]
+        same_cl = None if gl is None else gl[order] == ql[i]
+        good = same_pid & _good_mask(same_cam, same_cl, mode)
+        junk = same_pid & ~good
+        matches = good[~junk].astype(np.int64)
+        if not matches.any():
+            continue
+        hits = np.flatnonzero(matches)  # 0-based positions of the good matches, junk removed
+        tmp_cmc = matches.cumsum()
+        precision = tmp_cmc[hits] / (hits + 1)
+        if hits[0] < max_rank:
+            cmc_counts[hits[0]] += 1
+        aps.append(np.cumsum(precision)[-1] / len(hits))
+        inps.append(len(hits) / (hits[-1] + 1))
+    return _finish(cmc_counts, [np.asarray(aps, dtype=np.float64)], [np.asarray(inps, dtype=np.float64)],
+                   nq, mode)
+
+
+# --------------------------------------------------------------------------------------------
+# the vectorised implementation
+
+
+def _person_index(gp: np.ndarray, qp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gallery columns of each person, padded with -1, plus each query's row in that table.
+
+    Columns within a row are increasing (stable sort), which the tie order relies on. Queries whose
+    person is absent from the gallery point at an extra all-padding row.
+    """
+    uniq, codes = np.unique(gp, return_inverse=True)
+    codes = codes.reshape(-1)
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes, minlength=len(uniq))
+    width = max(1, int(counts.max()))
+    table = np.full((len(uniq) + 1, width), -1, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(len(gp)) - np.repeat(starts, counts)
+    table[codes[order], slot] = order
+    pos = np.searchsorted(uniq, qp)
+    posc = np.minimum(pos, len(uniq) - 1)
+    found = (pos < len(uniq)) & (uniq[posc] == qp)
+    return table, np.where(found, posc, len(uniq))
+
+
+def _tie_counts(d: np.ndarray, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """For each (row, col, value): how many entries of ``d[row, :col]`` equal ``value``."""
+    out = np.empty(len(rows), dtype=np.int64)
+    ng = d.shape[1]
+    step = max(1, _CHUNK_ELEMENTS // ng)
+    ar = np.arange(ng)
+    for s in range(0, len(rows), step):
+        r, c, v = rows[s:s + step], cols[s:s + step], vals[s:s + step]
+        out[s:s + step] = ((d[r] == v[:, None]) & (ar[None, :] < c[:, None])).sum(1)
+    return out
+
+
+def evaluate(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothes: Any = None,
+             g_clothes: Any = None, mode: str = "standard", max_rank: int = 50,
+             chunk: int | None = None) -> Metrics:
+    """CMC / mAP / mINP of a query x gallery distance matrix (smaller = more similar).
+
+    ``distmat`` is a numpy array or torch tensor (n_query, n_gallery); ids are 1-D arrays. ``mode`` is
+    ``"standard"``, ``"CC"`` or ``"SC"`` (clothes ids required for the latter two). The CMC has
+    ``min(max_rank, n_gallery)`` entries. ``chunk`` is the number of query rows processed at once
+    (default: about 4M matrix elements). Returns exactly what :func:`evaluate_reference` returns.
+    """
+    import torch  # searchsorted batched over rows
+
+    d, qp, gp, qc, gc, ql, gl, mode = _prepare(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes,
+                                               g_clothes, mode, max_rank)
+    nq, ng = d.shape
+    max_rank = min(int(max_rank), ng)
+    if chunk is not None and int(chunk) < 1:
+        raise InputError(f"chunk must be >= 1, got {chunk}")
+    rows_per_chunk = int(chunk) if chunk is not None else max(1, _CHUNK_ELEMENTS // ng)
+    table, qrow = _person_index(gp, qp)
+    width = table.shape[1]
+    positions = np.arange(width)
+    cmc_counts = np.zeros(max_rank, dtype=np.int64)
+    aps: list[np.ndarray] = []
+    inps: list[np.ndarray] = []
+    for r0 in range(0, nq, rows_per_chunk):
+        r1 = min(nq, r0 + rows_per_chunk)
+        block = d[r0:r1]
+        cols = table[qrow[r0:r1]]  # (C, P): same-person gallery columns, -1 padded
+        valid = cols >= 0
+        if not valid.any():
+            continue
+        colc = np.where(valid, cols, 0)
+        dist = np.take_along_axis(block, colc, axis=1)
+        good = valid & _good_mask(gc[colc] == qc[r0:r1, None],
+                                  None if gl is None else gl[colc] == ql[r0:r1, None], mode)
+        has_good = good.any(1)
+        if not has_good.any():
+            continue
+        # keep only queries with a good match; order their same-person entries by (distance, column)
+        sel = np.flatnonzero(has_good)
+        block, valid, colc, dist, good = block[sel], valid[sel], colc[sel], dist[sel], good[sel]
+        order = np.argsort(np.where(valid, dist, np.inf), axis=1, kind="stable")
+        dist = np.take_along_axis(dist, order, axis=1)
+        good = np.take_along_axis(good, order, axis=1)
+        colc = np.take_along_axis(colc, order, axis=1)
+        # entries of the whole row strictly smaller than each same-person distance
+        sorted_rows = torch.from_numpy(np.sort(block, axis=1))
+        dist_t = torch.from_numpy(np.ascontiguousarray(dist))
+        lt = torch.searchsorted(sorted_rows, dist_t).numpy()
+        le = torch.searchsorted(sorted_rows, dist_t, right=True).numpy()
+        before = lt.astype(np.int64)
+        tied = good & (le - lt > 1)  # another entry has exactly this distance: count lower columns
+        if tied.any():
+            tr, tc = np.nonzero(tied)
+            before[tr, tc] += _tie_counts(block, tr, colc[tr, tc], dist[tr, tc])
+        # before = entries ranked before this one; positions = same-person entries ranked before it
+        k = np.cumsum(good, axis=1) - 1  # goods ranked before it
+        rank = before - positions[None, :] + k + 1  # 1-based rank among other persons + goods
+        n_good = good.sum(1)
+        big = np.iinfo(np.int64).max
+        first = np.where(good, rank, big).min(1)
+        last = np.where(good, rank, 0).max(1)
+        precision = np.where(good, (k + 1) / np.where(good, rank, 1), 0.0)
+        aps.append(np.cumsum(precision, axis=1)[:, -1] / n_good)
+        inps.append(n_good / last)
+        cmc_counts += np.bincount(first[first <= max_rank] - 1, minlength=max_rank)
+    return _finish(cmc_counts, aps, inps, nq, mode)

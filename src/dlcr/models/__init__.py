@@ -1,0 +1,76 @@
+"""Re-id models behind one registry and one entry point (timm-style).
+
+``create_model(name, num_pids, pretrained=…)`` builds any registered architecture; every model is a
+:class:`ReIDModel` with the same interface (``forward`` → features, ``classify`` → logits,
+``feat_dim``). ``pretrained`` is ``None`` (random init), ``"imagenet"`` (torchvision weights when they
+can be had, otherwise random init with one warning) or a local weights file loaded strictly into the
+backbone (safetensors, or a torch file read with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from dlcr.models.backbones import (
+    ResNetBackbone,
+    SmallResNet,
+    init_backbone,
+    load_backbone_weights,
+    read_state_dict,
+    resnet50_backbone,
+)
+from dlcr.models.classifiers import ClothesClassifier, linear_classifier
+from dlcr.models.pcb import PCBModel
+from dlcr.models.reid import GlobalPool, ReIDModel
+from dlcr.registry import Registry
+
+__all__ = [
+    "MODELS", "ClothesClassifier", "GlobalPool", "PCBModel", "ReIDModel", "ResNetBackbone", "SmallResNet",
+    "create_model", "init_backbone", "linear_classifier", "load_backbone_weights", "read_state_dict",
+]
+
+MODELS: Registry[Callable[..., ReIDModel]] = Registry("model")
+
+Pretrained = str | os.PathLike | None
+
+
+@MODELS.register("cal_resnet50")
+def cal_resnet50(num_pids: int, *, pretrained: Pretrained = None, last_stride: int = 1) -> ReIDModel:
+    """CAL: ResNet-50 (last stride 1), [max ; avg] pooling → 4096-d, BN neck, linear classifier."""
+    backbone = resnet50_backbone(last_stride)
+    init_backbone(backbone, pretrained, "cal_resnet50")
+    return ReIDModel(backbone, num_pids, pooling="maxavg", arch="cal_resnet50", neck_init_std=0.02)
+
+
+@MODELS.register("bot_resnet50")
+def bot_resnet50(num_pids: int, *, pretrained: Pretrained = None, last_stride: int = 1) -> ReIDModel:
+    """BoT baseline: ResNet-50 (last stride 1), average pooling → 2048-d, BN neck, linear classifier."""
+    backbone = resnet50_backbone(last_stride)
+    init_backbone(backbone, pretrained, "bot_resnet50")
+    return ReIDModel(backbone, num_pids, pooling="avg", arch="bot_resnet50")
+
+
+@MODELS.register("pcb_resnet50")
+def pcb_resnet50(num_pids: int, *, pretrained: Pretrained = None, parts: int = 6, part_dim: int = 256,
+                 last_stride: int = 1) -> PCBModel:
+    """PCB: 6 horizontal stripes, per-part 256-d reduction and classifier (see :mod:`dlcr.models.pcb`)."""
+    backbone = resnet50_backbone(last_stride)
+    init_backbone(backbone, pretrained, "pcb_resnet50")
+    return PCBModel(backbone, num_pids, parts=parts, part_dim=part_dim, arch="pcb_resnet50")
+
+
+@MODELS.register("small_resnet")
+def small_resnet(num_pids: int, *, pretrained: Pretrained = None, widths: tuple[int, ...] = (32, 64, 128, 256),
+                 layers: tuple[int, ...] = (1, 1, 1, 1), last_stride: int = 1,
+                 pooling: str = "maxavg") -> ReIDModel:
+    """A narrow ResNet with CAL's head ([max ; avg] pooling, BN neck) for CPU demos and tests."""
+    backbone = SmallResNet(tuple(widths), tuple(layers), last_stride)
+    init_backbone(backbone, pretrained, "small_resnet")
+    return ReIDModel(backbone, num_pids, pooling=pooling, arch="small_resnet", neck_init_std=0.02)
+
+
+def create_model(name: str, num_pids: int, *, pretrained: Pretrained = None, **kwargs: Any) -> ReIDModel:
+    """Build a registered re-id model (unknown names raise with a did-you-mean hint)."""
+    return MODELS.get(name)(num_pids, pretrained=pretrained, **kwargs)

@@ -1,0 +1,348 @@
+"""Pictures for the demo report: thumbnails, mask overlays, retrieval ranking, curves and PCA.
+
+The functions here take arrays and plain records and write PNGs; finding files in a demo folder and
+assembling the page is :mod:`dlcr.report.html`'s job. Matplotlib is imported inside the plotting
+functions with the ``Agg`` backend, so importing this module is cheap and never needs a display.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from dlcr.errors import InputError
+from dlcr.generation.parsing import ACCESSORY_LABELS, BODY_PARTS
+from dlcr.io.atomic import atomic_write_bytes
+from dlcr.io.images import write_png
+
+#: Overlay colours of the garment parts (RGB); accessories get their own colour.
+PART_COLOURS: Mapping[str, tuple[int, int, int]] = {
+    "upper": (230, 60, 60),
+    "lower": (50, 110, 230),
+    "footwear": (40, 190, 80),
+    "accessory": (240, 200, 30),
+}
+
+# --------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------
+
+
+def thumbnail(rgb: np.ndarray, max_height: int = 256) -> np.ndarray:
+    """Shrink large photos so the report stays small; small images are kept as they are.
+
+    The page scales thumbnails with CSS, so there is no point in upsampling here.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise InputError(f"thumbnail expects an (H, W, 3) image, got shape {rgb.shape}")
+    h, w = rgb.shape[:2]
+    if h <= max_height:
+        return rgb
+    new_w = max(1, round(w * max_height / h))
+    im = Image.fromarray(rgb).resize((new_w, max_height), Image.Resampling.LANCZOS)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def mask_overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Blend a colour per garment part over the image, so the reader sees what inpainting may change.
+
+    Dress and jumpsuit pixels belong to both ``upper`` and ``lower``; the later part in
+    :data:`BODY_PARTS` order wins, which is only a choice of colour.
+    """
+    if labels.shape != rgb.shape[:2]:
+        # Parsers work at the image's size; a mismatch means a stale mask, so resize it (nearest)
+        # rather than refuse: the overlay is only an illustration.
+        labels = np.asarray(
+            Image.fromarray(labels).resize((rgb.shape[1], rgb.shape[0]), Image.Resampling.NEAREST)
+        )
+    colour = np.zeros(rgb.shape, dtype=np.float32)
+    covered = np.zeros(labels.shape, dtype=bool)
+    groups = [(name, ids) for name, ids in BODY_PARTS.items()] + [("accessory", ACCESSORY_LABELS)]
+    for name, ids in groups:
+        m = np.isin(labels, sorted(ids))
+        colour[m] = PART_COLOURS[name]
+        covered |= m
+    out = rgb.astype(np.float32)
+    # Outside the clothes the image is dimmed, which makes the mask boundary easy to see.
+    out[~covered] *= 0.6
+    out[covered] = (1 - alpha) * out[covered] + alpha * colour[covered]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def save_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    write_png(path, np.ascontiguousarray(rgb, dtype=np.uint8))
+
+
+# --------------------------------------------------------------------------------------------
+# Retrieval under the clothes-changing protocol
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CCRanking:
+    """Top-k gallery indices per query after removing junk, and which of them are correct."""
+
+    top: np.ndarray  # (nq, k) gallery indices, best first; -1 where fewer than k valid entries
+    correct: np.ndarray  # (nq, k) bool
+    eligible: np.ndarray  # (nq,) bool: the query has at least one clothes-changing match
+
+
+def cc_masks(
+    q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray, g_camids: np.ndarray,
+    q_clothes: np.ndarray, g_clothes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(good, junk) boolean (nq, ng) matrices of the clothes-changing protocol (DESIGN §8)."""
+    same_pid = np.asarray(q_pids)[:, None] == np.asarray(g_pids)[None, :]
+    same_cam = np.asarray(q_camids)[:, None] == np.asarray(g_camids)[None, :]
+    same_clothes = np.asarray(q_clothes)[:, None] == np.asarray(g_clothes)[None, :]
+    good = same_pid & ~same_cam & ~same_clothes
+    junk = same_pid & (same_cam | same_clothes)
+    return good, junk
+
+
+def rank_cc(sims: np.ndarray, good: np.ndarray, junk: np.ndarray, k: int = 5) -> CCRanking:
+    """Rank the gallery by similarity for every query with junk removed, keeping the top ``k``."""
+    sims = np.asarray(sims, dtype=np.float64)
+    if sims.shape != good.shape or sims.shape != junk.shape:
+        raise InputError(f"similarity {sims.shape} does not match the label masks {good.shape}")
+    if not np.isfinite(sims).all():
+        raise InputError("similarity matrix holds NaN or infinite values")
+    masked = np.where(junk, -np.inf, sims)
+    k = min(k, sims.shape[1])
+    # argsort of the negated scores with a stable sort: ties keep gallery order, like the metrics.
+    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    valid = np.take_along_axis(~junk, order, axis=1)
+    top = np.where(valid, order, -1)
+    correct = np.take_along_axis(good, order, axis=1) & valid
+    return CCRanking(top=top, correct=correct, eligible=good.any(axis=1))
+
+
+def pick_queries(
+    first: np.ndarray, second: np.ndarray, eligible: np.ndarray, q_pids: np.ndarray, n: int = 6
+) -> list[int]:
+    """Choose queries to show: first those where the two arms' top-1 differ, then the rest.
+
+    Both directions of disagreement are taken in turn (second-arm wins, first-arm wins, ...), one
+    query per identity while possible, so the panel shows the disagreement honestly rather than
+    only the cases that favour one arm.
+    """
+    idx = np.flatnonzero(eligible)
+    wins = [int(i) for i in idx if second[i] and not first[i]]
+    losses = [int(i) for i in idx if first[i] and not second[i]]
+    rest = [int(i) for i in idx if first[i] == second[i]]
+    # Spread the "same outcome" queries over the list instead of taking the first few.
+    if rest:
+        step = max(1, len(rest) // max(1, n))
+        rest = rest[::step] + [i for j, i in enumerate(rest) if j % step]
+    interleaved: list[int] = []
+    for a, b in zip(wins, losses, strict=False):
+        interleaved += [a, b]
+    longer = wins if len(wins) > len(losses) else losses
+    interleaved += longer[min(len(wins), len(losses)):]
+    candidates = interleaved + rest
+    chosen: list[int] = []
+    seen: set[Any] = set()
+    for i in candidates:  # one per identity first
+        pid = q_pids[i].item() if hasattr(q_pids[i], "item") else q_pids[i]
+        if pid not in seen:
+            chosen.append(i)
+            seen.add(pid)
+        if len(chosen) == n:
+            return chosen
+    for i in candidates:  # then fill up
+        if i not in chosen:
+            chosen.append(i)
+        if len(chosen) == n:
+            break
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------
+# Features
+# --------------------------------------------------------------------------------------------
+
+
+def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project rows of ``x`` on their first two principal axes (numpy SVD).
+
+    Returns the (n, 2) coordinates and the fraction of variance each axis explains. The sign of an
+    SVD axis is arbitrary; we fix it so the largest coordinate on each axis is positive, which
+    keeps the picture stable across runs.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise InputError(f"PCA needs at least two feature rows, got shape {x.shape}")
+    xc = x - x.mean(axis=0, keepdims=True)
+    _, s, vt = np.linalg.svd(xc, full_matrices=False)
+    axes = vt[:2]
+    if axes.shape[0] < 2:  # one-dimensional features: pad a zero axis
+        axes = np.vstack([axes, np.zeros_like(axes)])
+        s = np.concatenate([s, [0.0]])
+    coords = xc @ axes.T
+    for j in range(2):
+        if coords[np.argmax(np.abs(coords[:, j])), j] < 0:
+            coords[:, j] *= -1
+    total = float((s**2).sum())
+    ratio = (s[:2] ** 2) / total if total > 0 else np.zeros(2)
+    return coords, ratio
+
+
+def pick_identities(pids: np.ndarray, clothes: np.ndarray, n: int = 6) -> list[Any]:
+    """The ``n`` identities with the most distinct outfits (then most images; ties by id)."""
+    stats: dict[Any, tuple[set[Any], int]] = {}
+    for p, c in zip(pids.tolist(), clothes.tolist(), strict=True):
+        outfits, count = stats.get(p, (set(), 0))
+        outfits.add(c)
+        stats[p] = (outfits, count + 1)
+    ranked = sorted(stats, key=lambda p: (-len(stats[p][0]), -stats[p][1], str(p)))
+    return ranked[:n]
+
+
+def distance_ratio(feats: np.ndarray, pids: np.ndarray) -> float:
+    """Mean within-identity over mean between-identity Euclidean distance (lower = tighter ids)."""
+    f = np.asarray(feats, dtype=np.float64)
+    sq = (f * f).sum(1)
+    d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * f @ f.T, 0.0))
+    same = np.asarray(pids)[:, None] == np.asarray(pids)[None, :]
+    off = ~np.eye(len(f), dtype=bool)
+    within, between = d[same & off], d[~same]
+    if within.size == 0 or between.size == 0 or between.mean() == 0:
+        return float("nan")
+    return float(within.mean() / between.mean())
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+ARM_COLOURS = ("#4d4d4d", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: str | os.PathLike) -> None:
+    plt = _pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _as_percent(values: Sequence[float]) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    # History metrics are fractions; tolerate a writer that logged percentages.
+    return v if np.nanmax(np.abs(v), initial=0.0) > 1.0 else 100.0 * v
+
+
+@dataclass(frozen=True)
+class Curve:
+    arm: str
+    seed: int
+    epochs: np.ndarray
+    loss: np.ndarray
+    eval_epochs: np.ndarray
+    cc_top1: np.ndarray  # percent
+
+
+def curve_from_history(arm: str, seed: int, history: Sequence[Mapping[str, Any]]) -> Curve:
+    """Pull loss and clothes-changing top-1 per epoch out of a ``history.json`` list."""
+
+    def num(v: Any) -> float | None:
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    ep, loss, eep, cc = [], [], [], []
+    for i, row in enumerate(history):
+        e = num(row.get("epoch"))
+        e = float(i + 1) if e is None else e
+        if (lv := num(row.get("loss"))) is not None:
+            ep.append(e)
+            loss.append(lv)
+        for key in ("cc_top1", "CC_top1", "cc_rank1"):
+            if (cv := num(row.get(key))) is not None:
+                eep.append(e)
+                cc.append(cv)
+                break
+    return Curve(arm, seed, np.asarray(ep), np.asarray(loss), np.asarray(eep),
+                 _as_percent(cc) if cc else np.zeros(0))
+
+
+def plot_curves(curves: Sequence[Curve], path: str | os.PathLike, labels: Mapping[str, str]) -> None:
+    """Loss and CC top-1 per epoch, one colour per arm, one line per seed."""
+    plt = _pyplot()
+    arms = list(dict.fromkeys(c.arm for c in curves))
+    colour = {a: ARM_COLOURS[i % len(ARM_COLOURS)] for i, a in enumerate(arms)}
+    fig, (ax_l, ax_c) = plt.subplots(1, 2, figsize=(12, 4))
+    labelled: set[tuple[str, str]] = set()
+    for c in curves:
+        for ax, x, y, kind in ((ax_l, c.epochs, c.loss, "loss"), (ax_c, c.eval_epochs, c.cc_top1, "cc")):
+            if len(x) == 0:
+                continue
+            first = (c.arm, kind) not in labelled
+            labelled.add((c.arm, kind))
+            ax.plot(x, y, color=colour[c.arm], marker="o" if kind == "cc" else None, ms=3, lw=1.5,
+                    alpha=1.0 if first else 0.45, label=labels.get(c.arm, c.arm) if first else None)
+    ax_l.set(title="training loss", xlabel="epoch", ylabel="loss")
+    ax_c.set(title="clothes-changing top-1 (test)", xlabel="epoch", ylabel="top-1 (%)")
+    if not any(len(c.eval_epochs) for c in curves):
+        ax_c.text(0.5, 0.5, "no evaluation during training", ha="center", va="center",
+                  transform=ax_c.transAxes, color="#777")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax_l, ax_c):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _sort_key(x: Any) -> tuple[int, Any]:
+    return (0, x) if isinstance(x, (int, float)) else (1, str(x))
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    title: str
+    coords: np.ndarray  # (n, 2)
+    explained: np.ndarray  # (2,)
+    pids: np.ndarray
+    clothes: np.ndarray
+
+
+def plot_pca(views: Sequence[FeatureView], path: str | os.PathLike) -> None:
+    """Side-by-side PCA scatter plots: colour = identity, marker = outfit of that identity."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(views), figsize=(5.6 * len(views), 4.8), squeeze=False)
+    # One colour per identity and one marker per outfit for all panels, so they can be compared.
+    ids = sorted(set().union(*(v.pids.tolist() for v in views)), key=_sort_key)
+    colour = {pid: plt.cm.tab10(i % 10) for i, pid in enumerate(ids)}
+    for ax, v in zip(axes[0], views, strict=True):
+        for pid in ids:
+            sel = v.pids == pid
+            outfits = sorted(set(v.clothes[sel].tolist()), key=_sort_key)
+            for j, clo in enumerate(outfits):
+                m = sel & (v.clothes == clo)
+                ax.scatter(v.coords[m, 0], v.coords[m, 1], s=34, marker=MARKERS[j % len(MARKERS)],
+                           color=colour[pid], edgecolors="black", linewidths=0.4,
+                           label=f"id {pid}" if j == 0 else None)
+        ax.set(title=v.title, xlabel=f"PC1 ({100 * v.explained[0]:.0f}%)",
+               ylabel=f"PC2 ({100 * v.explained[1]:.0f}%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), title="identity")
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,681 @@
+"""The demo report: one self-contained HTML page (inline CSS, no scripts) plus PNGs in ``figures/``.
+
+:func:`build_demo_report` reads what ``dlcr demo`` left in its folder (results, generated images,
+masks, training histories, test features) and writes ``report.html`` next to them. Each section is
+built on its own; when its inputs are missing or unreadable the section says so in a note and the
+rest of the page is still written, so a partial demo still gets a useful report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from dlcr.errors import DlcrError, InputError
+from dlcr.io.atomic import atomic_write_text
+from dlcr.io.images import read_label_map, read_rgb
+from dlcr.io.paths import safe_join
+from dlcr.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+METRICS: tuple[tuple[str, str], ...] = (
+    ("cc_top1", "CC top-1"),
+    ("cc_map", "CC mAP"),
+    ("sc_top1", "SC top-1"),
+    ("sc_map", "SC mAP"),
+    ("top1", "top-1"),
+    ("map", "mAP"),
+)
+ARM_LABELS: Mapping[str, str] = {
+    "baseline": "Baseline (originals only)",
+    "dlcr_concat": "DLCR, all variants at once",
+    "dlcr_progressive": "DLCR, progressive",
+    "dlcr_progressive_refined": "DLCR, progressive + query refinement",
+}
+BASELINE, DLCR = "baseline", "dlcr_progressive"
+N_GEN_ROWS, N_QUERIES, TOP_K, N_IDS = 4, 6, 5, 6
+
+# Errors a section may hit on a damaged or partial demo folder; anything else is a bug and raises.
+_SECTION_ERRORS = (DlcrError, OSError, ValueError, KeyError, IndexError, TypeError)
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;
+  background:#f6f7f9;color:#1d2330;line-height:1.4}
+main{max-width:1240px;margin:0 auto;padding:16px 24px 48px}
+h1{margin:8px 0 4px;font-size:28px} h2{margin:32px 0 8px;font-size:21px;border-bottom:2px solid #d5dae3;
+  padding-bottom:4px} h3{font-size:16px;margin:18px 0 6px}
+nav a{margin-right:14px;color:#2b5cab;text-decoration:none} .sub{color:#5b6475;margin:0 0 8px}
+p.note{background:#fff5d6;border-left:4px solid #e0b000;padding:6px 10px;margin:8px 0;color:#5a4500}
+p.expl{color:#4a5263;font-size:14px;margin:4px 0 10px;max-width:1000px}
+table{border-collapse:collapse;background:#fff;font-size:14px;margin:6px 0 12px}
+th,td{border:1px solid #d5dae3;padding:4px 10px;text-align:right;white-space:nowrap}
+th{background:#eef1f6} td.arm,th.arm{text-align:left} td strong{color:#0b3d91}
+.cols{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start}
+.genrow{display:flex;gap:6px;align-items:flex-start;background:#fff;border:1px solid #d5dae3;
+  border-radius:6px;padding:8px;margin:8px 0;overflow-x:auto}
+figure{margin:0;flex:0 0 auto}
+.genrow figure{width:88px} .genrow img{height:160px;width:80px;object-fit:contain}
+.genrow img.px{image-rendering:auto}
+figcaption{font-size:10.5px;color:#333;margin-top:3px;word-wrap:break-word;line-height:1.25}
+figcaption b{color:#111}
+.genrow figure.src figcaption{color:#0b3d91}
+img.px{image-rendering:pixelated;background:#ddd}
+.panels{display:flex;flex-wrap:wrap;gap:12px}
+.query{display:flex;gap:12px;background:#fff;border:1px solid #d5dae3;border-radius:6px;padding:8px;
+  flex:0 0 auto}
+.query>figure{width:80px} .query img{height:128px;width:64px;object-fit:contain}
+.ranks{display:flex;flex-direction:column;gap:6px}
+.rankrow{display:flex;gap:6px;align-items:center}
+.rankrow .lab{width:92px;font-size:12px;font-weight:600;line-height:1.2}
+.rankrow figure{width:66px;text-align:center}
+.q img{outline:4px solid #3b6fd6;outline-offset:-2px}
+.hit img{outline:4px solid #1a9850;outline-offset:-2px}
+.miss img{outline:4px solid #d73027;outline-offset:-2px}
+.empty img{opacity:.3}
+.legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:-1px}
+img.plot{max-width:100%;background:#fff;border:1px solid #d5dae3}
+footer{color:#7a8292;font-size:12px;margin-top:40px}
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_e(text)}</p>'
+
+
+def _num(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path} is not valid JSON: {e}") from None
+
+
+def _rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+class _Assets:
+    """Writes thumbnails into ``figures/thumbs`` once each and hands back their relative links."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.figures = root / "figures"
+        self.thumbs = self.figures / "thumbs"
+        self._done: dict[str, str] = {}
+
+    def figure_path(self, name: str) -> Path:
+        return self.figures / name
+
+    def href(self, path: Path) -> str:
+        return _rel(self.root, path)
+
+    def image(self, src: Path, overlay: Path | None = None) -> str | None:
+        """Link to a thumbnail of ``src`` (with the mask ``overlay`` blended in); None if unreadable."""
+        from dlcr.report.figures import mask_overlay, save_png, thumbnail
+
+        key = f"{src}|{overlay}"
+        if key in self._done:
+            return self._done[key]
+        try:
+            rgb = read_rgb(src)
+            if overlay is not None:
+                rgb = mask_overlay(rgb, read_label_map(overlay))
+        except DlcrError as e:
+            log.warning("report: %s", e)
+            return None
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", src.stem)[-48:]
+        tag = hashlib.sha1(key.encode()).hexdigest()[:10]
+        out = self.thumbs / f"{stem}{'-mask' if overlay else ''}-{tag}.png"
+        save_png(out, thumbnail(rgb))
+        self._done[key] = self.href(out)
+        return self._done[key]
+
+
+def _img(href: str | None, alt: str) -> str:
+    if href is None:
+        return f'<div style="height:128px;width:64px;background:#eee" title="{_e(alt)}">?</div>'
+    return f'<img class="px" src="{_e(href)}" alt="{_e(alt)}" loading="eager">'
+
+
+# --------------------------------------------------------------------------------------------
+# Section 1: results
+# --------------------------------------------------------------------------------------------
+
+
+def arm_names(results: Mapping[str, Any]) -> list[str]:
+    """Arms in the conventional order first, then any others as they appear."""
+    arms = [a for a in ARM_LABELS if isinstance(results.get(a), Mapping)]
+    arms += [a for a, v in results.items() if a != "meta" and a not in arms and isinstance(v, Mapping)]
+    return arms
+
+
+def metric_stats(arm: Mapping[str, Any], key: str) -> tuple[float | None, float | None, int]:
+    """(mean, std or None, number of seeds) of one metric of one arm.
+
+    The mean is the arm's own value (the demo stores means over seeds); the standard deviation is
+    the stored ``<key>_std`` when present, else the sample standard deviation over ``per_seed``.
+    """
+    per_seed = [v for r in arm.get("per_seed") or [] if isinstance(r, Mapping) if (v := _num(r.get(key))) is not None]
+    mean = _num(arm.get(key))
+    if mean is None and per_seed:
+        mean = float(np.mean(per_seed))
+    n = max(len(per_seed), len(arm.get("seeds") or []), 1 if mean is not None else 0)
+    std = _num(arm.get(f"{key}_std"))
+    if std is None and len(per_seed) >= 2:
+        std = float(np.std(per_seed, ddof=1))
+    return mean, (std if n >= 2 else None), n
+
+
+def fmt_pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def _results_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    if results is None:
+        return _note(f"skipped: {root / 'results.json'} not found")
+    arms = arm_names(results)
+    if not arms:
+        return _note("skipped: results.json holds no arm")
+    stats = {a: {k: metric_stats(results[a], k) for k, _ in METRICS} for a in arms}
+    best = {}
+    for k, _ in METRICS:
+        shown = [round(100 * s[k][0], 1) for s in stats.values() if s[k][0] is not None]
+        best[k] = max(shown) if shown else None
+    several = any(s[k][1] is not None for s in stats.values() for k, _ in METRICS)
+    head = "".join(f"<th>{_e(lbl)}</th>" for _, lbl in METRICS)
+    rows = []
+    for a in arms:
+        cells = []
+        for k, _ in METRICS:
+            mean, std, _n = stats[a][k]
+            text = fmt_pct(mean) + (f" ± {100 * std:.1f}" if std is not None else "")
+            if mean is not None and best[k] is not None and round(100 * mean, 1) == best[k]:
+                text = f"<strong>{_e(text)}</strong>"
+            else:
+                text = _e(text)
+            cells.append(f'<td data-arm="{_e(a)}" data-metric="{_e(k)}">{text}</td>')
+        rows.append(f'<tr><td class="arm">{_e(ARM_LABELS.get(a, a))}<br><small>{_e(a)}</small></td>'
+                    + "".join(cells) + "</tr>")
+    meta = results.get("meta") if isinstance(results.get("meta"), Mapping) else {}
+    seeds = meta.get("seeds") or []
+    out = [
+        '<p class="expl">All numbers are percentages on the synthetic test set. CC = clothes-changing '
+        "protocol (only gallery images of the same person in <em>other</em> clothes and another camera "
+        "count), SC = same-clothes, plain top-1/mAP = standard protocol. "
+        + (f"Mean ± standard deviation over {len(seeds)} seeds ({_e(', '.join(map(str, seeds)))}). "
+           if several else "")
+        + "Best value per column in bold.</p>",
+        f'<table id="results-table"><tr><th class="arm">arm</th>{head}</tr>{"".join(rows)}</table>',
+    ]
+    out.append(_per_seed_table(results, arms))
+    out.append(_meta_tables(meta))
+    return "\n".join(out)
+
+
+def _per_seed_table(results: Mapping[str, Any], arms: Sequence[str]) -> str:
+    rows = []
+    for a in arms:
+        for r in results[a].get("per_seed") or []:
+            if not isinstance(r, Mapping):
+                continue
+            cells = "".join(f"<td>{fmt_pct(_num(r.get(k)))}</td>" for k, _ in METRICS)
+            rows.append(f'<tr><td class="arm">{_e(a)}</td><td>{_e(r.get("seed", "?"))}</td>{cells}</tr>')
+    if not rows:
+        return ""
+    head = "".join(f"<th>{_e(lbl)}</th>" for _, lbl in METRICS)
+    return (f'<h3>Per seed</h3><table id="per-seed-table"><tr><th class="arm">arm</th><th>seed</th>{head}</tr>'
+            + "".join(rows) + "</table>")
+
+
+def _meta_tables(meta: Mapping[str, Any]) -> str:
+    parts = []
+    settings = [(k, meta[k]) for k in ("seeds", "quick", "backend", "k", "l", "m") if k in meta]
+    if isinstance(meta.get("world"), Mapping):
+        settings.append(("world", ", ".join(f"{k}={v}" for k, v in meta["world"].items())))
+    if settings:
+        rows = "".join(f'<tr><td class="arm">{_e(k)}</td><td class="arm" style="white-space:normal">'
+                       f"{_e(v)}</td></tr>" for k, v in settings)
+        parts.append(f'<div><h3>Settings</h3><table id="settings-table">{rows}</table></div>')
+    stages = meta.get("stage_seconds")
+    if isinstance(stages, Mapping) and stages:
+        total = sum(v for v in (_num(x) for x in stages.values()) if v is not None)
+        rows = "".join(f'<tr><td class="arm">{_e(k)}</td><td>{_fmt_s(_num(v))}</td></tr>' for k, v in stages.items())
+        rows += f'<tr><th class="arm">total</th><th>{_fmt_s(total)}</th></tr>'
+        parts.append(f'<div><h3>Stage timings</h3><table id="timings-table"><tr><th class="arm">stage</th>'
+                     f"<th>time</th></tr>{rows}</table></div>")
+    versions = meta.get("versions")
+    if isinstance(versions, Mapping) and versions:
+        rows = "".join(f'<tr><td class="arm">{_e(k)}</td><td class="arm">{_e(v)}</td></tr>'
+                       for k, v in versions.items())
+        parts.append(f'<div><h3>Versions</h3><table id="versions-table">{rows}</table></div>')
+    return f'<div class="cols">{"".join(parts)}</div>' if parts else ""
+
+
+def _fmt_s(v: float | None) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.1f} s" if v < 120 else f"{v / 60:.1f} min"
+
+
+# --------------------------------------------------------------------------------------------
+# Section 2: generation grid
+# --------------------------------------------------------------------------------------------
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    from dlcr.io.tables import read_table
+
+    try:
+        return read_table(path)
+    except Exception as e:  # pyarrow raises its own error types for damaged files
+        raise InputError(f"cannot read {path}: {e}") from None
+
+
+def pick_sources(rows: Sequence[Mapping[str, Any]], n: int) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """Up to ``n`` source images with the most variants, spread over the list, one per identity."""
+    by_src: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if isinstance(r.get("source"), str) and isinstance(r.get("file"), str):
+            by_src.setdefault(r["source"], []).append(r)
+    if not by_src:
+        return []
+    most = max(len(v) for v in by_src.values())
+    full = sorted(s for s, v in by_src.items() if len(v) == most)
+    step = max(1, len(full) // n)
+    ordered = full[::step] + [s for i, s in enumerate(full) if i % step]
+    chosen: list[str] = []
+    pids: set[Any] = set()
+    for s in ordered:
+        pid = by_src[s][0].get("pid", s)
+        if pid not in pids:
+            chosen.append(s)
+            pids.add(pid)
+        if len(chosen) == n:
+            break
+    for s in ordered:
+        if len(chosen) == n:
+            break
+        if s not in chosen:
+            chosen.append(s)
+    return [(s, sorted(by_src[s], key=lambda r: (_num(r.get("variant")) or 0))) for s in chosen]
+
+
+def _outfit_prompts(work: Path) -> dict[str, str]:
+    path = work / "outfits.parquet"
+    if not path.is_file():
+        return {}
+    try:
+        rows = _read_rows(path)
+    except InputError as e:
+        log.warning("report: %s", e)
+        return {}
+    return {str(r["clothes_key"]): str(r.get("prompt") or "") for r in rows if r.get("clothes_key") is not None}
+
+
+_PART_LEGEND = (
+    '<span style="color:#c62828">upper</span> / <span style="color:#2f5fc4">lower</span> / '
+    '<span style="color:#23853f">shoes</span>'
+)
+
+
+def _gen_row(root: Path, assets: _Assets, source: str, variants: Sequence[Mapping[str, Any]],
+             gen_dir: Path, outfits: Mapping[str, str]) -> str:
+    from dlcr.generation.parsing import label_path
+
+    world = root / "world"
+    src = safe_join(world, source)
+    figs = []
+    key = variants[0].get("source_clothes_key")
+    cap = f"<b>original</b> {_e(PurePosixPath(source).stem)}"
+    if key is not None and outfits.get(str(key)):
+        cap += f"<br>{_e(outfits[str(key)])}"
+    figs.append(f'<figure class="src">{_img(assets.image(src), source)}<figcaption>{cap}</figcaption></figure>')
+    mask = label_path(root / "work" / "masks", source)
+    if mask.is_file():
+        figs.append(f'<figure class="src">{_img(assets.image(src, overlay=mask), "mask " + source)}'
+                    "<figcaption><b>clothes mask</b><br>" + _PART_LEGEND + "</figcaption></figure>")
+    else:
+        figs.append('<figure class="src"><div style="height:160px;width:80px;background:#eee"></div>'
+                    "<figcaption><b>no mask</b></figcaption></figure>")
+    for r in variants:
+        path = safe_join(gen_dir, r["file"])
+        v = r.get("variant", "?")
+        figs.append(f'<figure>{_img(assets.image(path), str(r.get("prompt", "")))}<figcaption><b>v{_e(v)}'
+                    f'</b> {_e(r.get("prompt", ""))}</figcaption></figure>')
+    return f'<div class="genrow">{"".join(figs)}</div>'
+
+
+def _generation_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    work = root / "work"
+    manifest = work / "generated" / "manifest.parquet"
+    if not manifest.is_file():
+        return _note(f"skipped: no generated images ({_rel(root, manifest)} not found)")
+    rows = _read_rows(manifest)
+    chosen = pick_sources(rows, N_GEN_ROWS)
+    if not chosen:
+        return _note("skipped: the generation manifest is empty")
+    outfits = _outfit_prompts(work)
+    n_src = len({r.get("source") for r in rows})
+    out = [f'<p class="expl">{len(rows)} images were generated for {n_src} training images. Each row: the '
+           "original, its clothes mask (red = upper garment, blue = lower, green = shoes; the rest is "
+           "dimmed), and its variants with the outfit prompt each was made from.</p>"]
+    out += [_gen_row(root, assets, s, v, work / "generated", outfits) for s, v in chosen]
+    qman = work / "query_generated" / "manifest.parquet"
+    if qman.is_file():
+        qrows = _read_rows(qman)
+        qchosen = pick_sources(qrows, 1)
+        if qchosen:
+            out.append(f"<h3>Query variants (used by the refinement step; {len(qrows)} in all)</h3>")
+            out += [_gen_row(root, assets, s, v, work / "query_generated", outfits) for s, v in qchosen]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs: discovery and features
+# --------------------------------------------------------------------------------------------
+
+
+def find_runs(root: Path) -> dict[str, dict[int, Path]]:
+    """``runs/<arm>_s<seed>/`` folders as {arm: {seed: path}}."""
+    runs: dict[str, dict[int, Path]] = {}
+    base = root / "runs"
+    if not base.is_dir():
+        return runs
+    for d in sorted(base.iterdir()):
+        m = re.fullmatch(r"(.+)_s(\d+)", d.name)
+        if m and d.is_dir():
+            runs.setdefault(m.group(1), {})[int(m.group(2))] = d
+    return runs
+
+
+def _run_for(arm: str, runs: Mapping[str, Mapping[int, Path]], results: Mapping[str, Any] | None) -> Path | None:
+    seeds = runs.get(arm) or {}
+    if not seeds:
+        return None
+    wanted = []
+    if results and isinstance(results.get(arm), Mapping):
+        wanted.append(results[arm].get("seed"))
+    if results and isinstance(results.get("meta"), Mapping):
+        wanted += list(results["meta"].get("seeds") or [])[:1]
+    for s in wanted:
+        if isinstance(s, int) and s in seeds:
+            return seeds[s]
+    return seeds[min(seeds)]
+
+
+FEATURE_KEYS = ("q_feats", "q_pids", "q_camids", "q_clothes", "g_feats", "g_pids", "g_camids", "g_clothes")
+
+
+def load_features(run: Path) -> dict[str, np.ndarray]:
+    path = run / "eval" / "features.npz"
+    if not path.is_file():
+        raise InputError(f"{path} not found")
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in FEATURE_KEYS if k not in z.files]
+        if missing:
+            raise InputError(f"{path} lacks {', '.join(missing)}")
+        f = {k: np.asarray(z[k]) for k in FEATURE_KEYS}
+    for side in ("q", "g"):
+        n = f[f"{side}_feats"].shape[0]
+        if f[f"{side}_feats"].ndim != 2 or any(f[f"{side}_{k}"].shape != (n,) for k in ("pids", "camids", "clothes")):
+            raise InputError(f"{path}: {side}_* arrays have inconsistent shapes")
+    if f["q_feats"].shape[1] != f["g_feats"].shape[1]:
+        raise InputError(f"{path}: query and gallery features differ in width")
+    return f
+
+
+def load_paths(run: Path) -> dict[str, list[str]] | None:
+    path = run / "eval" / "paths.json"
+    if not path.is_file():
+        return None
+    d = _read_json(path)
+    if not isinstance(d, Mapping) or not all(isinstance(d.get(k), list) for k in ("query", "gallery")):
+        raise InputError(f"{path} must hold lists 'query' and 'gallery'")
+    return {"query": [str(p) for p in d["query"]], "gallery": [str(p) for p in d["gallery"]]}
+
+
+def _align(order: Sequence[str], other: Sequence[str], what: str) -> np.ndarray:
+    """Index array taking ``other``'s rows into ``order``'s order (they must hold the same paths)."""
+    if list(order) == list(other):
+        return np.arange(len(order))
+    pos = {p: i for i, p in enumerate(other)}
+    if len(pos) != len(other) or set(pos) != set(order):
+        raise InputError(f"the two runs were evaluated on different {what} sets")
+    return np.array([pos[p] for p in order])
+
+
+# --------------------------------------------------------------------------------------------
+# Section 3: retrieval
+# --------------------------------------------------------------------------------------------
+
+
+def _retrieval_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    from dlcr.report.figures import cc_masks, pick_queries, rank_cc
+
+    runs = find_runs(root)
+    rb, rd = _run_for(BASELINE, runs, results), _run_for(DLCR, runs, results)
+    if rb is None or rd is None:
+        return _note(f"skipped: needs runs/{BASELINE}_s* and runs/{DLCR}_s* with eval/features.npz")
+    fb, fd = load_features(rb), load_features(rd)
+    pb, pd = load_paths(rb), load_paths(rd)
+    if pb is None or pd is None:
+        return _note("skipped: eval/paths.json missing, so the images of the ranked lists are unknown")
+    for f, p, run in ((fb, pb, rb), (fd, pd, rd)):
+        if len(p["query"]) != len(f["q_pids"]) or len(p["gallery"]) != len(f["g_pids"]):
+            raise InputError(f"{run}/eval: paths.json and features.npz disagree in length")
+    qi, gi = _align(pb["query"], pd["query"], "query"), _align(pb["gallery"], pd["gallery"], "gallery")
+    good, junk = cc_masks(fb["q_pids"], fb["g_pids"], fb["q_camids"], fb["g_camids"], fb["q_clothes"],
+                          fb["g_clothes"])
+    arms: list[tuple[str, np.ndarray]] = [
+        ("baseline", fb["q_feats"] @ fb["g_feats"].T),
+        ("DLCR progressive", (fd["q_feats"] @ fd["g_feats"].T)[np.ix_(qi, gi)]),
+    ]
+    refined = rd / "eval" / "refined_sims.npy"
+    if refined.is_file():
+        r = np.load(refined, allow_pickle=False)
+        if r.shape == arms[1][1].shape:
+            arms.append(("DLCR + refinement", r[np.ix_(qi, gi)]))
+        else:
+            log.warning("report: %s has shape %s, expected %s; not shown", refined, r.shape, arms[1][1].shape)
+    ranks = [(name, rank_cc(s, good, junk, k=TOP_K)) for name, s in arms]
+    eligible = ranks[0][1].eligible
+    n_el = int(eligible.sum())
+    if n_el == 0:
+        return _note("skipped: no query has a clothes-changing match in the gallery")
+    top1 = [(name, rk.correct[:, 0] & eligible) for name, rk in ranks]
+    b1, d1 = top1[0][1], top1[1][1]
+    chosen = pick_queries(b1, d1, eligible, fb["q_pids"], n=N_QUERIES)
+    acc = ", ".join(f"{_e(name)} {100 * t.sum() / n_el:.1f}%" for name, t in top1)
+    out = [
+        f'<p class="expl">Ranked lists under the clothes-changing protocol ({_e(rb.name)} vs {_e(rd.name)}): '
+        "gallery images of the query's own identity taken by the same camera or in the same clothes are "
+        "removed (junk), so every correct match shows the person in other clothes. Top-1 on the "
+        f"{n_el} clothes-changing queries: {acc}. DLCR right where the baseline is wrong: "
+        f"{int((d1 & ~b1).sum())} queries; the reverse: {int((b1 & ~d1).sum())}. Queries shown are "
+        "taken from both kinds of disagreement first.</p>",
+        '<p class="legend">outline:<span style="background:#3b6fd6"></span>query'
+        '<span style="background:#1a9850"></span>same person (correct)'
+        '<span style="background:#d73027"></span>other person (wrong)</p>',
+    ]
+    world = root / "world"
+    panels = []
+    for q in chosen:
+        qpath = pb["query"][q]
+        qcap = (f"query<br>id {_e(fb['q_pids'][q])}, clothes {_e(fb['q_clothes'][q])}, "
+                f"cam {_e(fb['q_camids'][q])}")
+        block = [f'<figure class="q">{_img(assets.image(safe_join(world, qpath)), qpath)}'
+                 f"<figcaption>{qcap}</figcaption></figure>", '<div class="ranks">']
+        for name, rk in ranks:
+            cells = [f'<div class="lab">{_e(name)}</div>']
+            for j in range(rk.top.shape[1]):
+                g = int(rk.top[q, j])
+                if g < 0:
+                    cells.append('<figure class="empty"><figcaption>–</figcaption></figure>')
+                    continue
+                cls = "hit" if rk.correct[q, j] else "miss"
+                gpath = pb["gallery"][g]
+                cells.append(f'<figure class="{cls}">{_img(assets.image(safe_join(world, gpath)), gpath)}'
+                             f"<figcaption>#{j + 1} id {_e(fb['g_pids'][g])}<br>clothes "
+                             f"{_e(fb['g_clothes'][g])}</figcaption></figure>")
+            block.append(f'<div class="rankrow">{"".join(cells)}</div>')
+        block.append("</div>")
+        panels.append(f'<div class="query">{"".join(block)}</div>')
+    out.append(f'<div class="panels">{"".join(panels)}</div>')
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Section 4: training curves
+# --------------------------------------------------------------------------------------------
+
+
+def _curves_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    from dlcr.report.figures import curve_from_history, plot_curves
+
+    curves = []
+    for arm, seeds in find_runs(root).items():
+        for seed, run in sorted(seeds.items()):
+            path = run / "history.json"
+            if not path.is_file():
+                continue
+            hist = _read_json(path)
+            if not isinstance(hist, list):
+                raise InputError(f"{path} must hold a list of per-epoch records")
+            c = curve_from_history(arm, seed, [h for h in hist if isinstance(h, Mapping)])
+            if len(c.epochs) or len(c.eval_epochs):
+                curves.append(c)
+    if not curves:
+        return _note("skipped: no runs/*/history.json with per-epoch losses")
+    out = assets.figure_path("curves.png")
+    plot_curves(curves, out, ARM_LABELS)
+    n_seeds = len({c.seed for c in curves})
+    return (f'<p class="expl">Per-epoch training loss and clothes-changing top-1 on the test set'
+            f"{' (one line per seed; the first seed drawn solid)' if n_seeds > 1 else ''}.</p>"
+            f'<img class="plot" src="{_e(assets.href(out))}" alt="training curves">')
+
+
+# --------------------------------------------------------------------------------------------
+# Section 5: feature space
+# --------------------------------------------------------------------------------------------
+
+
+def _features_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    from dlcr.report.figures import FeatureView, distance_ratio, pca_2d, pick_identities, plot_pca
+
+    runs = find_runs(root)
+    rb, rd = _run_for(BASELINE, runs, results), _run_for(DLCR, runs, results)
+    if rb is None or rd is None:
+        return _note(f"skipped: needs runs/{BASELINE}_s* and runs/{DLCR}_s* with eval/features.npz")
+    fb, fd = load_features(rb), load_features(rd)
+    ids = pick_identities(fb["g_pids"], fb["g_clothes"], n=N_IDS)
+    views, ratios = [], []
+    for name, f in (("baseline", fb), ("DLCR progressive", fd)):
+        sel = np.isin(f["g_pids"], ids)
+        if sel.sum() < 3:
+            return _note("skipped: too few gallery images for the chosen identities")
+        x, pids, clothes = f["g_feats"][sel], f["g_pids"][sel], f["g_clothes"][sel]
+        coords, ratio = pca_2d(x)
+        views.append(FeatureView(name, coords, ratio, pids, clothes))
+        ratios.append((name, distance_ratio(x, pids)))
+    out = assets.figure_path("pca.png")
+    plot_pca(views, out)
+    rtxt = ", ".join(f"{_e(n)} {r:.2f}" for n, r in ratios)
+    return (f'<p class="expl">Gallery features of {len(ids)} test identities projected on their first two '
+            "principal components (fitted separately per model). Colour = identity, marker = outfit. A "
+            "model that ignores clothes puts one identity's outfits together. Mean within-identity / "
+            f"between-identity distance in the full feature space (lower is better): {rtxt}.</p>"
+            f'<img class="plot" src="{_e(assets.href(out))}" alt="PCA of test features">')
+
+
+# --------------------------------------------------------------------------------------------
+# Page
+# --------------------------------------------------------------------------------------------
+
+SECTIONS: tuple[tuple[str, str, Callable[[Path, Any, _Assets], str]], ...] = (
+    ("results", "Results", _results_section),
+    ("generation", "Generated clothes variants", _generation_section),
+    ("retrieval", "Retrieval examples", _retrieval_section),
+    ("curves", "Training curves", _curves_section),
+    ("features", "Feature space (PCA)", _features_section),
+)
+
+
+def build_demo_report(demo_dir: str | Path) -> Path:
+    """Write ``<demo_dir>/report.html`` (and ``figures/``) from a ``dlcr demo`` folder; return its path."""
+    root = Path(demo_dir)
+    if not root.is_dir():
+        raise InputError(f"demo folder not found: {root}")
+    root = root.resolve()
+    t0 = time.perf_counter()
+    results_path = root / "results.json"
+    results: Mapping[str, Any] | None = None
+    results_err = None
+    if results_path.is_file():
+        try:
+            loaded = _read_json(results_path)
+            if isinstance(loaded, Mapping):
+                results = loaded
+            else:
+                results_err = "results.json does not hold an object"
+        except InputError as e:
+            results_err = str(e)
+    assets = _Assets(root)
+    body = []
+    for sid, title, fn in SECTIONS:
+        try:
+            if sid == "results" and results_err:
+                raise InputError(results_err)
+            content = fn(root, results, assets)
+        except _SECTION_ERRORS as e:
+            log.warning("report: section %r skipped: %s", sid, e)
+            content = _note(f"skipped: {e}")
+        body.append(f'<section id="{sid}"><h2>{_e(title)}</h2>\n{content}\n</section>')
+    meta = results.get("meta") if results and isinstance(results.get("meta"), Mapping) else {}
+    sub = []
+    if meta.get("backend"):
+        sub.append(f"generator backend: {meta['backend']}")
+    for k in ("k", "l", "m"):
+        if k in meta:
+            sub.append(f"{k.upper()}={meta[k]}")
+    if meta.get("quick"):
+        sub.append("quick mode")
+    nav = "".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title, _ in SECTIONS)
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>DLCR demo report</title><style>{CSS}</style></head><body><main>"
+        "<h1>DLCR demo report</h1>"
+        f'<p class="sub">{_e(" · ".join(sub)) if sub else _e(root.name)}</p><nav>{nav}</nav>'
+        + "\n".join(body)
+        + f"<footer>Written by <code>dlcr report</code> in {time.perf_counter() - t0:.1f} s.</footer>"
+        "</main></body></html>\n"
+    )
+    out = root / "report.html"
+    atomic_write_text(out, page)
+    log.info("report written to %s", out)
+    return out
