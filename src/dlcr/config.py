@@ -127,6 +127,10 @@ class GenerateConfig:
     query_variants: int = 6
     query_steps: int = 10
     trust_remote_code: bool = False
+    # optional discriminator guidance (paper suppl. §12), off unless a checkpoint is named
+    discriminator: str | None = None
+    guidance_weight: float = 1.0
+    guidance_min_t: int = 200
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,14 @@ def run_demo(out: str | os.PathLike, st: DemoSettings, *, report: bool = True) -
     timed("inpaint_queries", stages.run_inpaint, work, world_root, backend=st.backend, backend_options=opts,
           batch_size=g.batch_size if st.backend != "recolor" else 64, queries=True)
 
+    # stage 1 on real photographs (pose masks → rule captions → recolor), shown next to synthcc in the
+    # report; skipped with a reason when the optional offline models are not installed
+    from dlcr.testing.photos import run_real_photo_stage
+
+    real = timed("realphoto", run_real_photo_stage, out / "realphoto", k=4, seed=st.world_seed)
+    if real.get("status") != "ok":
+        log.warning("real-photo stage skipped: %s", real.get("reason"))
+
     data = TrainData.from_dataset(ds)
     gen = GeneratedData(rows=read_table(work / stages.GENERATED / MANIFEST), root=work / stages.GENERATED)
     qrows = read_table(work / stages.QUERY_GENERATED / MANIFEST)

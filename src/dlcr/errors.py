@@ -14,7 +14,13 @@ class DlcrError(Exception):
     exit_code = 2
 
     def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+        text = str(message)
+        if text.startswith("Caught ") and "\nOriginal Traceback" in text:
+            # Re-raised by torch from a DataLoader worker with the worker's whole traceback as the
+            # message; its last line holds the original one-line message after "<class>: ".
+            last = text.rstrip().splitlines()[-1]
+            text = last.split(": ", 1)[1] if ": " in last else last
+        super().__init__(" ".join(text.split()))
 
 
 class ConfigError(DlcrError):

@@ -249,8 +249,7 @@ def test_synthcc_parser_path_rule(tmp_path):
 
 
 def test_registry_and_create_parser(tmp_path):
-    assert PARSERS.names() == ["folder", "hf", "schp", "synthcc"]
-    assert "pose" not in PARSERS
+    assert PARSERS.names() == ["folder", "hf", "pose", "schp", "synthcc"]
     assert isinstance(create_parser("folder", labels_dir=tmp_path), FolderParser)
     with pytest.raises(DlcrError, match="did you mean 'schp'"):
         create_parser("schpp")

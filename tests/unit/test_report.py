@@ -81,6 +81,19 @@ def make_fake_demo(root: Path, seeds: tuple[int, ...] = (0, 1), k: int = 3, n_qv
     write_table(work / "generated" / "manifest.parquet", man)
     write_table(work / "outfits.parquet", outfits)
 
+    # Stage 1 on real photographs (dlcr.testing.photos): crop, label map, variants, manifest.
+    rp = root / "realphoto"
+    write_png(rp / "originals" / "p.png", _person(rng, 1))
+    write_png(rp / "masks" / "p.png", _labels())
+    rp_variants = []
+    for v in range(2):
+        write_png(rp / "variants" / f"p_v{v}.png", _person(rng, 2 + v))
+        rp_variants.append({"file": f"variants/p_v{v}.png", "prompt": f"outfit {v}", "seed": v})
+    (rp / "manifest.json").write_text(json.dumps(
+        {"version": 1, "status": "ok", "k": 2, "fallbacks": 0, "seconds": {"parse": 0.1},
+         "photos": [{"name": "p", "credit": "test photo", "original": "originals/p.png", "mask": "masks/p.png",
+                     "pose_found": True, "caption": "a person wearing a shirt", "variants": rp_variants}]}))
+
     # Test split: query = clothes 1 and 2 seen by camera 1; gallery = cameras 2, 3 plus same-camera junk.
     query, gallery = [], []
     for pid in range(10, 10 + test_ids):
@@ -275,7 +288,7 @@ def demo(tmp_path_factory) -> tuple[Path, str]:
 def test_report_has_every_section_and_no_skips(demo):
     root, html = demo
     assert (root / "report.html").is_file()
-    for sid in ("results", "generation", "retrieval", "curves", "features"):
+    for sid in ("results", "generation", "realphoto", "retrieval", "curves", "features"):
         assert f'<section id="{sid}">' in html
     assert 'class="note"' not in html  # every input is present, so nothing is skipped
     assert "<script" not in html.lower() and "http://" not in html and "https://" not in html

@@ -14,11 +14,15 @@ def load_model(checkpoint: str | Path, fallback_arch: str, device: Any = None) -
     """Rebuild the model a checkpoint was trained with and load its weights (safetensors only)."""
     import json
 
-    from dlcr.engine.checkpoint import load_checkpoint
+    from dlcr.engine.checkpoint import PICKLE_SUFFIXES, load_checkpoint
     from dlcr.errors import CheckpointError
     from dlcr.models import create_model
 
     p = Path(checkpoint)
+    if p.suffix.lower() in PICKLE_SUFFIXES:  # unpickling can run code chosen by the file's author
+        raise CheckpointError(f"refusing to load pickle file {p}: `dlcr evaluate` reads dlcr checkpoints "
+                              "(<name>.json + <name>.safetensors); in Python, load_checkpoint(path, "
+                              "allow_pickle=True) reads a trusted pickle with weights_only=True")
     meta_file = p if p.suffix == ".json" else (p / "last.json" if p.is_dir() else p.with_suffix(".json"))
     if not meta_file.is_file():
         raise CheckpointError(f"no checkpoint metadata at {meta_file} (expected <name>.json next to <name>.safetensors)")
@@ -88,3 +92,8 @@ def evaluate_cmd(
         typer.echo(f"{name:<20}" + "".join(f"{100 * r[k]:>8.2f}" for k in ("top1", "top5", "top10", "mAP", "mINP"))
                    + f"{int(r.get('num_queries', 0)):>9}")
     typer.echo(f"metrics: {out_dir / 'metrics.json'}")
+    skipped = [f"{name} {int(r['num_skipped'])}/{int(r['num_skipped']) + int(r.get('num_queries', 0))}"
+               for name, r in metrics.items() if int(r.get("num_skipped", 0))]
+    if skipped:
+        typer.echo("warning: queries without a valid match in the gallery were skipped: " + ", ".join(skipped),
+                   err=True)

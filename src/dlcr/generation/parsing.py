@@ -23,7 +23,8 @@ belt stays inside the clothes mask and is repainted with the lower garment, and 
 
 Backends (:data:`PARSERS`, :func:`create_parser`): ``schp`` (SCHP ResNet-101 loading the official
 checkpoint), ``hf`` (any transformers semantic-segmentation checkpoint), ``folder`` (precomputed
-label maps) and ``synthcc`` (the synthetic world's ground truth). The model backends live in
+label maps), ``synthcc`` (the synthetic world's ground truth) and ``pose`` (mediapipe's bundled pose and
+person-segmentation models -> LIP labels by body geometry; real photos offline). The model backends live in
 :mod:`dlcr.generation.parsers` and import torch / transformers only when created.
 """
 
@@ -428,8 +429,25 @@ def _create_synthcc() -> HumanParser:
     return SynthCCParser()
 
 
+@PARSERS.register("pose")
+def _create_pose(
+    min_detection_confidence: float = 0.5,
+    min_visibility: float = 0.5,
+    mask_threshold: float = 0.5,
+    batch_size: int = 16,
+) -> HumanParser:
+    from dlcr.generation.parsers.pose import PoseParser
+
+    return PoseParser(
+        min_detection_confidence=min_detection_confidence,
+        min_visibility=min_visibility,
+        mask_threshold=mask_threshold,
+        batch_size=batch_size,
+    )
+
+
 def create_parser(name: str, **kwargs: Any) -> HumanParser:
-    """Create a parser backend by name (``schp``, ``hf``, ``folder``, ``synthcc``).
+    """Create a parser backend by name (``schp``, ``hf``, ``folder``, ``synthcc``, ``pose``).
 
     Unknown names and unknown options raise a :class:`DlcrError` that lists what is accepted.
     """
@@ -449,6 +467,7 @@ def __getattr__(name: str) -> Any:  # lazy access to the backend classes (torch-
         "HFSegmentationParser": "dlcr.generation.parsers.hf_segmentation",
         "FolderParser": "dlcr.generation.parsers.folder",
         "SynthCCParser": "dlcr.generation.parsers.folder",
+        "PoseParser": "dlcr.generation.parsers.pose",
     }
     if name in lazy:
         import importlib
@@ -496,11 +515,13 @@ class ParseReport:
     empty_paths: tuple[str, ...]
     table: str  # path of masks.parquet
     parser: str
+    fallbacks: int = 0  # images of this run the parser labelled by a fallback (e.g. pose: no pose found)
 
     def summary(self) -> str:
         return (
             f"{self.total} images: parsed {self.done}, already done {self.skipped_existing}, "
             f"empty clothes mask {self.empty}"
+            + (f", parser fallback {self.fallbacks}" if self.fallbacks else "")
         )
 
 
@@ -597,6 +618,8 @@ def parse_dataset(
     skipped = len(records)
 
     n_batches = (len(pending) + bs - 1) // bs
+    # backends with a fallback path (``pose``) count its use in ``fallback_count``
+    fallbacks_before = int(getattr(parser, "fallback_count", 0) or 0)
     for chunk in track(batched(pending, bs), desc=f"parse [{parser.name}]", total=n_batches, unit="batch"):
         outputs = parser.parse_files(list(chunk), root)
         if len(outputs) != len(chunk):
@@ -628,6 +651,7 @@ def parse_dataset(
         empty_paths=empty_paths,
         table=str(table_path),
         parser=parser.description,
+        fallbacks=int(getattr(parser, "fallback_count", 0) or 0) - fallbacks_before,
     )
 
 

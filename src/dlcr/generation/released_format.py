@@ -162,8 +162,12 @@ def import_released(
     out = Path(out_dir)
     records: list[GeneratedRecord] = []
     unmatched = 0
-    for rel in track(_find_pairs(src), desc="import released"):
-        strip_path = safe_join(src, rel)  # raises for a symlink leaving the root
+    pairs = _find_pairs(src)
+    for rel in pairs:  # refuse a crafted archive (a member symlinked out of the root) before writing anything
+        safe_join(src, rel)
+        safe_join(src, rel[:-4] + ".txt")
+    for rel in track(pairs, desc="import released"):
+        strip_path = safe_join(src, rel)
         txt_path = safe_join(src, rel[:-4] + ".txt")
         lines = [ln for ln in txt_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         if not lines:

@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dlcr.errors import InputError
 from dlcr.io.atomic import atomic_write_bytes
 
 
@@ -35,4 +36,10 @@ def write_table(path: str | os.PathLike, records: Iterable[Any] | pa.Table,
 
 
 def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    return pq.read_table(Path(path), columns=list(columns) if columns else None).to_pylist()
+    """Rows of a Parquet table; a damaged file is a one-line :class:`InputError` (a missing one stays
+    :class:`FileNotFoundError`, which resumable stages treat as "not written yet")."""
+    try:
+        table = pq.read_table(Path(path), columns=list(columns) if columns else None)
+    except pa.ArrowInvalid as e:
+        raise InputError(f"cannot read table {path}: {str(e).splitlines()[0]}") from None
+    return table.to_pylist()

@@ -133,7 +133,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in many types
-        raise CheckpointError(f"cannot read {p} as a weights-only torch file: {str(e).splitlines()[0]}") from None
+        from dlcr.engine.checkpoint import weights_only_error
+
+        raise CheckpointError(f"cannot read {p} as a weights-only torch file: {weights_only_error(e)}") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]

@@ -69,6 +69,7 @@ figure{margin:0;flex:0 0 auto}
 figcaption{font-size:10.5px;color:#333;margin-top:3px;word-wrap:break-word;line-height:1.25}
 figcaption b{color:#111}
 .genrow figure.src figcaption{color:#0b3d91}
+.genrow.photorow figure{width:144px} .genrow.photorow img{width:136px;height:170px}
 img.px{image-rendering:pixelated;background:#ddd}
 .panels{display:flex;flex-wrap:wrap;gap:12px}
 .query{display:flex;gap:12px;background:#fff;border:1px solid #d5dae3;border-radius:6px;padding:8px;
@@ -396,6 +397,54 @@ def _generation_section(root: Path, results: Mapping[str, Any] | None, assets: _
 
 
 # --------------------------------------------------------------------------------------------
+# Section 2b: stage 1 on real photographs (written by dlcr.testing.photos.run_real_photo_stage)
+# --------------------------------------------------------------------------------------------
+
+
+def _realphoto_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    from dlcr.testing.photos import MANIFEST, REALPHOTO_DIRNAME
+
+    base = root / REALPHOTO_DIRNAME
+    path = base / MANIFEST
+    if not path.is_file():
+        return _note(f"skipped: the real-photo stage did not run ({REALPHOTO_DIRNAME}/{MANIFEST} not found; "
+                     "it needs the pose extra: mediapipe 0.10.21)")
+    m = _read_json(path)
+    if not isinstance(m, Mapping):
+        raise InputError(f"{path} does not hold an object")
+    if m.get("status") != "ok":
+        return _note(f"skipped: {m.get('reason') or 'the real-photo stage did not finish'}")
+    rows = [r for r in m.get("photos") or [] if isinstance(r, Mapping)]
+    if not rows:
+        return _note("skipped: the real-photo manifest lists no photograph")
+    secs = m.get("seconds") if isinstance(m.get("seconds"), Mapping) else {}
+    timing = ", ".join(f"{_e(k)} {_fmt_s(_num(v))}" for k, v in secs.items())
+    credits = "; ".join(_e(r.get("credit", r.get("name", "?"))) for r in rows)
+    out = [f'<p class="expl">Stage 1 on real photographs ({credits}): the person is cropped with the pose '
+           "model's person mask, parsed by the <code>pose</code> backend (mediapipe's bundled pose landmarks and "
+           "person mask turned into LIP labels by body geometry), described by the <code>rule</code> captioner and "
+           f"repainted by <code>recolor</code> with {_e(m.get('k', '?'))} outfits drawn from a fixed list. "
+           f"Images without a usable pose use a fixed-geometry fallback: {_e(m.get('fallbacks', 0))} here. "
+           f"Times: {timing or 'not recorded'}. Both are upper-body portraits, so only the upper garment "
+           "is repainted.</p>"]
+    for r in rows:
+        src, mask = safe_join(base, str(r["original"])), safe_join(base, str(r["mask"]))
+        name = str(r.get("name", src.stem))
+        figs = [f'<figure class="src">{_img(assets.image(src), name)}<figcaption><b>crop</b> {_e(name)}<br>'
+                f'{_e(r.get("caption", ""))}</figcaption></figure>',
+                f'<figure class="src">{_img(assets.image(src, overlay=mask), "mask " + name)}<figcaption><b>'
+                f'{"pose mask" if r.get("pose_found") else "fallback mask (no pose)"}</b><br>{_PART_LEGEND}'
+                "</figcaption></figure>"]
+        for v in r.get("variants") or []:
+            if isinstance(v, Mapping) and isinstance(v.get("file"), str):
+                prompt = str(v.get("prompt", ""))
+                figs.append(f'<figure>{_img(assets.image(safe_join(base, v["file"])), prompt)}<figcaption>'
+                            f"{_e(prompt)}</figcaption></figure>")
+        out.append(f'<div class="genrow photorow">{"".join(figs)}</div>')
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
 # Runs: discovery and features
 # --------------------------------------------------------------------------------------------
 
@@ -619,6 +668,7 @@ def _features_section(root: Path, results: Mapping[str, Any] | None, assets: _As
 SECTIONS: tuple[tuple[str, str, Callable[[Path, Any, _Assets], str]], ...] = (
     ("results", "Results", _results_section),
     ("generation", "Generated clothes variants", _generation_section),
+    ("realphoto", "Real photographs", _realphoto_section),
     ("retrieval", "Retrieval examples", _retrieval_section),
     ("curves", "Training curves", _curves_section),
     ("features", "Feature space (PCA)", _features_section),

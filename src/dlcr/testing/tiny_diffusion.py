@@ -6,21 +6,33 @@ component is a few kilobytes of random weights. It is written with ``save_pretra
 and loaded back through ``StableDiffusionInpaintPipeline.from_pretrained(folder)``, exactly as a
 user's model folder would be, so the tiny backend exercises the real diffusers code path.
 
-Nothing is downloaded: the tokenizer's ``vocab.json`` / ``merges.txt`` are trained here (with the
-``tokenizers`` library) on a small clothing word list, so any text tokenizes.
+Nothing is downloaded. The tokenizer is OpenAI's real CLIP BPE (49408 tokens, 77-token context) when
+``open-clip-torch`` is installed: its wheel ships the BPE merges file (``bpe_simple_vocab_16e6.txt.gz``),
+which is located (never imported) and converted into ``vocab.json`` / ``merges.txt``; install it with
+``pip install --no-deps open-clip-torch==3.3.0``. Without it, a small CLIP-style BPE is trained here
+(with the ``tokenizers`` library) on a clothing word list, so any text still tokenizes. The cached
+folder name records which tokenizer the pipeline has.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-TINY_VERSION = "v1"
+TINY_VERSION = "v2"  # v2: the real CLIP tokenizer when open-clip-torch is installed
 TINY_DIRNAME = f"tiny-sd-inpaint-{TINY_VERSION}"
+
+#: Where OpenAI's CLIP BPE merges ship: a data file of the ``open_clip`` package (open-clip-torch).
+CLIP_BPE_PACKAGE = "open_clip"
+CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
+CLIP_VOCAB_SIZE = 49408  # 256 byte symbols x 2 (with and without </w>) + 48894 merges + 2 special tokens
+CLIP_CONTEXT = 77
 
 # Words the tiny tokenizer knows as single tokens (everything else falls back to byte symbols).
 _WORDS = tuple(
@@ -85,19 +97,112 @@ def write_tiny_clip_vocab(folder: str | os.PathLike, words: tuple[str, ...] = _W
     return vocab_path, merges_path
 
 
-def build_tiny_inpaint_pipeline(folder: str | os.PathLike, seed: int = 0, max_length: int = 32) -> Path:
+def clip_bpe_path() -> Path | None:
+    """OpenAI's CLIP BPE merges file inside the installed ``open_clip`` package, or None.
+
+    The package is located with ``importlib.util.find_spec`` and not imported (importing it needs
+    timm, ftfy and more, none of which this project uses).
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(CLIP_BPE_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(folder) / CLIP_BPE_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def byte_symbols() -> list[str]:
+    """The 256 printable stand-ins of the bytes 0..255 used by byte-level BPEs (GPT-2 / CLIP).
+
+    Bytes that are printable Latin-1 characters stand for themselves; the others (control
+    characters, space, a few Latin-1 gaps) take the code points from 256 upwards, in byte order.
+    The list is indexed by byte value.
+    """
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    kept = set(keep)
+    out, extra = [], 0
+    for b in range(256):
+        if b in kept:
+            out.append(chr(b))
+        else:
+            out.append(chr(256 + extra))
+            extra += 1
+    return out
+
+
+def write_clip_vocab_from_bpe(bpe_file: str | os.PathLike, folder: str | os.PathLike) -> tuple[Path, Path]:
+    """Write CLIP's ``vocab.json`` + ``merges.txt`` from open_clip's gzipped BPE merges file.
+
+    The ids are laid out as CLIP lays them out: the 256 byte symbols (the printable ones first, then
+    the remapped ones, each group in byte order), the same 256 with ``</w>``, one token per merge
+    (48894), then ``<|startoftext|>`` and ``<|endoftext|>``: 49408 ids.
+    """
+    with gzip.open(bpe_file, "rt", encoding="utf-8") as fh:
+        lines = fh.read().split("\n")
+    n_merges = CLIP_VOCAB_SIZE - 2 * 256 - 2
+    merges = lines[1 : 1 + n_merges]  # line 0 is a version header
+    if len(merges) != n_merges or any(len(m.split()) != 2 for m in merges):
+        raise ValueError(f"{bpe_file} is not CLIP's BPE merges file (expected {n_merges} merge lines)")
+    sym = byte_symbols()
+    # CLIP orders the byte symbols by their byte value within the printable ranges first, then the rest
+    printable = [s for s in sym if ord(s) < 256]
+    ordered = printable + [s for s in sym if ord(s) >= 256]
+    tokens = ordered + [s + "</w>" for s in ordered] + ["".join(m.split()) for m in merges] + [_BOS, _EOS]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    if len(vocab) != CLIP_VOCAB_SIZE:
+        raise ValueError(f"{bpe_file}: built {len(vocab)} distinct tokens, expected {CLIP_VOCAB_SIZE}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
+    vocab_path.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    merges_path.write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return vocab_path, merges_path
+
+
+def tiny_tokenizer_kind() -> str:
+    """``"clip"`` when the real CLIP BPE is installed (open-clip-torch), else ``"local"``."""
+    return "clip" if clip_bpe_path() is not None else "local"
+
+
+def build_tiny_tokenizer(kind: str | None = None) -> Any:
+    """The tiny pipeline's ``CLIPTokenizer``: the real CLIP BPE (``"clip"``, 77 tokens) or the locally
+    trained one (``"local"``, 32 tokens); ``None`` picks ``"clip"`` when available."""
+    from transformers import CLIPTokenizer
+
+    kind = kind or tiny_tokenizer_kind()
+    with tempfile.TemporaryDirectory(prefix="dlcr-tiny-tok-") as tok_dir:
+        if kind == "clip":
+            bpe = clip_bpe_path()
+            if bpe is None:
+                raise FileNotFoundError(
+                    "open-clip-torch's CLIP vocabulary is not installed (pip install --no-deps open-clip-torch==3.3.0)"
+                )
+            write_clip_vocab_from_bpe(bpe, tok_dir)
+            return CLIPTokenizer.from_pretrained(tok_dir, model_max_length=CLIP_CONTEXT)
+        if kind != "local":
+            raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'clip' or 'local'")
+        write_tiny_clip_vocab(tok_dir)
+        return CLIPTokenizer.from_pretrained(tok_dir, model_max_length=32)
+
+
+def build_tiny_inpaint_pipeline(folder: str | os.PathLike, seed: int = 0, tokenizer: str | None = None) -> Path:
     """Build the tiny pipeline from configs and ``save_pretrained`` it into ``folder``.
 
-    Everything is deterministic in ``seed``. Returns ``folder``.
+    ``tokenizer``: ``"clip"`` (real CLIP BPE), ``"local"`` (trained here) or None (``"clip"`` when
+    open-clip-torch is installed). Everything is deterministic in ``seed``. Returns ``folder``.
     """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     folder = Path(folder)
-    with tempfile.TemporaryDirectory(prefix="dlcr-tiny-tok-") as tok_dir:
-        write_tiny_clip_vocab(tok_dir)
-        tokenizer = CLIPTokenizer.from_pretrained(tok_dir, model_max_length=max_length)
+    tokenizer = build_tiny_tokenizer(tokenizer)
+    max_length = int(tokenizer.model_max_length)
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -167,13 +272,15 @@ def tiny_pipeline_path(cache_dir: str | os.PathLike | None = None, seed: int = 0
     callers (or a killed build) never leave a half-written model folder behind.
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = root / (TINY_DIRNAME if seed == 0 else f"{TINY_DIRNAME}-s{seed}")
+    kind = tiny_tokenizer_kind()  # a pipeline built before open-clip-torch was installed is not reused
+    name = f"{TINY_DIRNAME}-{kind}"
+    target = root / (name if seed == 0 else f"{name}-s{seed}")
     if (target / "model_index.json").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".building", dir=root))
     try:
-        build_tiny_inpaint_pipeline(tmp, seed=seed)
+        build_tiny_inpaint_pipeline(tmp, seed=seed, tokenizer=kind)
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first

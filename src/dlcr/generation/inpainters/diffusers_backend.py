@@ -99,6 +99,10 @@ class DiffusersInpainter:
         max_batch: largest number of images per pipeline call (``None``: the whole batch).
         device / dtype: default CUDA (the local rank's GPU) + fp16 when available, else CPU + fp32.
         local_files_only: never contact the hub (always true for a local folder).
+        discriminator / guidance_weight / guidance_min_t: optional discriminator guidance
+            (``dlcr.generation.guidance``): a checkpoint from ``dlcr generate guidance-train``
+            corrects the noise prediction with weight ``w`` at timesteps ``t > guidance_min_t``.
+            Off (and nothing loaded) unless ``discriminator`` is given.
     """
 
     name = "diffusers"
@@ -120,6 +124,9 @@ class DiffusersInpainter:
         device: str | None = None,
         dtype: str | None = None,
         local_files_only: bool = False,
+        discriminator: str | os.PathLike | None = None,
+        guidance_weight: float = 1.0,
+        guidance_min_t: int = 200,
     ):
         import torch
         from diffusers import StableDiffusionInpaintPipeline
@@ -189,6 +196,12 @@ class DiffusersInpainter:
         self.pipe = pipe
         self._embeds: dict[str, tuple[Any, Any]] = {}
         self.encode_count = 0  # how many prompts were run through the text encoder
+        self.guidance: Any = None  # a DiscriminatorGuidance hook on pipe.unet, only when asked for
+        if discriminator:  # None or "" (an unset config value): off
+            from dlcr.generation.guidance import attach_guidance
+
+            self.guidance = attach_guidance(pipe, discriminator, weight=guidance_weight,
+                                            min_t=guidance_min_t, device=self.device)
 
     # -- prompt embeddings -------------------------------------------------------------------
     @property

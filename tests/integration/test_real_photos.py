@@ -1,0 +1,106 @@
+"""Stage 1 on the shipped photographs (pose masks -> rule captions -> recolor variants) and its report section."""
+
+import json
+
+import numpy as np
+import pytest
+
+from dlcr.generation.parsing import CLOTHES_LABELS, labels_mask
+from dlcr.io.atomic import atomic_write_json
+from dlcr.io.images import read_label_map, read_rgb
+from dlcr.testing import photos
+from dlcr.testing.photos import MANIFEST, REALPHOTO_DIRNAME, run_real_photo_stage
+
+REASON = photos.real_photo_missing()
+
+
+def test_photo_files_are_located_without_download():
+    path = photos.photo_path("grace_hopper")  # matplotlib is a core dependency
+    assert path is not None and path.name == "grace_hopper.jpg"
+    img = photos.load_photo("grace_hopper")
+    assert img.shape == (600, 512, 3) and img.dtype == np.uint8
+
+
+def test_person_box_and_crop_by_hand():
+    mask = np.zeros((100, 80), bool)
+    mask[20:70, 30:50] = True  # 50 x 20
+    assert photos.person_box(mask, margin=0.1) == (15, 75, 28, 52)
+    assert photos.person_box(mask, margin=1.0) == (0, 100, 10, 70)  # clamped to the image
+    assert photos.person_box(np.zeros((4, 4), bool)) is None
+    crop = photos.crop_resize(np.zeros((100, 80, 3), np.uint8), (15, 75, 28, 52), height=120)
+    assert crop.shape == (120, 48, 3)  # 60 x 24 scaled by 2
+
+
+def test_stage_is_skipped_with_a_reason_when_the_pose_extra_is_missing(tmp_path, monkeypatch):
+    from dlcr.generation.parsers import pose
+
+    monkeypatch.setattr(pose, "mediapipe_missing", lambda: "mediapipe is not installed (pip ...)")
+    m = run_real_photo_stage(tmp_path / "rp")
+    assert m["status"] == "skipped" and "mediapipe is not installed" in m["reason"]
+    assert json.loads((tmp_path / "rp" / MANIFEST).read_text()) == m
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    if REASON:
+        pytest.skip(f"real-photo stage unavailable: {REASON}")
+    import torch
+
+    torch.set_num_threads(1)
+    demo = tmp_path_factory.mktemp("demo")
+    out = demo / REALPHOTO_DIRNAME
+    return demo, out, run_real_photo_stage(out, k=3, height=192, seed=5)
+
+
+def test_real_photos_end_to_end(stage):
+    _, out, m = stage
+    assert m["status"] == "ok" and m["k"] == 3 and m["fallbacks"] == 0
+    assert [r["name"] for r in m["photos"]] == photos.available_photos()
+    assert json.loads((out / MANIFEST).read_text()) == m
+    for r in m["photos"]:
+        crop = read_rgb(out / r["original"])
+        lab = read_label_map(out / r["mask"])
+        assert crop.shape[0] == 192 and lab.shape == crop.shape[:2] and r["pose_found"]
+        clothes = labels_mask(lab, CLOTHES_LABELS)
+        assert clothes.sum() == r["clothes_pixels"] > 0.15 * clothes.size
+        assert "shirt" in r["caption"] and r["outfit"]["upper"]  # both wear an upper garment
+        prompts = [v["prompt"] for v in r["variants"]]
+        assert len(prompts) == len(set(prompts)) == 3 and set(prompts) <= set(photos.OUTFITS)
+        for v in r["variants"]:
+            img = read_rgb(out / v["file"])
+            assert np.array_equal(img[~clothes], crop[~clothes])  # only the clothes change
+            assert np.abs(img[clothes].astype(int) - crop[clothes]).mean() > 10
+
+
+def test_stage_is_deterministic(stage, tmp_path):
+    _, out, m = stage
+    again = run_real_photo_stage(tmp_path / "again", k=3, height=192, seed=5)
+    assert [r["variants"] for r in again["photos"]] == [r["variants"] for r in m["photos"]]
+    for r in m["photos"]:
+        for v in r["variants"]:
+            assert (tmp_path / "again" / v["file"]).read_bytes() == (out / v["file"]).read_bytes()
+
+
+def test_report_shows_the_real_photo_panel(stage):
+    from dlcr.report import build_demo_report
+
+    demo, _, m = stage
+    page = build_demo_report(demo).read_text()
+    section = page.split('<section id="realphoto">')[1].split("</section>")[0]
+    n_photos = len(m["photos"])
+    assert section.count('<div class="genrow photorow">') == n_photos
+    assert section.count("<img ") == n_photos * (2 + 3)  # crop, mask, 3 variants
+    assert "Grace Hopper" in section and "pose mask" in section
+
+
+def test_report_notes_a_skipped_stage(tmp_path):
+    from dlcr.report import build_demo_report
+
+    atomic_write_json(tmp_path / REALPHOTO_DIRNAME / MANIFEST,
+                      {"version": 1, "status": "skipped", "reason": "mediapipe is not installed", "photos": []})
+    page = build_demo_report(tmp_path).read_text()
+    section = page.split('<section id="realphoto">')[1].split("</section>")[0]
+    assert "skipped: mediapipe is not installed" in section and "<img" not in section
+    (tmp_path / REALPHOTO_DIRNAME / MANIFEST).unlink()
+    page = build_demo_report(tmp_path).read_text()
+    assert "the real-photo stage did not run" in page.split('<section id="realphoto">')[1]
