@@ -115,3 +115,18 @@ def test_outfit_prompt():
     assert Outfit("k", "red t-shirt", "blue jeans", "white shoes").prompt == (
         "a person wearing red t-shirt, blue jeans, white shoes")
     assert Outfit("k", "", "", "").prompt == "a person"
+
+
+def test_safe_join_lexical_follows_links_but_refuses_escapes(tmp_path: Path):
+    from dlcr.errors import UnsafePathError
+    from dlcr.io.paths import safe_join
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UnsafePathError):
+        safe_join(tmp_path / "root", "link/a.png")  # resolving: the link leaves the root
+    assert safe_join(tmp_path / "root", "link/a.png", lexical=True) == tmp_path / "root" / "link" / "a.png"
+    for bad in ("../x.png", "a/../../x.png", "/etc/passwd"):
+        with pytest.raises(UnsafePathError):
+            safe_join(tmp_path / "root", bad, lexical=True)

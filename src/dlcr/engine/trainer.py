@@ -350,7 +350,7 @@ class Trainer:
             self.best = (float(extra["best"][0]), int(extra["best"][1]))
         hist = self.out_dir / "history.json"
         if hist.is_file():
-            self.history = [h for h in json.loads(hist.read_text()) if h["epoch"] < self.start_epoch]
+            self.history = [h for h in json.loads(hist.read_text()) if h["epoch"] <= self.start_epoch]
         log.info("resumed from %s at epoch %d", last, self.start_epoch)
         return True
 
@@ -496,12 +496,14 @@ def init_distributed(env: DistEnv) -> None:
 def train(cfg: Config, data: TrainData, out_dir: str | os.PathLike, *, generated: GeneratedData | None = None,
           resume: bool = False, device: str | None = None) -> TrainResult:
     """Train one model; ``resume=True`` continues from ``out_dir/checkpoints/last`` when present."""
+    from dlcr.engine.checkpoint import latest_checkpoint
+
     env = dist_env()
     init_distributed(env)
     trainer = Trainer(cfg, data, out_dir, generated=generated, device=device, env=env)
     if resume:
         trainer.resume()
-    elif (trainer.ckpt_dir / "last.json").is_file():
+    elif latest_checkpoint(trainer.ckpt_dir) is not None:
         raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it or choose another name")
     return trainer.fit()
 

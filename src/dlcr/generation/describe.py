@@ -647,7 +647,7 @@ def describe_dataset(
             raise InputError(
                 f"image {p!r} appears with two clothes keys: {key_of[p]!r} and {s.clothes_key!r}"
             )
-        safe_join(root, p)  # refuse escaping paths before any work
+        safe_join(root, p, lexical=True)  # refuse escaping paths before any work
     paths = list(key_of)
 
     flags = _empty_flags(labels_dir)
@@ -675,7 +675,7 @@ def describe_dataset(
             if p not in flags and not labels_mask(labels, CLOTHES_LABELS).any():
                 empty.add(p)
                 continue
-            img = read_rgb(safe_join(root, p))
+            img = read_rgb(safe_join(root, p, lexical=True))
             if labels.shape != img.shape[:2]:
                 raise InputError(f"label map {lp} is {labels.shape}, its image {p!r} is {img.shape[:2]}")
             images.append(img)

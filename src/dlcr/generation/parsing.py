@@ -356,7 +356,7 @@ class HumanParser(ABC):
 
     def parse_files(self, rel_paths: Sequence[str], root: str | os.PathLike) -> list[np.ndarray]:
         """Label maps for images given as paths relative to ``root``."""
-        images = [read_rgb(safe_join(root, p)) for p in rel_paths]
+        images = [read_rgb(safe_join(root, p, lexical=True)) for p in rel_paths]
         labels = self.parse(images)
         for p, img, lab in zip(rel_paths, images, labels, strict=True):
             if lab.shape != img.shape[:2]:
@@ -595,7 +595,7 @@ def parse_dataset(
         p = str(p).replace("\\", "/")
         if p in targets:
             continue
-        safe_join(root, p)  # refuse escaping paths before any work
+        safe_join(root, p, lexical=True)  # refuse escaping paths before any work
         t = label_path(out, p)
         if t in owner:
             raise InputError(f"images {owner[t]!r} and {p!r} would share the label map {t}")

@@ -324,7 +324,7 @@ class GenerationWorker:
         self.model = str(getattr(self.inpainter, "model", ""))
 
     def _load(self, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        image = read_rgb(safe_join(self.image_root, source))
+        image = read_rgb(safe_join(self.image_root, source, lexical=True))
         labels = read_label_map(label_path_for(self.label_root, source))
         if labels.shape != image.shape[:2]:  # parsed at another size: bring it back, no new labels
             h, w = image.shape[:2]

@@ -64,7 +64,7 @@ class FolderParser(HumanParser):
         if not lp.is_file():
             raise ImageError(f"no label map for {rel_path!r}: {lp} does not exist")
         labels = read_label_map(lp)
-        h, w = image_size(safe_join(root, rel_path))
+        h, w = image_size(safe_join(root, rel_path, lexical=True))
         if labels.shape != (h, w):
             raise ImageError(
                 f"label map {lp} is {labels.shape[1]}x{labels.shape[0]} but image {rel_path!r} is {w}x{h}"

@@ -1,0 +1,42 @@
+"""Helpers of the reliability suite (imported by its conftest and tests as ``relia_util``)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+H, W = 64, 32
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment of a ``python -m dlcr`` subprocess: quiet, offline, one thread, this checkout first."""
+    env = {**os.environ, "DLCR_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(extra)
+    return env
+
+
+PYTHON = sys.executable
+
+
+def data_sets(root: Path) -> list[str]:
+    """``--set`` arguments for the tiny world at ``root`` (64x32, no workers)."""
+    return ["--set", f"data.root={root}", "--set", f"data.height={H}", "--set", f"data.width={W}",
+            "--set", "data.workers=0"]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file under ``folder`` (to prove nothing was lost or changed)."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def clone(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
