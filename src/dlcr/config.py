@@ -42,6 +42,8 @@ class DataConfig:
     workers: int = 2
     strict: bool = True  # a file name that breaks the dataset's pattern is an error (False: skip + warn)
     seq_len: int = 4  # frames per clip for video datasets (CCVID)
+    pad: int | None = None  # pad-and-crop augmentation; None: CAL's 10 px at 384 high, scaled to `height`
+    random_erasing: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise bad()
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad() from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad()
         return float(value)

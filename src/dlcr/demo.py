@@ -37,8 +37,10 @@ class DemoSettings:
     """Sizes of the demo. ``quick`` is the ~2-minute smoke version the tests run."""
 
     ids: int = 150
-    height: int = 128
+    height: int = 128  # rendered world (and generated images)
     width: int = 64
+    train_height: int = 64  # network input: half the rendered size keeps 3 arms within minutes on 2 cores
+    train_width: int = 32
     world_seed: int = 0
     seeds: tuple[int, ...] = (0,)
     k: int = 8
@@ -70,7 +72,7 @@ def arm_config(st: DemoSettings, arm: str, seed: int, world_root: Path) -> Any:
     from dlcr.config import load_config
 
     sets = [
-        f"data.root={world_root}", f"data.height={st.height}", f"data.width={st.width}",
+        f"data.root={world_root}", f"data.height={st.train_height}", f"data.width={st.train_width}",
         f"data.workers={st.workers}", f"train.epochs={st.epochs}", f"train.seed={seed}",
         f"train.eval_every={st.epochs}", f"loss.cal_start_epoch={st.cal_start}",
         f"optim.milestones={list(st.milestones)}", f"optim.lr={st.lr}",
@@ -185,7 +187,7 @@ def run_demo(out: str | os.PathLike, st: DemoSettings, *, report: bool = True) -
                 tr = Trainer(cfg, data, run_dir, generated=None if arm == "baseline" else gen)
                 tr.resume()
                 timed(f"train_{arm}", tr.fit)
-                es = EvalSettings(height=st.height, width=st.width, batch_size=256, workers=st.workers)
+                es = EvalSettings(height=st.train_height, width=st.train_width, batch_size=256, workers=st.workers)
                 refine = arm == "dlcr_progressive"
                 metrics = timed(f"eval_{arm}", evaluate_model, tr.model, ds.splits, world_root, ds.protocols, es,
                                 refine_rows=qrows if refine else None, refine_root=work / stages.QUERY_GENERATED,

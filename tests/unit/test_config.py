@@ -113,3 +113,10 @@ def test_dump_roundtrip(tmp_path: Path):
     p.write_text(dump_yaml(cfg))
     assert load_config(p) == cfg
     assert to_dict(cfg)["optim"]["milestones"] == [20, 40]
+
+
+def test_exponent_floats_without_a_dot_are_accepted():
+    cfg = load_config("synthcc", ["optim.lr=1e-3"])
+    assert cfg.optim.lr == 1e-3
+    with pytest.raises(ConfigError, match="optim.lr"):
+        load_config("synthcc", ["optim.lr=fast"])

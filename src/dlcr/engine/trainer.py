@@ -257,7 +257,9 @@ class Trainer:
         self.adv = ClothesAdversarialLoss(scale=lc.clothes_scale, epsilon=lc.cal_epsilon)
 
         self.sampler = self._make_sampler()
-        tf = build_transforms(cfg.data.height, cfg.data.width, train=True)
+        pad = cfg.data.pad if cfg.data.pad is not None else max(1, round(10 * cfg.data.height / 384))
+        tf = build_transforms(cfg.data.height, cfg.data.width, train=True, pad=pad,
+                              random_erasing=cfg.data.random_erasing)
         ds = make_dataset(self.pool, data.root, tf, data.video, cfg.data.seq_len)
         loader_kw: dict[str, Any] = {"num_workers": cfg.data.workers, "pin_memory": self.device.type == "cuda",
                                      "persistent_workers": cfg.data.workers > 0}

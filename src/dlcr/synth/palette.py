@@ -45,6 +45,8 @@ LOWER_COLOURS: dict[str, float] = {
     "black": 16, "gray": 10, "navy": 8, "blue": 5, "denim": 4, "khaki": 7, "beige": 5, "brown": 5,
     "olive": 3, "white": 3, "red": 2, "maroon": 2, "green": 2, "purple": 1, "pink": 1, "teal": 1,
 }  # fmt: skip
+#: Saturated colours; the world option ``vivid`` scales their weights (0 = neutral clothing only).
+VIVID = frozenset({"red", "maroon", "pink", "orange", "yellow", "green", "teal", "cyan", "blue", "purple", "lavender"})
 JEANS_COLOURS: dict[str, float] = {"blue": 5, "denim": 4, "navy": 2, "black": 3, "gray": 1}
 SHOE_COLOURS: dict[str, float] = {
     "white": 8, "black": 10, "brown": 5, "gray": 4, "red": 1, "blue": 2, "navy": 2, "beige": 2, "yellow": 1,
@@ -77,6 +79,13 @@ HAIR_RGB: dict[str, tuple[int, int, int]] = {
     "blonde": (206, 172, 104),
     "gray": (150, 148, 146),
     "white": (222, 220, 214),
+    # dyed: rarer, but large saturated regions a CNN picks up as easily as clothes
+    "dyed red": (176, 36, 30),
+    "dyed pink": (226, 110, 170),
+    "dyed blue": (46, 90, 200),
+    "dyed green": (40, 150, 90),
+    "dyed purple": (120, 60, 170),
+    "platinum": (236, 230, 190),
 }
 HAIR_STYLES = ("short", "long", "ponytail", "bun", "bald", "curly")
 # Skin tones are a continuous ramp between these two ends.

@@ -198,21 +198,15 @@ def draw_person(cv: Canvas, ident: Identity, outfit: Outfit, pose: Pose, rng: np
     r_ua, r_el, r_wr = 0.026 * b, 0.021 * b, 0.016 * b
     ua_len, fa_len = 0.165 * ident.arm, 0.15 * ident.arm
 
-    # left/right LIP labels: in a front view the person's left is on the image's right (+x)
-    if view == "front":
-        left_sign = 1.0
-    elif view == "back":
-        left_sign = -1.0
-    else:  # side: facing +x shows the right side to the camera
-        left_sign = -d  # the "left" limbs are the far ones when facing right
-    def arm_label(sgn: float) -> int:
-        return L_ARM if sgn == left_sign else R_ARM
+    def limb_labels(sgn: float) -> tuple[int, int, int]:
+        """LIP (arm, leg, shoe) labels of the limb on side ``sgn``.
 
-    def leg_label(sgn: float) -> int:
-        return L_LEG if sgn == left_sign else R_LEG
-
-    def shoe_label(sgn: float) -> int:
-        return L_SHOE if sgn == left_sign else R_SHOE
+        Front/back views: ``sgn`` is the image side (+x right); the person's left is on the image's
+        right in a front view. Side views: ``sgn = +1`` is the near limb, which is the person's right
+        one when facing +x and the left one when facing -x.
+        """
+        is_left = (sgn > 0) == (d < 0) if side else (sgn > 0) == (view == "front")
+        return (L_ARM, L_LEG, L_SHOE) if is_left else (R_ARM, R_LEG, R_SHOE)
 
     # --- joints ------------------------------------------------------------------------------
     legs: list[tuple[float, tuple[float, float], tuple[float, float], tuple[float, float]]] = []
@@ -243,19 +237,11 @@ def draw_person(cv: Canvas, ident: Identity, outfit: Outfit, pose: Pose, rng: np
             th2 = th + 0.25
             arms.append((sgn, (sx, y_sh + 0.02), (ex, ey), (ex + d * fa_len * math.sin(th2), ey + fa_len * math.cos(th2))))
 
-    def limb_labels(sgn: float) -> tuple[int, int, int]:
-        # side views: sgn = +1 is the near limb, which is the right one when facing +x
-        if side:
-            near_is_left = left_sign > 0
-            is_left = near_is_left if sgn > 0 else not near_is_left
-            return (L_ARM, L_LEG, L_SHOE) if is_left else (R_ARM, R_LEG, R_SHOE)
-        return arm_label(sgn), leg_label(sgn), shoe_label(sgn)
-
     # --- layers --------------------------------------------------------------------------------
     long_hair = ident.hair_style == "long"
     if long_hair and view == "front":  # hair falling behind the shoulders
-        self_hw = rx * 1.15
-        cv.profile([y_head, y_sh + 0.02, y_sh + 0.11], [0, 0, 0], [self_hw, self_hw * 1.12, self_hw * 1.05], HAIR, hair)
+        hw_hair = rx * 1.15
+        cv.profile([y_head, y_sh + 0.02, y_sh + 0.11], [0, 0, 0], [hw_hair, hw_hair * 1.12, hw_hair * 1.05], HAIR, hair)
 
     def draw_leg(sgn: float, far: bool) -> None:
         arm_l, leg_l, shoe_l = limb_labels(sgn)
@@ -409,8 +395,6 @@ def draw_person(cv: Canvas, ident: Identity, outfit: Outfit, pose: Pose, rng: np
                 return (rel_v < hairline) | (behind & (rel_v < back_line))
             return rel_v < hairline
 
-        if view == "back" and long_hair:
-            pass  # drawn after the cap below
         cv.ellipse((hcx - (d * 0.006 if side else 0.0), y_head - 0.006), hrx * big, ry * big * 0.98, HAIR, hair,
                    clip=cap)
         if view == "front" and style in ("long", "curly"):  # hair framing the face

@@ -43,6 +43,10 @@ NAME_RE = re.compile(r"^(\d+)_(\d+)_c(\d+)_(\d+)\.png$")
 _WRITERS = 6
 
 
+def _done(root: Path, spec: ImageSpec) -> bool:
+    return (root / spec.split / spec.name).is_file() and (root / "masks" / spec.split / spec.name).is_file()
+
+
 def _write_pair(img_path: Path, img: np.ndarray, mask_path: Path, labels: np.ndarray) -> None:
     write_png(mask_path, labels)
     write_png(img_path, img)
@@ -116,16 +120,16 @@ def render_world(out_dir: str | os.PathLike, *, ids: int = 150, seed: int = 0, h
     params = WorldParams.build(ids=ids, seed=seed, height=height, width=width, **advanced)
     root = Path(out_dir) / "synthcc"
     meta = _check_existing(root, params)
-    if meta is not None and meta.get("complete"):
+    world = build_world(params)
+    if meta is not None and meta.get("complete") and all(_done(root, spec) for spec in world.plan):
         log.info("synthcc world at %s is complete; nothing to do", root)
         out = dict(meta.get("summary", {}))
-        out.update(rendered=0, skipped=sum(out.get("images", {}).values()), seconds=round(time.perf_counter() - t0, 3))
+        out.update(rendered=0, skipped=len(world.plan), seconds=round(time.perf_counter() - t0, 3))
         return out
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(root)
     atomic_write_json(root / "world.json", {"version": VERSION, "params": params.to_json(), "complete": False})
 
-    world = build_world(params)
     outfits = {
         f"{pid:03d}_{k}": o.describe() for pid in sorted(world.outfits) for k, o in enumerate(world.outfits[pid], 1)
     }
@@ -137,11 +141,11 @@ def render_world(out_dir: str | os.PathLike, *, ids: int = 150, seed: int = 0, h
     pending: deque[Future[None]] = deque()
     with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
         for spec in track(world.plan, desc="synthcc", unit="img"):
-            img_path = root / spec.split / spec.name
-            mask_path = root / "masks" / spec.split / spec.name
-            if img_path.is_file() and mask_path.is_file():
+            if _done(root, spec):
                 skipped += 1
                 continue
+            img_path = root / spec.split / spec.name
+            mask_path = root / "masks" / spec.split / spec.name
             img, labels = render_spec(world, spec)
             # the mask first: an image on disk then always has its label map
             pending.append(pool.submit(_write_pair, img_path, img, mask_path, labels))
