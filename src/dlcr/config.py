@@ -44,6 +44,7 @@ class DataConfig:
     seq_len: int = 4  # frames per clip for video datasets (CCVID)
     pad: int | None = None  # pad-and-crop augmentation; None: CAL's 10 px at 384 high, scaled to `height`
     random_erasing: float = 0.5
+    cache_images: bool = False  # keep decoded, resized training images in RAM (small datasets)
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,14 @@ def demo_cmd(
     l: int = typer.Option(None, "--l", help="generated variants per query (refinement)"),  # noqa: E741
     m: int = typer.Option(None, "--m", help="top-m retrievals ensembled by refinement"),
     workers: int = typer.Option(None, "--workers", help="data-loading worker processes"),
+    threads: int = typer.Option(None, "--threads", help="torch threads [default: 1]"),
     sets: list[str] = typer.Option([], "--set", help="extra config override for every arm (repeatable)"),
 ) -> None:
     """Render synthcc → masks → descriptions → inpainting → train 3 arms → evaluate (+ refinement) → report."""
     from dlcr.demo import DemoSettings, results_table, run_demo
 
-    kw = {k_: v for k_, v in {"ids": ids, "epochs": epochs, "k": k, "l": l, "m": m, "workers": workers}.items()
+    kw = {k_: v for k_, v in {"ids": ids, "epochs": epochs, "k": k, "l": l, "m": m, "workers": workers,
+                                  "threads": threads}.items()
           if v is not None}
     kw.update(seeds=_seeds(seeds), backend=backend, extra_sets=tuple(sets))
     st = DemoSettings.quick_settings(**kw) if quick else DemoSettings(**kw)

@@ -76,10 +76,29 @@ def add_generated(real: list[Item], manifest_rows: Sequence[dict[str, Any]], gen
 class ImageDataset(Dataset):
     """Reads pool items as tensors. Returns a dict: img, pid, camid, clothes_id, generated, index."""
 
-    def __init__(self, items: Sequence[Item], root: str | os.PathLike, transform: Callable[[Any], Any]):
+    def __init__(self, items: Sequence[Item], root: str | os.PathLike, transform: Callable[[Any], Any],
+                 cache_hw: tuple[int, int] | None = None):
+        """``cache_hw=(H, W)``: keep every image decoded and resized to the network input in memory
+        (uint8, 3·H·W bytes each) so later epochs skip PNG/JPEG decoding and the resize; for datasets
+        that fit in RAM. Each loader worker process holds its own cache."""
         self.items = list(items)
         self.root = Path(root)
         self.transform = transform
+        self.cache_hw = cache_hw
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def _load(self, p: str) -> Any:
+        if self.cache_hw is None:
+            return read_pil_rgb(self._path(p))
+        hit = self._cache.get(p)
+        if hit is None:
+            from torchvision.transforms.v2 import functional as TF
+
+            arr = np.asarray(read_pil_rgb(self._path(p)))
+            t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+            hit = TF.resize(t, list(self.cache_hw), antialias=True)
+            self._cache[p] = hit
+        return hit
 
     def __len__(self) -> int:
         return len(self.items)
@@ -92,7 +111,7 @@ class ImageDataset(Dataset):
         it = self.items[index]
         if it.frames:
             raise TypeError("ImageDataset got a tracklet; use ClipDataset for video datasets")
-        img = self.transform(read_pil_rgb(self._path(it.path)))
+        img = self.transform(self._load(it.path))
         return {"img": img, "pid": it.pid, "camid": it.camid, "clothes_id": it.clothes_id,
                 "generated": it.generated, "index": index}
 
@@ -101,14 +120,14 @@ class ClipDataset(ImageDataset):
     """Video items: ``seq_len`` frames per clip (evenly strided over the tracklet, C2D style)."""
 
     def __init__(self, items: Sequence[Item], root: str | os.PathLike, transform: Callable[[Any], Any],
-                 seq_len: int = 4):
-        super().__init__(items, root, transform)
+                 seq_len: int = 4, cache_hw: tuple[int, int] | None = None):
+        super().__init__(items, root, transform, cache_hw)
         self.seq_len = seq_len
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         it = self.items[index]
         frames = it.frames or (it.path,)
         pick = np.linspace(0, len(frames) - 1, self.seq_len).round().astype(int)
-        clip = torch.stack([self.transform(read_pil_rgb(self._path(frames[i]))) for i in pick])
+        clip = torch.stack([self.transform(self._load(frames[i])) for i in pick])
         return {"img": clip, "pid": it.pid, "camid": it.camid, "clothes_id": it.clothes_id,
                 "generated": it.generated, "index": index}

@@ -110,10 +110,11 @@ def build_pool(data: TrainData, generated: GeneratedData | None, *, target_cloth
     return pool, variants
 
 
-def make_dataset(items: Sequence[Item], root: Path, transform: Any, video: bool, seq_len: int) -> ImageDataset:
+def make_dataset(items: Sequence[Item], root: Path, transform: Any, video: bool, seq_len: int,
+                 cache_hw: tuple[int, int] | None = None) -> ImageDataset:
     if video:
-        return ClipDataset(items, root, transform, seq_len=seq_len)
-    return ImageDataset(items, root, transform)
+        return ClipDataset(items, root, transform, seq_len=seq_len, cache_hw=cache_hw)
+    return ImageDataset(items, root, transform, cache_hw=cache_hw)
 
 
 def make_eval_loader(samples: Sequence[Sample], root: Path, *, height: int, width: int, batch_size: int,
@@ -260,7 +261,8 @@ class Trainer:
         pad = cfg.data.pad if cfg.data.pad is not None else max(1, round(10 * cfg.data.height / 384))
         tf = build_transforms(cfg.data.height, cfg.data.width, train=True, pad=pad,
                               random_erasing=cfg.data.random_erasing)
-        ds = make_dataset(self.pool, data.root, tf, data.video, cfg.data.seq_len)
+        cache = (cfg.data.height, cfg.data.width) if cfg.data.cache_images else None
+        ds = make_dataset(self.pool, data.root, tf, data.video, cfg.data.seq_len, cache_hw=cache)
         loader_kw: dict[str, Any] = {"num_workers": cfg.data.workers, "pin_memory": self.device.type == "cuda",
                                      "persistent_workers": cfg.data.workers > 0}
         self.max_steps: int | None = None
