@@ -150,6 +150,9 @@ def run_demo(out: str | os.PathLike, st: DemoSettings, *, report: bool = True) -
 
     world = timed("render", render_world, world_root, ids=st.ids, seed=st.world_seed, height=st.height,
                   width=st.width)
+    from dlcr.synth import contact_sheet
+
+    contact_sheet(world_root, out / "figures" / "contact_sheet.png", n_ids=4, zoom=2)
     ds = create_dataset("synthcc", world_root)
     queries = [s for name in stages.query_splits(ds.splits) for s in ds.splits[name]]
     timed("masks", stages.run_masks, create_parser("synthcc"), list(ds.train) + queries, world_root, work)

@@ -56,6 +56,8 @@ def make_fake_demo(root: Path, seeds: tuple[int, ...] = (0, 1), k: int = 3, n_qv
     def img(rel: str, clothes: int) -> None:
         write_png(world / rel, _person(rng, clothes))
 
+    write_png(root / "figures" / "contact_sheet.png", np.full((8, 8, 3), 128, np.uint8))  # the world sheet
+
     # Training images, their masks, outfits and generated variants.
     train, outfits, man = [], [], []
     for pid in (1, 2, 3):

@@ -665,8 +665,20 @@ def _features_section(root: Path, results: Mapping[str, Any] | None, assets: _As
 # Page
 # --------------------------------------------------------------------------------------------
 
+def _world_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    """The synthetic world's contact sheet (rows: a person's outfits; columns: cameras)."""
+    sheet = root / "figures" / "contact_sheet.png"
+    if not sheet.is_file():
+        raise InputError("figures/contact_sheet.png not found")
+    return ('<figure><img src="figures/contact_sheet.png" alt="synthcc contact sheet" '
+            'style="max-width:100%;image-rendering:pixelated"><figcaption>every outfit of four training '
+            'identities (rows) across the cameras (columns); gray: that camera never saw that outfit'
+            '</figcaption></figure>')
+
+
 SECTIONS: tuple[tuple[str, str, Callable[[Path, Any, _Assets], str]], ...] = (
     ("results", "Results", _results_section),
+    ("world", "The synthetic world", _world_section),
     ("generation", "Generated clothes variants", _generation_section),
     ("realphoto", "Real photographs", _realphoto_section),
     ("retrieval", "Retrieval examples", _retrieval_section),
