@@ -50,3 +50,18 @@ def test_demo_rejects_bad_seeds(capsys):
         main(["demo", "--quick", "--seeds", "a,b", "--out", "/nonexistent/x"])
     assert e.value.code == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_through_the_real_diffusers_code_with_tiny_weights(tmp_path):
+    from dlcr.cli.main import main
+
+    out = tmp_path / "demo_tiny"
+    main(["demo", "--quick", "--backend", "tiny", "--out", str(out), "--ids", "12", "--epochs", "1"])
+    res = json.loads((out / "results.json").read_text())
+    assert res["meta"]["backend"] == "tiny"
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(out / "work" / "generated" / "manifest.parquet").to_pylist()
+    assert rows and {r["backend"] for r in rows} == {"tiny"}
+    assert (out / "report.html").is_file()

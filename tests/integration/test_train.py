@@ -86,6 +86,12 @@ def test_training_writes_checkpoints_and_resume_continues_exactly(world, tmp_pat
     assert hist[-1]["adv"] > 0  # the adversarial loss is on from cal_start_epoch
     assert (tmp_path / "full" / "checkpoints" / "last.json").is_file()
     assert (tmp_path / "full" / "log.jsonl").read_text().count("\n") == 3
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        pass
+    else:  # TensorBoard scalars next to log.jsonl
+        assert list((tmp_path / "full" / "tb").glob("events.out.tfevents.*"))
 
     torch.manual_seed(0)
     part = Trainer(_cfg(world, "paired", epochs=2), data, tmp_path / "part", generated=_gen(world))
