@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-import conftest  # tests/conftest.py (pytest's default import mode puts tests/ on sys.path)
+from dlcr.testing import netguard as conftest  # installed by tests/conftest.py
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("DLCR_TEST_ALLOW_NETWORK") == "1", reason="DLCR_TEST_ALLOW_NETWORK=1 lifts the block"
