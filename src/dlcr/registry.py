@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from dlcr.errors import DlcrError
+from dlcr.errors import ConfigError, DlcrError
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -44,7 +45,18 @@ class Registry(Generic[T]):
         return self._items[key]
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return self.get(name)(*args, **kwargs)
+        """Build ``name``; options its factory does not take are a one-line :class:`ConfigError`
+        listing the ones it does (checked before the call, so the factory's own errors pass through)."""
+        factory = self.get(name)
+        try:
+            sig = inspect.signature(factory)
+        except (TypeError, ValueError):  # a builtin without a signature: let the call decide
+            return factory(*args, **kwargs)
+        try:
+            sig.bind(*args, **kwargs)
+        except TypeError as e:
+            raise ConfigError(f"{self.kind} {name!r}: {e}; its options are: {', '.join(sig.parameters)}") from None
+        return factory(*args, **kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._items)

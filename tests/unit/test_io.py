@@ -130,3 +130,21 @@ def test_safe_join_lexical_follows_links_but_refuses_escapes(tmp_path: Path):
     for bad in ("../x.png", "a/../../x.png", "/etc/passwd"):
         with pytest.raises(UnsafePathError):
             safe_join(tmp_path / "root", bad, lexical=True)
+
+
+def test_registry_create_names_unknown_options():
+    from dlcr.errors import ConfigError
+
+    reg: Registry = Registry("widget")
+
+    @reg.register("box")
+    def _box(size: int = 1) -> int:
+        if size < 0:
+            raise ValueError("negative size")
+        return size
+
+    assert reg.create("box", size=3) == 3
+    with pytest.raises(ConfigError, match=r"widget 'box': .*colour.*its options are: size"):
+        reg.create("box", colour="red")
+    with pytest.raises(ValueError, match="negative size"):  # the factory's own errors pass through
+        reg.create("box", size=-1)

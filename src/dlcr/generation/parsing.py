@@ -30,7 +30,6 @@ person-segmentation models -> LIP labels by body geometry; real photos offline).
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 from abc import ABC, abstractmethod
@@ -451,13 +450,7 @@ def create_parser(name: str, **kwargs: Any) -> HumanParser:
 
     Unknown names and unknown options raise a :class:`DlcrError` that lists what is accepted.
     """
-    factory = PARSERS.get(name)
-    try:
-        inspect.signature(factory).bind(**kwargs)
-    except TypeError as e:
-        params = [p for p in inspect.signature(factory).parameters]
-        raise ConfigError(f"parser {name!r}: {e}; its options are: {', '.join(params)}") from None
-    return factory(**kwargs)
+    return PARSERS.create(name, **kwargs)
 
 
 def __getattr__(name: str) -> Any:  # lazy access to the backend classes (torch-free import)

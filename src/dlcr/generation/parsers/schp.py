@@ -28,7 +28,6 @@ input square and warped back to the image with the inverse affine map, then argm
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -261,19 +260,6 @@ class SCHPNet(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def _load_error(e: BaseException) -> str:
-    """The informative line of a loading error (torch's weights-only refusal is several paragraphs)."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines()]
-    lines = [ln for ln in lines if ln]
-    for i, ln in enumerate(lines):
-        if "WeightsUnpickler error:" in ln:
-            detail = ln.split("WeightsUnpickler error:", 1)[1].strip()
-            if not detail and i + 1 < len(lines):
-                detail = lines[i + 1]
-            return f"not a plain tensor file: {detail.split('. Please use')[0]}"
-    return lines[0] if lines else type(e).__name__
-
-
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file, loaded safely (safetensors, or ``torch.load(weights_only=True)``).
 
@@ -282,6 +268,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
+    from dlcr.engine.checkpoint import weights_only_error
+
     try:
         if p.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -291,7 +279,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(
-            f"cannot load checkpoint {p} safely ({_load_error(e)}); "
+            f"cannot load checkpoint {p} safely ({weights_only_error(e)}); "
             "a plain state dict or a .safetensors file is expected"
         ) from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
