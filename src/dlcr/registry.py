@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -19,6 +20,25 @@ class UnknownNameError(DlcrError, KeyError):
         return self.args[0]
 
 
+class _Lazy:
+    """A factory named by ``"module:attribute"``, imported on first use (keeps heavy backends such as
+    transformers out of start-up). Its signature is the target's, so option checks see the real one."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def resolve(self) -> Callable[..., Any]:
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.resolve())
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
@@ -33,6 +53,10 @@ class Registry(Generic[T]):
             return obj
 
         return deco
+
+    def register_lazy(self, name: str, target: str) -> None:
+        """Register ``"module:attribute"`` (a class or function) without importing it yet."""
+        self.register(name)(_Lazy(target))  # type: ignore[arg-type]
 
     def get(self, name: str) -> T:
         key = str(name).lower()

@@ -148,3 +148,19 @@ def test_registry_create_names_unknown_options():
         reg.create("box", colour="red")
     with pytest.raises(ValueError, match="negative size"):  # the factory's own errors pass through
         reg.create("box", size=-1)
+
+
+def test_registry_lazy_entries_import_on_use_and_expose_the_real_signature():
+    import inspect
+    import sys
+
+    from dlcr.errors import ConfigError
+
+    reg: Registry = Registry("thing")
+    reg.register_lazy("frac", "fractions:Fraction")
+    reg.register_lazy("ghost", "dlcr_no_such_module_xyz:Thing")  # never imported unless used
+    assert "dlcr_no_such_module_xyz" not in sys.modules
+    assert list(inspect.signature(reg.get("frac")).parameters)[:2] == ["numerator", "denominator"]
+    assert reg.create("frac", 1, denominator=4) == 0.25
+    with pytest.raises(ConfigError, match="thing 'frac'.*its options are: numerator, denominator"):
+        reg.create("frac", 1, colour=2)

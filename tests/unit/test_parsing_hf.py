@@ -113,7 +113,6 @@ def test_load_errors_and_safe_defaults(tmp_path):
     with pytest.raises(CheckpointError, match="cannot load segmentation model"):
         HFSegmentationParser(tmp_path / "empty", device="cpu")
     assert inspect.signature(HFSegmentationParser).parameters["trust_remote_code"].default is False
-    assert (
-        inspect.signature(create_parser.__globals__["_create_hf"]).parameters["trust_remote_code"].default
-        is False
-    )
+    from dlcr.generation.parsing import PARSERS
+
+    assert inspect.signature(PARSERS.get("hf")).parameters["trust_remote_code"].default is False

@@ -242,39 +242,7 @@ def _rule_captioner(min_pixels: int = 10) -> Captioner:
     return RuleCaptioner(min_pixels=min_pixels)
 
 
-@CAPTIONERS.register("hf")
-def _hf_captioner(
-    model: str | os.PathLike,
-    prompt: str = DEFAULT_CAPTION_PROMPT,
-    max_new_tokens: int = 64,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float | None = None,
-    seed: int = 0,
-    batch_size: int = 8,
-    device: str | None = None,
-    dtype: str | None = None,
-    local_files_only: bool = False,
-    trust_remote_code: bool = False,
-    revision: str | None = None,
-) -> Captioner:
-    from dlcr.generation.describers.hf import HFCaptioner
-
-    return HFCaptioner(
-        model,
-        prompt=prompt,
-        max_new_tokens=max_new_tokens,
-        do_sample=do_sample,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
-        local_files_only=local_files_only,
-        trust_remote_code=trust_remote_code,
-        revision=revision,
-    )
+CAPTIONERS.register_lazy("hf", "dlcr.generation.describers.hf:HFCaptioner")
 
 
 @CAPTIONERS.register("tiny")
@@ -305,33 +273,7 @@ def _vote_summarizer() -> Summarizer:
     return VoteSummarizer()
 
 
-@SUMMARIZERS.register("hf")
-def _hf_summarizer(
-    model: str | os.PathLike,
-    prompt: str = DEFAULT_SUMMARY_PROMPT,
-    max_new_tokens: int = 64,
-    batch_size: int = 16,
-    device: str | None = None,
-    dtype: str | None = None,
-    local_files_only: bool = False,
-    trust_remote_code: bool = False,
-    gguf_file: str | None = None,
-    revision: str | None = None,
-) -> Summarizer:
-    from dlcr.generation.describers.hf import HFSummarizer
-
-    return HFSummarizer(
-        model,
-        prompt=prompt,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        device=device,
-        dtype=dtype,
-        local_files_only=local_files_only,
-        trust_remote_code=trust_remote_code,
-        gguf_file=gguf_file,
-        revision=revision,
-    )
+SUMMARIZERS.register_lazy("hf", "dlcr.generation.describers.hf:HFSummarizer")
 
 
 @SUMMARIZERS.register("tiny")

@@ -391,27 +391,7 @@ def _create_schp(
     )
 
 
-@PARSERS.register("hf")
-def _create_hf(
-    model: str | os.PathLike,
-    label_map: Mapping[str, int] | None = None,
-    trust_remote_code: bool = False,
-    batch_size: int = 8,
-    device: str | None = None,
-    revision: str | None = None,
-    local_files_only: bool = False,
-) -> HumanParser:
-    from dlcr.generation.parsers.hf_segmentation import HFSegmentationParser
-
-    return HFSegmentationParser(
-        model,
-        label_map=label_map,
-        trust_remote_code=trust_remote_code,
-        batch_size=batch_size,
-        device=device,
-        revision=revision,
-        local_files_only=local_files_only,
-    )
+PARSERS.register_lazy("hf", "dlcr.generation.parsers.hf_segmentation:HFSegmentationParser")
 
 
 @PARSERS.register("folder")
