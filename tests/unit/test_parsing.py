@@ -368,3 +368,12 @@ def test_parse_dataset_with_synthcc_ground_truth(tmp_path):
     rep = parse_dataset(create_parser("synthcc"), rels, tmp_path, tmp_path / "out")
     assert (rep.done, rep.empty, rep.empty_paths) == (2, 1, (rels[1],))
     np.testing.assert_array_equal(read_label_map(tmp_path / "out" / rels[0]), LABELS)
+
+
+def test_mask_bbox():
+    from dlcr.generation.parsing import mask_bbox
+
+    m = np.zeros((6, 5), dtype=bool)
+    assert mask_bbox(m) is None
+    m[1, 3] = m[4, 1] = True
+    assert mask_bbox(m) == (1, 5, 1, 4)

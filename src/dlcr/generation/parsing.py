@@ -273,6 +273,15 @@ def dilate_mask(mask: np.ndarray, radius: int, kernel: str = "square") -> np.nda
     raise InputError(f"unknown dilation kernel {kernel!r}; expected 'square' or 'cross'")
 
 
+def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of a boolean mask's bounding box, bottom/right exclusive; None if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def labels_mask(labels: np.ndarray, label_set: Iterable[int]) -> np.ndarray:
     """Boolean mask of the pixels whose label is in ``label_set``."""
     labels = _check_label_map(labels)

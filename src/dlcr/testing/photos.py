@@ -102,12 +102,13 @@ def load_photo(name: str) -> np.ndarray:
 
 def person_box(mask: np.ndarray, margin: float = 0.06) -> tuple[int, int, int, int] | None:
     """(top, bottom, left, right) of the mask's bounding box grown by ``margin`` x its size, clamped."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
+    from dlcr.generation.parsing import mask_bbox
+
+    box = mask_bbox(mask)
+    if box is None:
         return None
     h, w = mask.shape
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    y0, y1, x0, x1 = box
     my, mx = round(margin * (y1 - y0)), round(margin * (x1 - x0))
     return max(0, y0 - my), min(h, y1 + my), max(0, x0 - mx), min(w, x1 + mx)
 

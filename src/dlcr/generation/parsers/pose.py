@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from dlcr.errors import ConfigError
-from dlcr.generation.parsing import HumanParser, check_images
+from dlcr.generation.parsing import HumanParser, check_images, mask_bbox
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -255,11 +255,10 @@ def labels_from_pose(
 
     h, w = person.shape
     out = np.zeros((h, w), dtype=np.uint8)
-    if not person.any():
+    box = mask_bbox(person)
+    if box is None:
         return out
-    rows = np.flatnonzero(person.any(axis=1))
-    cols = np.flatnonzero(person.any(axis=0))
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    y0, y1, x0, x1 = box
     ys = np.arange(y0, y1, dtype=np.float64)[:, None] + 0.5
     xs = np.arange(x0, x1, dtype=np.float64)[None, :] + 0.5
     bones = skeleton(pts, vis, min_visibility)
@@ -311,12 +310,11 @@ def fallback_labels(person: np.ndarray) -> np.ndarray:
     """The fixed pedestrian geometry of :data:`FALLBACK_BANDS` laid over the person mask's bounding box."""
     h, w = person.shape
     out = np.zeros((h, w), dtype=np.uint8)
-    if not person.any():
+    box = mask_bbox(person)
+    if box is None:
         return out
-    rows = np.flatnonzero(person.any(axis=1))
-    cols = np.flatnonzero(person.any(axis=0))
-    y0, y1 = rows[0], rows[-1] + 1
-    mid = (cols[0] + cols[-1] + 1) / 2
+    y0, y1, x0, x1 = box
+    mid = (x0 + x1) / 2
     frac = (np.arange(h) + 0.5 - y0) / max(y1 - y0, 1)
     band = np.full(h, BACKGROUND, dtype=np.uint8)
     start = 0.0
