@@ -211,7 +211,8 @@ def run_demo(out: str | os.PathLike, st: DemoSettings, *, report: bool = True) -
                     with atomic_write(run_dir / "eval" / "refined_sims.npy", "wb") as fh:
                         np.save(fh, np.asarray(extras["standard_refined_sims"], dtype=np.float32))
                 atomic_write_json(done, metrics)
-                torch.cuda.empty_cache() if torch.cuda.is_available() else None
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
             per_arm[arm].append({**_row(metrics), "seed": seed})
             if arm == "dlcr_progressive":
                 per_arm["dlcr_progressive_refined"].append({**_row(metrics, "_refined"), "seed": seed})

@@ -79,8 +79,7 @@ def evaluate_cmd(
             raise InputError(f"refinement needs query variants, but {qdir / MANIFEST} is missing; "
                              "run `dlcr generate queries` first")
         rows = read_table(qdir / MANIFEST)
-    st = EvalSettings(height=cfg.data.height, width=cfg.data.width, batch_size=ev.batch_size,
-                      workers=cfg.data.workers, flip=ev.flip, seq_len=cfg.data.seq_len)
+    st = EvalSettings.from_config(cfg)
     metrics = evaluate_model(model, ds.splits, ds.root, ds.protocols, st, device=dev, video=ds.video,
                              refine_rows=rows, refine_root=qdir, l=l or ev.refine_l, m=m or ev.refine_m,
                              variant=variant)

@@ -34,6 +34,12 @@ class EvalSettings:
     flip: bool = True
     seq_len: int = 4
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> EvalSettings:
+        """The evaluation sizes of a :class:`~dlcr.config.Config` (its ``data`` and ``eval`` sections)."""
+        return cls(height=cfg.data.height, width=cfg.data.width, batch_size=cfg.eval.batch_size,
+                   workers=cfg.data.workers, flip=cfg.eval.flip, seq_len=cfg.data.seq_len)
+
 
 def split_features(model: torch.nn.Module, splits: Mapping[str, Sequence[Sample]], root: str | os.PathLike,
                    names: Sequence[str], st: EvalSettings, *, device: Any = None, video: bool = False) -> dict[str, Any]:

@@ -420,18 +420,11 @@ class Trainer:
 
     # -- evaluation
     def evaluate(self, protocols: Sequence[EvalProtocol] | None = None) -> dict[str, Any]:
-        from dlcr.evaluation import evaluate_protocols, extract_features
+        from dlcr.engine.evaluate import EvalSettings, evaluate_model
 
         protocols = tuple(protocols if protocols is not None else self.data.protocols)
-        cfg = self.cfg
-        feats = {}
-        for split in sorted({p.query for p in protocols} | {p.gallery for p in protocols}):
-            loader = make_eval_loader(self.data.eval_splits[split], self.data.root, height=cfg.data.height,
-                                      width=cfg.data.width, batch_size=cfg.eval.batch_size,
-                                      workers=cfg.data.workers, video=self.data.video, seq_len=cfg.data.seq_len)
-            feats[split] = extract_features(self.model, loader, flip=cfg.eval.flip, device=self.device,
-                                            desc=f"features [{split}]")
-        return evaluate_protocols(feats, protocols)
+        return evaluate_model(self.model, self.data.eval_splits, self.data.root, protocols,
+                              EvalSettings.from_config(self.cfg), device=self.device, video=self.data.video)
 
     # -- the loop
     def fit(self, *, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
