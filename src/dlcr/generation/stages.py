@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlcr.errors import ConfigError, InputError
+from dlcr.errors import InputError
 from dlcr.types import Sample
 from dlcr.utils.logging import get_logger
 
@@ -120,15 +120,9 @@ def inpainter_options(backend: str, gen: Any) -> dict[str, Any]:
     if backend == "recolor":
         return {}
     if gen.scheduler:  # a misspelt name fails now, not after the model has been loaded
-        import difflib
+        from dlcr.generation.inpainters.diffusers_backend import scheduler_key
 
-        from dlcr.generation.inpainters.diffusers_backend import SCHEDULER_ALIASES, SCHEDULERS
-
-        key = SCHEDULER_ALIASES.get(gen.scheduler.lower(), gen.scheduler.lower())
-        if key not in SCHEDULERS:
-            close = difflib.get_close_matches(key, [*SCHEDULERS, *SCHEDULER_ALIASES], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"unknown scheduler {gen.scheduler!r}{hint}; known: {', '.join(sorted(SCHEDULERS))}")
+        scheduler_key(gen.scheduler)
     opts: dict[str, Any] = {"scheduler": gen.scheduler, "guidance_scale": gen.guidance_scale,
                             "negative_prompt": gen.negative_prompt}
     if gen.discriminator:

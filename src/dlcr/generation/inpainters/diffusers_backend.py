@@ -50,14 +50,23 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 SCHEDULER_ALIASES = {"dpmpp": "dpm++", "dpm": "dpm++", "euler_ancestral": "euler_a", "k_lms": "lms"}
 
 
+def scheduler_key(name: str) -> str:
+    """The ``SCHEDULERS`` key of ``name`` (aliases accepted); an unknown name is a one-line error."""
+    key = SCHEDULER_ALIASES.get(name.lower(), name.lower())
+    if key not in SCHEDULERS:
+        import difflib
+
+        close = difflib.get_close_matches(key, [*SCHEDULERS, *SCHEDULER_ALIASES], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown scheduler {name!r}{hint}; known: {', '.join(sorted(SCHEDULERS))}")
+    return key
+
+
 def make_scheduler(name: str, config: Any) -> Any:
     """Create scheduler ``name`` (see ``SCHEDULERS``) from another scheduler's config."""
     import diffusers
 
-    key = SCHEDULER_ALIASES.get(name.lower(), name.lower())
-    if key not in SCHEDULERS:
-        raise ConfigError(f"unknown scheduler {name!r}; known: {', '.join(sorted(SCHEDULERS))}")
-    cls_name, extra = SCHEDULERS[key]
+    cls_name, extra = SCHEDULERS[scheduler_key(name)]
     return getattr(diffusers, cls_name).from_config(config, **extra)
 
 
