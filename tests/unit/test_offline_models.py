@@ -90,7 +90,7 @@ def test_tiny_pipeline_is_built_with_the_real_clip_tokenizer(tmp_path):
     from transformers import CLIPTokenizer
 
     path = td.tiny_pipeline_path(tmp_path)
-    assert path.name == f"{td.TINY_DIRNAME}-clip" and td.TINY_VERSION == "v2"
+    assert path.name == f"{td.TINY_DIRNAME}-clip" and td.TINY_VERSION == "v3"
     tok = CLIPTokenizer.from_pretrained(path / "tokenizer")
     assert len(tok) == 49408 and tok.model_max_length == 77
     cfg = json.loads((path / "text_encoder" / "config.json").read_text())

@@ -2,7 +2,8 @@
 
 The pipeline has the exact layout of an SD-1.5/2 inpainting checkpoint (a UNet with 9 input
 channels, an ``AutoencoderKL``, a CLIP text encoder with its BPE tokenizer, a scheduler) but every
-component is a few kilobytes of random weights. It is written with ``save_pretrained`` into a folder
+component is small and randomly initialised (3.6 M parameters, half of them the 49,408-token
+embedding table; the VAE downsamples by 8 like SD's). It is written with ``save_pretrained`` into a folder
 and loaded back through ``StableDiffusionInpaintPipeline.from_pretrained(folder)``, exactly as a
 user's model folder would be, so the tiny backend exercises the real diffusers code path.
 
@@ -25,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-TINY_VERSION = "v2"  # v2: the real CLIP tokenizer when open-clip-torch is installed
+TINY_VERSION = "v3"  # v2: the real CLIP tokenizer when open-clip-torch is installed; v3: SD latent geometry (1/8)
 TINY_DIRNAME = f"tiny-sd-inpaint-{TINY_VERSION}"
 
 #: Where OpenAI's CLIP BPE merges ship: a data file of the ``open_clip`` package (open-clip-torch).
@@ -218,16 +219,18 @@ def build_tiny_inpaint_pipeline(folder: str | os.PathLike, seed: int = 0, tokeni
         norm_num_groups=32,
     )
     torch.manual_seed(seed + 1)
+    # SD's geometry: four encoder blocks, so latents are 1/8 of the image side (vae_scale_factor 8, as
+    # in every SD-1.5/2 checkpoint; 768x256 -> 96x32). Channels keep SD's 1:2:4:4 proportions.
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 64, 64),
         layers_per_block=1,
         latent_channels=4,
-        norm_num_groups=32,
-        sample_size=32,
+        norm_num_groups=16,
+        sample_size=64,
     )
     torch.manual_seed(seed + 2)
     text_config = CLIPTextConfig(
