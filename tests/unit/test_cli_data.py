@@ -162,3 +162,23 @@ def test_synth_passes_options_and_prints_summary(tmp_path: Path, capsys, fake_sy
     assert summary["images"] == 12 and summary["root"] == str(tmp_path / "synthcc")
     code, out, err = run(["data", "synth", "--out", str(tmp_path), "--size", "64by32"], capsys)
     assert code == 2 and len(fake_synth) == 1 and err.count("\n") == 1 and "--size" in err
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["generate.parser=schp"], "parser 'schp' needs generate.parser_model=<path to the SCHP LIP checkpoint>"),
+        (["generate.parser=folder"], "parser 'folder' needs generate.parser_model=<folder of label maps>"),
+        (["generate.captioner=hf"], "captioner 'hf' needs generate.captioner_model=<hub id or folder>"),
+        (["generate.summarizer=hf"], "summarizer 'hf' needs generate.summarizer_model=<hub id or folder>"),
+    ],
+)
+def test_generate_backends_name_the_setting_they_need(sets, message):
+    from dlcr.cli.common import get_config
+    from dlcr.cli.generate import _describers, _parser
+    from dlcr.errors import ConfigError
+
+    cfg = get_config("synthcc", sets)
+    with pytest.raises(ConfigError) as e:
+        (_parser if "parser" in sets[0] else _describers)(cfg)
+    assert str(e.value) == message

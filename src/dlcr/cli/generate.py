@@ -18,23 +18,26 @@ app = typer.Typer(help="DLCR data generation: masks, descriptions, plans, inpain
 DriverOpt = typer.Option("local", "--driver", help="local | torchrun | ray")
 
 
+def required(g: Any, key: str, who: str, what: str) -> Any:
+    """``generate.<key>``, which ``who`` needs: unset is a one-line error naming the setting."""
+    value = getattr(g, key)
+    if not value:
+        raise ConfigError(f"{who} needs generate.{key}=<{what}>")
+    return value
+
+
 def _parser(cfg: Any) -> Any:
     from dlcr.generation.parsing import create_parser
 
     g = cfg.generate
     opts: dict[str, Any] = {}
     if g.parser == "schp":
-        if not g.parser_model:
-            raise ConfigError("parser 'schp' needs generate.parser_model=<path to the SCHP LIP checkpoint>")
-        opts["checkpoint"] = g.parser_model
+        opts["checkpoint"] = required(g, "parser_model", "parser 'schp'", "path to the SCHP LIP checkpoint")
     elif g.parser == "hf":
-        if not g.parser_model:
-            raise ConfigError("parser 'hf' needs generate.parser_model=<hub id or folder>")
-        opts.update(model=g.parser_model, trust_remote_code=g.trust_remote_code)
+        opts.update(model=required(g, "parser_model", "parser 'hf'", "hub id or folder"),
+                    trust_remote_code=g.trust_remote_code)
     elif g.parser == "folder":
-        if not g.parser_model:
-            raise ConfigError("parser 'folder' needs generate.parser_model=<folder of label maps>")
-        opts["labels_dir"] = g.parser_model
+        opts["labels_dir"] = required(g, "parser_model", "parser 'folder'", "folder of label maps")
     return create_parser(g.parser, **opts)
 
 
@@ -45,13 +48,11 @@ def _describers(cfg: Any) -> tuple[Any, Any]:
     copts: dict[str, Any] = {}
     sopts: dict[str, Any] = {}
     if g.captioner == "hf":
-        if not g.captioner_model:
-            raise ConfigError("captioner 'hf' needs generate.captioner_model=<hub id or folder>")
-        copts.update(model=g.captioner_model, trust_remote_code=g.trust_remote_code)
+        copts.update(model=required(g, "captioner_model", "captioner 'hf'", "hub id or folder"),
+                     trust_remote_code=g.trust_remote_code)
     if g.summarizer == "hf":
-        if not g.summarizer_model:
-            raise ConfigError("summarizer 'hf' needs generate.summarizer_model=<hub id or folder>")
-        sopts.update(model=g.summarizer_model, trust_remote_code=g.trust_remote_code)
+        sopts.update(model=required(g, "summarizer_model", "summarizer 'hf'", "hub id or folder"),
+                     trust_remote_code=g.trust_remote_code)
     return create_captioner(g.captioner, **copts), create_summarizer(g.summarizer, **sopts)
 
 
@@ -209,9 +210,8 @@ def guidance_train_cmd(
 
         model, height, width = str(tiny_pipeline_path()), 64, 32  # the tiny backend's working size
     elif g.backend == "diffusers":
-        if not g.model:
-            raise ConfigError("discriminator guidance needs generate.model=<diffusers inpainting model>")
-        model, height, width = g.model, g.height, g.width
+        model = required(g, "model", "discriminator guidance", "diffusers inpainting model")
+        height, width = g.height, g.width
     else:
         raise ConfigError(f"discriminator guidance needs a diffusion backend (diffusers or tiny), not {g.backend!r}")
     ds = open_dataset(cfg)
