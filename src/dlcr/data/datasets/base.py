@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +34,8 @@ from dlcr.registry import Registry
 from dlcr.types import EvalProtocol, Sample
 from dlcr.utils.logging import get_logger
 from dlcr.utils.progress import track
+
+T = TypeVar("T")
 
 log = get_logger("dlcr.data.datasets")
 
@@ -220,6 +223,26 @@ def rel(root: Path, p: Path) -> str:
 def require_nonempty(files: Sequence[object], folder: Path, layout: str) -> None:
     if not files:
         raise DatasetError(f"no images found in {folder}; expected {layout}")
+
+
+def named_images(root: Path, folder: Path, rejects: Rejects, parse: Callable[[str], T | None], *,
+                 name_text: str, layout: str, desc: str, depth: int = 0) -> list[tuple[str, T]]:
+    """``(path relative to root, parse(file name))`` for the images in ``folder`` (see ``list_images``).
+
+    A name that ``parse`` rejects (returns None) goes to ``rejects`` as not matching ``name_text``;
+    a folder without images is an error naming ``layout``.
+    """
+    files = list_images(folder, depth=depth)
+    require_nonempty(files, folder, layout)
+    out: list[tuple[str, T]] = []
+    for f in track(files, desc=desc, unit="img"):
+        r = rel(root, f)
+        got = parse(f.name)
+        if got is None:
+            rejects(r, name_text)
+        else:
+            out.append((r, got))
+    return out
 
 
 def relabel_train(records: Sequence[Record], split: str = "train") -> list[Sample]:

@@ -29,13 +29,10 @@ from dlcr.data.datasets.base import (
     Rejects,
     find_base,
     finish,
-    list_images,
-    rel,
+    named_images,
     relabel_test,
     relabel_train,
-    require_nonempty,
 )
-from dlcr.utils.progress import track
 
 NAME_RE = re.compile(r"^(?P<pid>\d+)_(?:.*_)?(?P<clothes>[^_.]+)\.(?:jpe?g|png|bmp)$", re.IGNORECASE)
 NAME_TEXT = "<pid>_..._<clothes>.jpg"
@@ -49,18 +46,10 @@ def parse_last_name(name: str) -> tuple[int, str] | None:
 
 
 def _parse(root, folder, rejects: Rejects, desc: str, *, first_cam: int, train: bool) -> list[Record]:
-    files = list_images(folder, depth=1)
-    require_nonempty(files, folder, LAYOUT)
-    recs: list[Record] = []
-    for f in track(files, desc=desc, unit="img"):
-        got = parse_last_name(f.name)
-        if got is None:
-            rejects(rel(root, f), NAME_TEXT)
-            continue
-        pid, clothes = got
-        key = f"{pid:03d}_{clothes}" if train else f"{pid:03d}_unlabelled"
-        recs.append(Record(path=rel(root, f), pid=pid, camid=first_cam + len(recs), clothes_key=key))
-    return recs
+    named = named_images(root, folder, rejects, parse_last_name, name_text=NAME_TEXT, layout=LAYOUT, desc=desc, depth=1)
+    return [Record(path=r, pid=pid, camid=first_cam + i,
+                   clothes_key=f"{pid:03d}_{clothes}" if train else f"{pid:03d}_unlabelled")
+            for i, (r, (pid, clothes)) in enumerate(named)]
 
 
 @DATASETS.register("last")

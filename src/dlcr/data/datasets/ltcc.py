@@ -19,13 +19,10 @@ from dlcr.data.datasets.base import (
     Rejects,
     find_base,
     finish,
-    list_images,
-    rel,
+    named_images,
     relabel_test,
     relabel_train,
-    require_nonempty,
 )
-from dlcr.utils.progress import track
 
 NAME_RE = re.compile(r"^(?P<pid>\d+)_(?P<clothes>\d+)_c(?P<cam>\d+)(?:_[^.]*)?\.(?:png|jpe?g|bmp)$", re.IGNORECASE)
 NAME_TEXT = "<pid>_<clothes>_c<cam>_<frame>.png"
@@ -55,18 +52,9 @@ def load_ltcc_layout(root: str | os.PathLike, *, name: str, top: str, strict: bo
     rejects = Rejects(name, strict)
     parsed: dict[str, list[Record]] = {}
     for split, folder in FOLDERS.items():
-        files = list_images(base / folder)
-        require_nonempty(files, base / folder, layout)
-        recs: list[Record] = []
-        for f in track(files, desc=f"{name} {split}", unit="img"):
-            r = rel(root_p, f)
-            got = parse_ltcc_name(f.name)
-            if got is None:
-                rejects(r, NAME_TEXT)
-                continue
-            pid, camid, key = got
-            recs.append(Record(path=r, pid=pid, camid=camid, clothes_key=key))
-        parsed[split] = recs
+        named = named_images(root_p, base / folder, rejects, parse_ltcc_name, name_text=NAME_TEXT, layout=layout,
+                             desc=f"{name} {split}")
+        parsed[split] = [Record(path=r, pid=pid, camid=camid, clothes_key=key) for r, (pid, camid, key) in named]
     splits = {"train": relabel_train(parsed["train"])}
     splits.update(relabel_test({"query": parsed["query"], "gallery": parsed["gallery"]}))
     return finish(name, root_p, splits, rejects, protocols=STANDARD_SC_CC, check_images=check_images)

@@ -20,13 +20,10 @@ from dlcr.data.datasets.base import (
     Rejects,
     find_base,
     finish,
-    list_images,
-    rel,
+    named_images,
     relabel_test,
     relabel_train,
-    require_nonempty,
 )
-from dlcr.utils.progress import track
 
 NAME_RE = re.compile(r"^(?P<pid>\d+)-(?P<cam>\d+)-(?P<clothes>\d+)-(?P<frame>\d+)\.(?:jpe?g|png|bmp)$", re.IGNORECASE)
 NAME_TEXT = "<pid>-<cam>-<clothes>-<frame>.jpg"
@@ -55,19 +52,10 @@ def _load(root: str | os.PathLike, variant: str, strict: bool, check_images: boo
     keep = SUBSETS[variant]
     parsed: dict[str, list[Record]] = {}
     for split, folder in FOLDERS.items():
-        files = list_images(base / folder)
-        require_nonempty(files, base / folder, LAYOUT)
-        recs: list[Record] = []
-        for f in track(files, desc=f"{variant} {split}", unit="img"):
-            got = parse_vc_name(f.name)
-            if got is None:
-                rejects(rel(root_p, f), NAME_TEXT)
-                continue
-            pid, cam, key = got
-            if split != "train" and keep is not None and cam not in keep:
-                continue
-            recs.append(Record(path=rel(root_p, f), pid=pid, camid=cam - 1, clothes_key=key))
-        parsed[split] = recs
+        named = named_images(root_p, base / folder, rejects, parse_vc_name, name_text=NAME_TEXT, layout=LAYOUT,
+                             desc=f"{variant} {split}")
+        parsed[split] = [Record(path=r, pid=pid, camid=cam - 1, clothes_key=key) for r, (pid, cam, key) in named
+                         if split == "train" or keep is None or cam in keep]
     splits = {"train": relabel_train(parsed["train"])}
     splits.update(relabel_test({"query": parsed["query"], "gallery": parsed["gallery"]}))
     protocols = STANDARD_SC_CC if keep is None else STANDARD_ONLY
