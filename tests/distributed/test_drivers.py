@@ -13,7 +13,7 @@ from dlcr.generation.inpainting import create_inpainter
 from dlcr.generation.planning import plan_jobs, write_jobs
 from dlcr.generation.runner import MANIFEST, run_jobs
 from dlcr.io.tables import read_table
-from dlcr.testing.toy_generation import make_toy_dataset
+from dlcr.testing.toy_generation import make_toy_dataset, runner_argv
 
 
 @pytest.fixture
@@ -27,19 +27,7 @@ def toy(tmp_path: Path):
 
 
 def _cli(tmp_path, image_root, label_root, out, *extra):
-    return [
-        "--jobs",
-        str(tmp_path / "jobs.parquet"),
-        "--image-root",
-        str(image_root),
-        "--label-root",
-        str(label_root),
-        "--out",
-        str(out),
-        "--batch-size",
-        "3",
-        *extra,
-    ]
+    return runner_argv(tmp_path / "jobs.parquet", image_root, label_root, out, "--batch-size", "3", *extra)
 
 
 def _images(out: Path) -> dict[str, bytes]:

@@ -27,7 +27,7 @@ from dlcr.generation.runner import (
 )
 from dlcr.io.images import read_label_map, read_rgb
 from dlcr.io.tables import read_table, write_table
-from dlcr.testing.toy_generation import make_toy_dataset
+from dlcr.testing.toy_generation import make_toy_dataset, runner_argv
 
 RECOLOR = functools.partial(create_inpainter, "recolor")
 
@@ -140,39 +140,12 @@ def test_sources_leaving_the_image_root_are_refused(toy, tmp_path):
 def test_command_line_entry_point(toy, tmp_path, capsys):
     _, jobs, image_root, label_root = toy
     write_jobs(tmp_path / "jobs.parquet", jobs[:8])
-    code = main(
-        [
-            "--jobs",
-            str(tmp_path / "jobs.parquet"),
-            "--image-root",
-            str(image_root),
-            "--label-root",
-            str(label_root),
-            "--out",
-            str(tmp_path / "out"),
-            "--option",
-            "jitter=0.0",
-            "--batch-size",
-            "3",
-        ]
-    )
+    code = main(runner_argv(tmp_path / "jobs.parquet", image_root, label_root, tmp_path / "out",
+                            "--option", "jitter=0.0", "--batch-size", "3"))
     assert code == 0 and "generated 8" in capsys.readouterr().out
     assert {r.model for r in read_manifest(tmp_path / "out")} == {"recolor(shading=1,jitter=0)"}
     assert (
-        main(
-            [
-                "--jobs",
-                str(tmp_path / "jobs.parquet"),
-                "--image-root",
-                str(image_root),
-                "--label-root",
-                str(label_root),
-                "--out",
-                str(tmp_path / "out"),
-                "--backend",
-                "recolour",
-            ]
-        )
+        main(runner_argv(tmp_path / "jobs.parquet", image_root, label_root, tmp_path / "out", "--backend", "recolour"))
         == 2
     )
     assert "did you mean 'recolor'" in capsys.readouterr().err
@@ -190,21 +163,8 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(toy, 
     _run(jobs, image_root, label_root, ref, batch_size=5)
 
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "dlcr.generation.runner",
-        "--jobs",
-        str(tmp_path / "jobs.parquet"),
-        "--image-root",
-        str(image_root),
-        "--label-root",
-        str(label_root),
-        "--out",
-        str(out),
-        "--batch-size",
-        "2",
-    ]
+    cmd = [sys.executable, "-m", "dlcr.generation.runner",
+           *runner_argv(tmp_path / "jobs.parquet", image_root, label_root, out, "--batch-size", "2")]
     env = {**os.environ, "DLCR_NO_PROGRESS": "1"}
     rng = np.random.default_rng(1234)
     killed_mid_run = 0

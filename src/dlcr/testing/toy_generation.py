@@ -124,3 +124,10 @@ def make_toy_dataset(
         lab[: height // 4] = 13
         write_png(label_root / s.path, lab)
     return samples, outfits, image_root, label_root
+
+
+def runner_argv(jobs: str | os.PathLike, image_root: str | os.PathLike, label_root: str | os.PathLike,
+                out: str | os.PathLike, *extra: str) -> list[str]:
+    """Arguments of ``python -m dlcr.generation.runner`` for a job table and the toy roots."""
+    return ["--jobs", str(jobs), "--image-root", str(image_root), "--label-root", str(label_root),
+            "--out", str(out), *extra]
