@@ -141,6 +141,17 @@ def recolour(images: np.ndarray, masks: np.ndarray, prompts: list[str], seeds: l
     return np.stack(out)
 
 
+def other_outfit_prompts(pids, keys: list[str], outfits: dict, rng: np.random.Generator,
+                         first_seed: int) -> tuple[list[str], list[int]]:
+    """For each person id, the prompt of a random outfit in ``keys`` worn by someone else, and a seed."""
+    prompts = []
+    for pid in pids:
+        others = [k for k in keys if int(k[:3]) != pid]
+        o = outfits[others[int(rng.integers(len(others)))]]
+        prompts.append(f"a person wearing {o['upper']}, {o['lower']}, {o['footwear']}")
+    return prompts, list(range(first_seed, first_seed + len(prompts)))
+
+
 def grey_clothes(d: dict[str, np.ndarray]) -> np.ndarray:
     """The images with every clothes pixel (ground-truth label map) set to mid-gray."""
     from dlcr.generation.parsing import clothes_mask
@@ -328,13 +339,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # recoloured queries: each query repainted with the outfit of another test person
     outfits = json.loads((root / "synthcc" / "outfits.json").read_text())
-    test_keys = sorted({k for k in g["outfit"]})
-    prompts, seeds = [], []
-    for i, pid in enumerate(q["pid"]):
-        others = [k for k in test_keys if int(k[:3]) != pid]
-        o = outfits[others[int(rng.integers(len(others)))]]
-        prompts.append(f"a person wearing {o['upper']}, {o['lower']}, {o['footwear']}")
-        seeds.append(1000 + i)
+    prompts, seeds = other_outfit_prompts(q["pid"], sorted(set(g["outfit"])), outfits, rng, first_seed=1000)
     x_qr = to_tensor(recolour(q["img"], q["mask"], prompts, seeds))
     if args.input:
         x_qr = resize(x_qr, hw)
@@ -348,13 +353,7 @@ def main(argv: list[str] | None = None) -> int:
           f"= {ratio:.1f}x")
 
     if args.recolor_train:
-        train_keys = sorted(set(tr["outfit"]))
-        prompts, seeds = [], []
-        for i, pid in enumerate(tr["pid"]):
-            others = [k for k in train_keys if int(k[:3]) != pid]
-            o = outfits[others[int(rng.integers(len(others)))]]
-            prompts.append(f"a person wearing {o['upper']}, {o['lower']}, {o['footwear']}")
-            seeds.append(5000 + i)
+        prompts, seeds = other_outfit_prompts(tr["pid"], sorted(set(tr["outfit"])), outfits, rng, first_seed=5000)
         x_aug = to_tensor(recolour(tr["img"], tr["mask"], prompts, seeds))
         if args.input:
             x_aug = resize(x_aug, hw)
