@@ -39,6 +39,18 @@ class _Lazy:
         return inspect.signature(self.resolve())
 
 
+def lazy_attributes(module: str, targets: dict[str, str]) -> Callable[[str], Any]:
+    """A module-level ``__getattr__`` (PEP 562) that imports attribute ``name`` from the module
+    ``targets[name]`` on first access, so a light module can name heavy backend classes."""
+
+    def __getattr__(name: str) -> Any:
+        if name in targets:
+            return getattr(importlib.import_module(targets[name]), name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind

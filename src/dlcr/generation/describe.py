@@ -45,7 +45,7 @@ from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb
 from dlcr.io.paths import safe_join
 from dlcr.io.tables import read_table, write_table
-from dlcr.registry import Registry
+from dlcr.registry import Registry, lazy_attributes
 from dlcr.types import Outfit, Sample
 from dlcr.utils.logging import get_logger
 from dlcr.utils.progress import track
@@ -720,14 +720,9 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:  # lazy access to the backend classes (torch-free import)
-    lazy = {
-        "RuleCaptioner": "dlcr.generation.describers.rule",
-        "HFCaptioner": "dlcr.generation.describers.hf",
-        "HFSummarizer": "dlcr.generation.describers.hf",
-    }
-    if name in lazy:
-        import importlib
-
-        return getattr(importlib.import_module(lazy[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# lazy access to the backend classes (torch-free import)
+__getattr__ = lazy_attributes(__name__, {
+    "RuleCaptioner": "dlcr.generation.describers.rule",
+    "HFCaptioner": "dlcr.generation.describers.hf",
+    "HFSummarizer": "dlcr.generation.describers.hf",
+})

@@ -47,7 +47,7 @@ from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb, write_png
 from dlcr.io.paths import safe_join
 from dlcr.io.tables import read_table, write_table
-from dlcr.registry import Registry
+from dlcr.registry import Registry, lazy_attributes
 from dlcr.utils.logging import get_logger
 from dlcr.utils.progress import track
 
@@ -442,20 +442,15 @@ def create_parser(name: str, **kwargs: Any) -> HumanParser:
     return PARSERS.create(name, **kwargs)
 
 
-def __getattr__(name: str) -> Any:  # lazy access to the backend classes (torch-free import)
-    lazy = {
-        "SCHPParser": "dlcr.generation.parsers.schp",
-        "SCHPNet": "dlcr.generation.parsers.schp",
-        "HFSegmentationParser": "dlcr.generation.parsers.hf_segmentation",
-        "FolderParser": "dlcr.generation.parsers.folder",
-        "SynthCCParser": "dlcr.generation.parsers.folder",
-        "PoseParser": "dlcr.generation.parsers.pose",
-    }
-    if name in lazy:
-        import importlib
-
-        return getattr(importlib.import_module(lazy[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# lazy access to the backend classes (torch-free import)
+__getattr__ = lazy_attributes(__name__, {
+    "SCHPParser": "dlcr.generation.parsers.schp",
+    "SCHPNet": "dlcr.generation.parsers.schp",
+    "HFSegmentationParser": "dlcr.generation.parsers.hf_segmentation",
+    "FolderParser": "dlcr.generation.parsers.folder",
+    "SynthCCParser": "dlcr.generation.parsers.folder",
+    "PoseParser": "dlcr.generation.parsers.pose",
+})
 
 
 # --------------------------------------------------------------------------------------------
