@@ -105,3 +105,20 @@ def test_without_open_clip_the_local_tokenizer_is_used(tmp_path, monkeypatch):
     assert td.tiny_tokenizer_kind() == "local"
     tok = td.build_tiny_tokenizer()
     assert len(tok) < 5000 and tok.model_max_length == 32
+
+
+def test_package_file_finds_shipped_data_without_importing_the_package(tmp_path, monkeypatch):
+    import sys
+
+    from dlcr.utils.packages import package_file
+
+    pkg = tmp_path / "dlcr_fake_pkg"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise ImportError('importing this package is not allowed')\n")
+    (pkg / "data" / "vocab.txt").write_text("x")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert package_file("dlcr_fake_pkg", "data/vocab.txt") == pkg / "data" / "vocab.txt"
+    assert "dlcr_fake_pkg" not in sys.modules  # located, never imported
+    assert package_file("dlcr_fake_pkg", "data/missing.txt") is None
+    assert package_file("dlcr_no_such_package_xyz", "data/vocab.txt") is None
+    assert package_file("dlcr_fake_pkg.sub", "x") is None  # a sub-module of a package that cannot import

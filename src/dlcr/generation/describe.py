@@ -307,17 +307,9 @@ def smollm2_gguf_path() -> Path | None:
     The package is located, never imported: its ``__init__`` needs ``llm`` and ``llama-cpp-python``,
     which this project does not use (transformers reads the GGUF file itself).
     """
-    import importlib.util
+    from dlcr.utils.packages import package_file
 
-    try:
-        spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
-        path = Path(folder) / SMOLLM2_GGUF
-        if path.is_file():
-            return path
-    return None
+    return package_file(SMOLLM2_PACKAGE, SMOLLM2_GGUF)
 
 
 def smollm2_missing() -> str | None:

@@ -17,7 +17,6 @@ body shots, so only the upper garment is found and repainted.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from dlcr.errors import DatasetError, InputError
 from dlcr.io.atomic import atomic_write_json
 from dlcr.io.images import read_rgb, write_png
 from dlcr.utils.logging import get_logger
+from dlcr.utils.packages import package_file
 
 log = get_logger(__name__)
 
@@ -75,16 +75,7 @@ def photo_path(name: str) -> Path | None:
     """The file of photograph ``name`` (a key of :data:`PHOTOS`) when its package is installed, else None."""
     if name not in PHOTOS:
         raise InputError(f"unknown photograph {name!r}; known: {', '.join(PHOTOS)}")
-    src = PHOTOS[name]
-    try:
-        spec = importlib.util.find_spec(src.package)
-    except (ImportError, ValueError):
-        return None
-    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
-        path = Path(folder) / src.relpath
-        if path.is_file():
-            return path
-    return None
+    return package_file(PHOTOS[name].package, PHOTOS[name].relpath)
 
 
 def available_photos() -> list[str]:

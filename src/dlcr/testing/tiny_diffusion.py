@@ -101,20 +101,12 @@ def write_tiny_clip_vocab(folder: str | os.PathLike, words: tuple[str, ...] = _W
 def clip_bpe_path() -> Path | None:
     """OpenAI's CLIP BPE merges file inside the installed ``open_clip`` package, or None.
 
-    The package is located with ``importlib.util.find_spec`` and not imported (importing it needs
-    timm, ftfy and more, none of which this project uses).
+    The package is located, not imported (importing it needs timm, ftfy and more, none of which this
+    project uses).
     """
-    import importlib.util
+    from dlcr.utils.packages import package_file
 
-    try:
-        spec = importlib.util.find_spec(CLIP_BPE_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
-        path = Path(folder) / CLIP_BPE_FILE
-        if path.is_file():
-            return path
-    return None
+    return package_file(CLIP_BPE_PACKAGE, CLIP_BPE_FILE)
 
 
 def byte_symbols() -> list[str]:
