@@ -498,6 +498,16 @@ def load_features(run: Path) -> dict[str, np.ndarray]:
     return f
 
 
+def _compared_runs(root: Path, results: Mapping[str, Any] | None
+                   ) -> tuple[tuple[Path, dict[str, np.ndarray]], tuple[Path, dict[str, np.ndarray]]] | None:
+    """(run folder, features) of the baseline and of the DLCR arm, or None when either run is missing."""
+    runs = find_runs(root)
+    rb, rd = _run_for(BASELINE, runs, results), _run_for(DLCR, runs, results)
+    if rb is None or rd is None:
+        return None
+    return (rb, load_features(rb)), (rd, load_features(rd))
+
+
 def load_paths(run: Path) -> dict[str, list[str]] | None:
     path = run / "eval" / "paths.json"
     if not path.is_file():
@@ -526,11 +536,10 @@ def _align(order: Sequence[str], other: Sequence[str], what: str) -> np.ndarray:
 def _retrieval_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
     from dlcr.report.figures import cc_masks, pick_queries, rank_cc
 
-    runs = find_runs(root)
-    rb, rd = _run_for(BASELINE, runs, results), _run_for(DLCR, runs, results)
-    if rb is None or rd is None:
+    pair = _compared_runs(root, results)
+    if pair is None:
         return _note(f"skipped: needs runs/{BASELINE}_s* and runs/{DLCR}_s* with eval/features.npz")
-    fb, fd = load_features(rb), load_features(rd)
+    (rb, fb), (rd, fd) = pair
     pb, pd = load_paths(rb), load_paths(rd)
     if pb is None or pd is None:
         return _note("skipped: eval/paths.json missing, so the images of the ranked lists are unknown")
@@ -636,11 +645,10 @@ def _curves_section(root: Path, results: Mapping[str, Any] | None, assets: _Asse
 def _features_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
     from dlcr.report.figures import FeatureView, distance_ratio, pca_2d, pick_identities, plot_pca
 
-    runs = find_runs(root)
-    rb, rd = _run_for(BASELINE, runs, results), _run_for(DLCR, runs, results)
-    if rb is None or rd is None:
+    pair = _compared_runs(root, results)
+    if pair is None:
         return _note(f"skipped: needs runs/{BASELINE}_s* and runs/{DLCR}_s* with eval/features.npz")
-    fb, fd = load_features(rb), load_features(rd)
+    (_, fb), (_, fd) = pair
     ids = pick_identities(fb["g_pids"], fb["g_clothes"], n=N_IDS)
     views, ratios = [], []
     for name, f in (("baseline", fb), ("DLCR progressive", fd)):
