@@ -137,6 +137,8 @@ def test_scheduler_by_name(tiny_path):
 def test_bad_settings_and_missing_model_are_clear_errors(tiny_path, tmp_path):
     with pytest.raises(ConfigError, match="multiple of 8"):
         DiffusersInpainter(tiny_path, height=60)
+    with pytest.raises(ConfigError, match="unknown dtype 'int3'"):
+        DiffusersInpainter(tiny_path, dtype="int3")
     with pytest.raises(CheckpointError, match="not found"):
         DiffusersInpainter(tmp_path / "no-such-model")
     (tmp_path / "empty").mkdir()

@@ -340,6 +340,22 @@ def resolve_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}  # fmt: skip
+
+
+def resolve_dtype(dtype: str | None, device: str) -> Any:
+    """``None``/``"auto"``: float16 on CUDA, float32 elsewhere; else a name from ``_DTYPES``."""
+    import torch
+
+    if dtype in (None, "auto"):
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    key = str(dtype).lower().replace("torch.", "")
+    if key not in _DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(sorted(set(_DTYPES)))} or auto")
+    return getattr(torch, _DTYPES[key])
+
+
 def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     if size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {size}")

@@ -23,27 +23,11 @@ import numpy as np
 
 from dlcr.errors import CheckpointError, ConfigError, InputError
 from dlcr.generation.describe import DEFAULT_CAPTION_PROMPT, DEFAULT_SUMMARY_PROMPT, outfit_from_texts
-from dlcr.generation.parsing import batched, check_images, resolve_device
+from dlcr.generation.parsing import batched, check_images, resolve_device, resolve_dtype
 from dlcr.types import Outfit
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
-
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-           "half": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}  # fmt: skip
-
-
-def resolve_dtype(dtype: str | None, device: str) -> Any:
-    """``None``/``"auto"``: float16 on CUDA, float32 elsewhere; else a name from ``_DTYPES``."""
-    import torch
-
-    if dtype in (None, "auto"):
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    key = str(dtype).lower().replace("torch.", "")
-    if key not in _DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(sorted(set(_DTYPES)))} or auto")
-    return getattr(torch, _DTYPES[key])
-
 
 def _load_failed(what: str, model: Any, e: BaseException) -> CheckpointError:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

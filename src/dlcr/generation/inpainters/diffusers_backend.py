@@ -26,6 +26,7 @@ from PIL import Image
 
 from dlcr.errors import CheckpointError, ConfigError
 from dlcr.generation.inpainting import InpaintItem, composite, resize_mask, resize_rgb
+from dlcr.generation.parsing import resolve_dtype
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -154,19 +155,7 @@ class DiffusersInpainter:
         self.strength = float(strength)
         self.max_batch = int(max_batch) if max_batch else None
         self.device = torch.device(device or _default_device())
-        if dtype is None:
-            self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        else:
-            self.dtype = {
-                "fp16": torch.float16,
-                "float16": torch.float16,
-                "bf16": torch.bfloat16,
-                "bfloat16": torch.bfloat16,
-                "fp32": torch.float32,
-                "float32": torch.float32,
-            }.get(str(dtype))
-            if self.dtype is None:
-                raise ConfigError(f"unknown dtype {dtype!r}; use fp16, bf16 or fp32")
+        self.dtype = resolve_dtype(dtype, str(self.device))
         is_local = Path(self.model).is_dir()
         looks_like_path = (
             self.model.startswith((".", "/", "~")) or self.model.count("/") > 1 or "\\" in self.model
