@@ -26,9 +26,9 @@ import torch
 from PIL import Image
 
 from _common import best_of
-from dlcr.generation.inpainters.diffusers_backend import make_tiny_inpainter
+from dlcr.generation.inpainters.diffusers_backend import make_tiny_inpainter, paste_back
 from dlcr.generation.inpainters.recolor import RecolorInpainter
-from dlcr.generation.inpainting import InpaintItem, composite, resize_mask, resize_rgb
+from dlcr.generation.inpainting import InpaintItem, resize_mask, resize_rgb
 from dlcr.generation.parsing import clothes_mask
 from dlcr.generation.planning import Job
 from dlcr.testing.toy_generation import toy_image, toy_label_map
@@ -66,9 +66,7 @@ def reference(inp, items: list[InpaintItem]) -> list[np.ndarray]:
                        mask_image=Image.fromarray(resize_mask(it.mask, h, w).astype(np.uint8) * 255),
                        height=h, width=w, num_inference_steps=inp.steps, guidance_scale=inp.guidance_scale,
                        generator=g, output_type="np").images[0]
-        gen = np.clip(np.rint(res * 255.0), 0, 255).astype(np.uint8)
-        H, W = it.image.shape[:2]
-        out.append(composite(it.image, resize_rgb(gen, H, W), it.mask))
+        out.append(paste_back(it, res))
     return out
 
 
@@ -86,9 +84,7 @@ def stock_batched(inp, items: list[InpaintItem], batch: int) -> list[np.ndarray]
                        height=h, width=w, num_inference_steps=inp.steps, guidance_scale=inp.guidance_scale,
                        generator=[torch.Generator(device="cpu").manual_seed(int(it.job.seed)) for it in chunk],
                        output_type="np").images
-        for it, r in zip(chunk, res, strict=True):
-            gen = np.clip(np.rint(r * 255.0), 0, 255).astype(np.uint8)
-            out.append(composite(it.image, resize_rgb(gen, *it.image.shape[:2]), it.mask))
+        out += [paste_back(it, r) for it, r in zip(chunk, res, strict=True)]
     return out
 
 

@@ -264,12 +264,7 @@ class DiffusersInpainter:
                 generator=generators,
                 output_type="np",
             ).images
-        gen = np.clip(np.rint(np.asarray(result, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
-        res = []
-        for it, g in zip(items, gen, strict=True):
-            H, W = it.image.shape[:2]
-            res.append(composite(it.image, resize_rgb(g, H, W), it.mask))
-        return res
+        return [paste_back(it, g) for it, g in zip(items, result, strict=True)]
 
 
     def _masked_image_latents(self, images: list[Image.Image], masks: list[Image.Image], h: int, w: int) -> Any:
@@ -289,6 +284,14 @@ class DiffusersInpainter:
         masked = (init * (cond < 0.5)).to(device=self.device, dtype=self.dtype)
         latents = pipe.vae.encode(masked).latent_dist.mode()
         return latents * pipe.vae.config.scaling_factor
+
+
+def paste_back(item: InpaintItem, generated: Any) -> np.ndarray:
+    """A pipeline output (RGB floats in [0, 1] at the working size) as uint8, resized to the source
+    image's size and composited into it, so pixels outside the mask are the source's."""
+    gen = np.clip(np.rint(np.asarray(generated, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    H, W = item.image.shape[:2]
+    return composite(item.image, resize_rgb(gen, H, W), item.mask)
 
 
 def torch_float32() -> Any:
