@@ -23,12 +23,11 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image
 
 from _common import best_of
 from dlcr.generation.inpainters.diffusers_backend import make_tiny_inpainter, paste_back
 from dlcr.generation.inpainters.recolor import RecolorInpainter
-from dlcr.generation.inpainting import InpaintItem, resize_mask, resize_rgb
+from dlcr.generation.inpainting import InpaintItem, pipeline_image, pipeline_mask
 from dlcr.generation.parsing import clothes_mask
 from dlcr.generation.planning import Job
 from dlcr.testing.toy_generation import toy_image, toy_label_map
@@ -62,8 +61,7 @@ def reference(inp, items: list[InpaintItem]) -> list[np.ndarray]:
         g = torch.Generator(device="cpu").manual_seed(int(it.job.seed))
         with torch.inference_mode():
             res = pipe(prompt=it.job.prompt, negative_prompt=inp.negative_prompt or None,
-                       image=Image.fromarray(resize_rgb(it.image, h, w)),
-                       mask_image=Image.fromarray(resize_mask(it.mask, h, w).astype(np.uint8) * 255),
+                       image=pipeline_image(it.image, h, w), mask_image=pipeline_mask(it.mask, h, w),
                        height=h, width=w, num_inference_steps=inp.steps, guidance_scale=inp.guidance_scale,
                        generator=g, output_type="np").images[0]
         out.append(paste_back(it, res))
@@ -79,8 +77,8 @@ def stock_batched(inp, items: list[InpaintItem], batch: int) -> list[np.ndarray]
         with torch.inference_mode():
             res = pipe(prompt=[it.job.prompt for it in chunk],
                        negative_prompt=[inp.negative_prompt] * len(chunk) if inp.negative_prompt else None,
-                       image=[Image.fromarray(resize_rgb(it.image, h, w)) for it in chunk],
-                       mask_image=[Image.fromarray(resize_mask(it.mask, h, w).astype(np.uint8) * 255) for it in chunk],
+                       image=[pipeline_image(it.image, h, w) for it in chunk],
+                       mask_image=[pipeline_mask(it.mask, h, w) for it in chunk],
                        height=h, width=w, num_inference_steps=inp.steps, guidance_scale=inp.guidance_scale,
                        generator=[torch.Generator(device="cpu").manual_seed(int(it.job.seed)) for it in chunk],
                        output_type="np").images

@@ -181,10 +181,9 @@ def test_batched_engine_computes_what_the_stock_pipeline_computes_per_job(tiny_p
     float rounding: each job equals a stock ``pipe(...)`` call made for that job alone, given the
     same masked-image latents (the engine uses the latent mean; the stock call would draw a sample)."""
     import torch
-    from PIL import Image
 
     from dlcr.generation.inpainters.diffusers_backend import paste_back
-    from dlcr.generation.inpainting import resize_mask, resize_rgb
+    from dlcr.generation.inpainting import pipeline_image, pipeline_mask
 
     inp = DiffusersInpainter(tiny_path, steps=3, height=64, width=32, guidance_scale=6.0,
                              negative_prompt="blurry", max_batch=3)
@@ -193,8 +192,7 @@ def test_batched_engine_computes_what_the_stock_pipeline_computes_per_job(tiny_p
     ours = inp(items)
     h, w = inp.height, inp.width
     for it, o in zip(items, ours, strict=True):
-        image = Image.fromarray(resize_rgb(it.image, h, w))
-        mask = Image.fromarray(resize_mask(it.mask, h, w).astype(np.uint8) * 255)
+        image, mask = pipeline_image(it.image, h, w), pipeline_mask(it.mask, h, w)
         with torch.inference_mode():
             latents = inp._masked_image_latents([image], [mask], h, w)
             res = inp.pipe(prompt=it.job.prompt, negative_prompt="blurry", image=image, mask_image=mask,

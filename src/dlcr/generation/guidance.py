@@ -340,15 +340,13 @@ def encode_latents(
     Exactly the pipeline's convention: pixels -> [-1, 1] by its image processor, the posterior
     mean of its VAE, times ``vae.config.scaling_factor``.
     """
-    from PIL import Image
-
-    from dlcr.generation.inpainting import resize_rgb
+    from dlcr.generation.inpainting import pipeline_image
 
     param = next(parts.vae.parameters())
     dtype, device = param.dtype, param.device  # encode where the VAE lives
     out = []
     for s in track(range(0, len(images), batch_size), desc=desc, unit="batch"):
-        pil = [Image.fromarray(resize_rgb(_as_rgb(im), height, width)) for im in images[s : s + batch_size]]
+        pil = [pipeline_image(_as_rgb(im), height, width) for im in images[s : s + batch_size]]
         px = parts.image_processor.preprocess(pil, height=height, width=width).to(device=device, dtype=dtype)
         lat = parts.vae.encode(px).latent_dist.mode() * parts.vae.config.scaling_factor
         out.append(lat.float().cpu())
@@ -359,15 +357,12 @@ def encode_latents(
 def latent_masks(parts: _Parts, masks: Sequence[Any], height: int, width: int) -> torch.Tensor:
     """Masks (N, 1, h, w) at latent size, made exactly as the inpainting pipeline makes its mask
     channel (binarised by its mask processor, then nearest-neighbour downsampling)."""
-    from PIL import Image
-
-    from dlcr.generation.inpainting import resize_mask
+    from dlcr.generation.inpainting import pipeline_mask
 
     scale = 2 ** (len(parts.vae.config.block_out_channels) - 1)
     out = []
     for s in range(0, len(masks), 64):
-        pil = [Image.fromarray(resize_mask(_as_mask(m), height, width).astype(np.uint8) * 255)
-               for m in masks[s : s + 64]]
+        pil = [pipeline_mask(_as_mask(m), height, width) for m in masks[s : s + 64]]
         m = parts.mask_processor.preprocess(pil, height=height, width=width)
         out.append(F.interpolate(m.float(), size=(height // scale, width // scale)))
     return torch.cat(out)

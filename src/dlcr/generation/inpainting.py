@@ -87,6 +87,16 @@ def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(im) > 127
 
 
+def pipeline_image(image: np.ndarray, height: int, width: int) -> Image.Image:
+    """An RGB image at a diffusion pipeline's working size, as the PIL image pipelines take."""
+    return Image.fromarray(resize_rgb(image, height, width))
+
+
+def pipeline_mask(mask: np.ndarray, height: int, width: int) -> Image.Image:
+    """A bool mask at a diffusion pipeline's working size, as a PIL ``L`` image (inpaint = 255)."""
+    return Image.fromarray(resize_mask(mask, height, width).astype(np.uint8) * 255)
+
+
 INPAINTERS: Registry[Any] = Registry("inpainter")
 
 

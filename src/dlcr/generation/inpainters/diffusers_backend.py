@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from dlcr.errors import CheckpointError, ConfigError
-from dlcr.generation.inpainting import InpaintItem, composite, resize_mask, resize_rgb
+from dlcr.generation.inpainting import InpaintItem, composite, pipeline_image, pipeline_mask, resize_rgb
 from dlcr.generation.parsing import resolve_dtype
 from dlcr.utils.logging import get_logger
 
@@ -245,8 +245,8 @@ class DiffusersInpainter:
         embeds = [self.prompt_embeddings(it.job.prompt) for it in items]
         prompt_embeds = torch.cat([e[0] for e in embeds])
         negative = torch.cat([e[1] for e in embeds]) if self.do_cfg else None
-        images = [Image.fromarray(resize_rgb(it.image, h, w)) for it in items]
-        masks = [Image.fromarray(resize_mask(it.mask, h, w).astype(np.uint8) * 255) for it in items]
+        images = [pipeline_image(it.image, h, w) for it in items]
+        masks = [pipeline_mask(it.mask, h, w) for it in items]
         generators = [torch.Generator(device="cpu").manual_seed(int(it.job.seed)) for it in items]
         with torch.inference_mode():
             masked_latents = self._masked_image_latents(images, masks, h, w)
