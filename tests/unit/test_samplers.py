@@ -201,6 +201,10 @@ def test_partitions_derived_from_position_and_checked():
     _, derived = make_pool(partitions="derived")
     s = PairedSampler(PIDS, variants, derived, 8, 4)
     assert s.partitions[1] == [0, 0, 1, 1, 2, 2, 3, 3]
+    # K=10 splits 2/3/2/3, as the planner does, so the released 2/5/7/10 prefixes line up
+    ten = [[len(PIDS) + j for j in range(10)]] + [[] for _ in PIDS[1:]]
+    s10 = PairedSampler(PIDS, ten, [[-1] * 10] + [[] for _ in PIDS[1:]], 8, 4)
+    assert s10.partitions[0] == [0, 0, 1, 1, 1, 2, 2, 3, 3, 3]
     bad = [[7] * len(v) for v in variants]
     with pytest.raises(ConfigError, match="num_partitions"):
         PairedSampler(PIDS, variants, bad, 8, 4)

@@ -22,6 +22,7 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from dlcr.errors import ConfigError
+from dlcr.generation.planning import partition_of
 
 Schedule = Literal["progressive", "official", "all"]
 
@@ -179,8 +180,8 @@ class PairedSampler(_EpochSampler, Sampler[list[int]]):
     Real item ``i`` is pool index ``i`` (``add_generated`` keeps the real items first, in order);
     ``variants[i]`` lists the pool indices of real item ``i``'s variants in variant order (as
     :func:`dlcr.data.loaders.add_generated` returns them) and ``variant_partition[i]`` their
-    partitions; a negative partition is derived from the variant's position (the K variants split
-    into ``num_partitions`` equal, consecutive parts). Schedules:
+    partitions; a negative partition is derived from the variant's position by the planner's own
+    rule (:func:`dlcr.generation.planning.partition_of`). Schedules:
 
     * ``progressive``: partitions ``< min(num_partitions, 1 + epoch // every)`` (0-based epochs);
     * ``official``: the first 2/5/7/10 variants, switching at 0-based epochs 5/10/15 (the released
@@ -214,7 +215,7 @@ class PairedSampler(_EpochSampler, Sampler[list[int]]):
             for pos, part in enumerate(parts):
                 part = int(part)
                 if part < 0:
-                    part = pos * self.num_partitions // len(v)
+                    part = partition_of(pos, len(v), self.num_partitions)
                 if part >= self.num_partitions:
                     raise ConfigError(f"real item {i}: variant partition {part} is not below "
                                       f"num_partitions={self.num_partitions}")
