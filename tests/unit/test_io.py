@@ -164,3 +164,19 @@ def test_registry_lazy_entries_import_on_use_and_expose_the_real_signature():
     assert reg.create("frac", 1, denominator=4) == 0.25
     with pytest.raises(ConfigError, match="thing 'frac'.*its options are: numerator, denominator"):
         reg.create("frac", 1, colour=2)
+
+
+def test_remove_stale_temps_keeps_young_files_when_asked(tmp_path):
+    import os
+    import time
+
+    old, young = tmp_path / "a" / ".x.png.tmp", tmp_path / ".y.png.tmp"
+    old.parent.mkdir()
+    old.write_bytes(b"1")
+    young.write_bytes(b"2")
+    past = time.time() - 120
+    os.utime(old, (past, past))
+    assert remove_stale_temps(tmp_path, older_than=60.0) == 1
+    assert not old.exists() and young.exists()
+    assert remove_stale_temps(tmp_path / "missing") == 0
+    assert remove_stale_temps(tmp_path) == 1 and not young.exists()

@@ -33,7 +33,6 @@ import contextlib
 import functools
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
@@ -47,7 +46,7 @@ from dlcr.errors import ConfigError, DlcrError, ImageError, InputError
 from dlcr.generation.inpainting import INPAINTERS, Inpainter, InpaintItem, create_inpainter
 from dlcr.generation.parsing import clothes_mask
 from dlcr.generation.planning import Job, read_jobs
-from dlcr.io.atomic import TMP_SUFFIX
+from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb, write_png
 from dlcr.io.paths import safe_join
 from dlcr.io.tables import read_table, write_table
@@ -186,22 +185,6 @@ def _locked(out_dir: Path, exclusive: bool) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def remove_temps(folder: str | os.PathLike, older_than: float | None = None) -> int:
-    """Delete ``.*.tmp`` files under ``folder`` (only those older than ``older_than`` seconds if set)."""
-    n = 0
-    now = time.time()
-    root = Path(folder)
-    if not root.is_dir():
-        return 0
-    for p in root.rglob(f".*{TMP_SUFFIX}"):
-        with contextlib.suppress(FileNotFoundError):
-            if older_than is not None and now - p.stat().st_mtime < older_than:
-                continue
-            p.unlink()
-            n += 1
-    return n
 
 
 # ----------------------------------------------------------------------------- commits
@@ -426,7 +409,7 @@ def run_jobs(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # torchrun ranks share the folder: only temps too old to belong to a live writer are removed.
-    removed = remove_temps(out, older_than=60.0 if driver == "torchrun" else None)
+    removed = remove_stale_temps(out, older_than=60.0 if driver == "torchrun" else None)
     if removed:
         log.info("removed %d stale temp file(s) from an interrupted run", removed)
 

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -48,11 +49,21 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Non
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> int:
-    """Delete temp files left by a killed writer under ``folder``; returns how many."""
+def remove_stale_temps(folder: str | os.PathLike, older_than: float | None = None) -> int:
+    """Delete temp files left by a killed writer under ``folder``; returns how many.
+
+    ``older_than`` (seconds): keep younger temp files, which a concurrent writer (another rank
+    sharing the folder) may still be filling.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
     n = 0
-    for p in Path(folder).rglob(f".*{TMP_SUFFIX}"):
+    now = time.time()
+    for p in root.rglob(f".*{TMP_SUFFIX}"):
         with contextlib.suppress(FileNotFoundError):
+            if older_than is not None and now - p.stat().st_mtime < older_than:
+                continue
             p.unlink()
             n += 1
     return n
