@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from dlcr.errors import ConfigError, DlcrError, InputError
 from dlcr.generation.inpainters.recolor import COLOURS, GARMENTS, MODIFIERS, PARTS, PATTERNS
-from dlcr.generation.parsing import CLOTHES_LABELS, MASKS_TABLE, batched, label_path, labels_mask
+from dlcr.generation.parsing import CLOTHES_LABELS, MASKS_TABLE, label_path, labels_mask, track_batches
 from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb
 from dlcr.io.paths import safe_join
@@ -48,7 +48,6 @@ from dlcr.io.tables import read_table, write_table
 from dlcr.registry import Registry, lazy_attributes
 from dlcr.types import Outfit, Sample
 from dlcr.utils.logging import get_logger
-from dlcr.utils.progress import track
 
 log = get_logger(__name__)
 
@@ -585,10 +584,8 @@ def describe_dataset(
 
     pending = [p for p in paths if p not in empty and not reusable(p)]
     reused = sum(1 for p in paths if p not in empty and reusable(p))
-    n_batches = (len(pending) + batch_size - 1) // batch_size
     captioned = 0
-    for chunk in track(batched(pending, batch_size), desc=f"describe [{captioner.name}]", total=n_batches,
-                       unit="batch"):  # fmt: skip
+    for chunk in track_batches(pending, batch_size, f"describe [{captioner.name}]"):
         images, label_maps, keep = [], [], []
         for p in chunk:
             lp = label_path(labels_dir, p)
@@ -645,9 +642,7 @@ def describe_dataset(
         old = outfits.get(key)
         if old is None or old["model"] != outfit_model or old["captions_sha"] != sha:
             todo.append((key, sha))
-    n_batches = (len(todo) + summary_batch - 1) // summary_batch
-    for chunk in track(batched(todo, summary_batch), desc=f"summarise [{summarizer.name}]", total=n_batches,
-                       unit="batch"):  # fmt: skip
+    for chunk in track_batches(todo, summary_batch, f"summarise [{summarizer.name}]"):
         items = [(key, [c for _, c in groups[key]]) for key, _ in chunk]
         rows = []
         for (key, sha), o in zip(chunk, _summarize(summarizer, items), strict=True):

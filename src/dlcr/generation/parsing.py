@@ -363,6 +363,13 @@ def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def track_batches(items: Sequence[Any], size: int, desc: str) -> Iterator[Sequence[Any]]:
+    """``batched(items, size)`` under a progress bar that counts batches."""
+    if size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {size}")
+    return track(batched(items, size), desc=desc, total=(len(items) + size - 1) // size, unit="batch")
+
+
 class HumanParser(ABC):
     """A human parser: RGB images in, LIP label maps (uint8, same H x W as each image) out.
 
@@ -610,10 +617,9 @@ def parse_dataset(
             pending.append(p)
     skipped = len(records)
 
-    n_batches = (len(pending) + bs - 1) // bs
     # backends with a fallback path (``pose``) count its use in ``fallback_count``
     fallbacks_before = int(getattr(parser, "fallback_count", 0) or 0)
-    for chunk in track(batched(pending, bs), desc=f"parse [{parser.name}]", total=n_batches, unit="batch"):
+    for chunk in track_batches(pending, bs, f"parse [{parser.name}]"):
         outputs = parser.parse_files(list(chunk), root)
         if len(outputs) != len(chunk):
             raise DlcrError(

@@ -44,14 +44,13 @@ from PIL import Image
 
 from dlcr.errors import ConfigError, DlcrError, ImageError, InputError
 from dlcr.generation.inpainting import INPAINTERS, Inpainter, InpaintItem, create_inpainter
-from dlcr.generation.parsing import clothes_mask
+from dlcr.generation.parsing import clothes_mask, track_batches
 from dlcr.generation.planning import Job, read_jobs
 from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb, write_png
 from dlcr.io.paths import safe_join
 from dlcr.io.tables import read_table, write_table
 from dlcr.utils.logging import get_logger
-from dlcr.utils.progress import track
 
 log = get_logger(__name__)
 
@@ -361,18 +360,12 @@ class GenerationWorker:
         return rows
 
 
-def batched(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield list(items[i : i + size])
-
-
 def run_local(
     worker: GenerationWorker, jobs: Sequence[Job], batch_size: int, desc: str = "inpaint"
 ) -> list[tuple[str, str]]:
     """Run ``jobs`` batch by batch in this process; return (job_id, status) per job."""
     done: list[tuple[str, str]] = []
-    n_batches = (len(jobs) + batch_size - 1) // batch_size
-    for batch in track(batched(jobs, batch_size), desc=desc, total=n_batches, unit="batch"):
+    for batch in track_batches(jobs, batch_size, desc):
         done.extend((r["job_id"], r["status"]) for r in worker(batch))
     return done
 
