@@ -195,3 +195,16 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(toy, 
     ids = [r["job_id"] for r in read_table(out / MANIFEST)]
     assert len(ids) == len(set(ids)) == len(jobs)
     assert not list(out.rglob("*.tmp")) and not list((out / PARTS_DIR).glob("*.parquet"))
+
+
+def test_label_maps_are_found_where_the_masks_stage_writes_them_or_beside_the_full_name(tmp_path):
+    from dlcr.errors import ImageError
+    from dlcr.generation.runner import label_path_for
+
+    (tmp_path / "cam1").mkdir()
+    (tmp_path / "cam1" / "a.png").write_bytes(b"x")
+    (tmp_path / "cam1" / "b.jpg.png").write_bytes(b"x")
+    assert label_path_for(tmp_path, "cam1/a.jpg") == (tmp_path / "cam1" / "a.png").resolve()
+    assert label_path_for(tmp_path, "cam1/b.jpg") == (tmp_path / "cam1" / "b.jpg.png").resolve()
+    with pytest.raises(ImageError, match=r"looked for cam1/c\.png or cam1/c\.jpg\.png"):
+        label_path_for(tmp_path, "cam1/c.jpg")

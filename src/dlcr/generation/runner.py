@@ -44,7 +44,7 @@ from PIL import Image
 
 from dlcr.errors import ConfigError, DlcrError, ImageError, InputError
 from dlcr.generation.inpainting import INPAINTERS, Inpainter, InpaintItem, create_inpainter
-from dlcr.generation.parsing import clothes_mask, track_batches
+from dlcr.generation.parsing import clothes_mask, label_path, track_batches
 from dlcr.generation.planning import Job, read_jobs
 from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb, write_png
@@ -148,14 +148,14 @@ def output_relpath(job: Job) -> str:
 
 
 def label_path_for(label_root: str | os.PathLike, source: str) -> Path:
-    """The LIP label map of ``source``: ``<source without extension>.png`` or ``<source>.png``."""
-    stem = str(PurePosixPath(source).with_suffix(""))
-    candidates = [stem + ".png", source + ".png"]
-    for rel in candidates:
-        p = safe_join(label_root, rel)
+    """The LIP label map of ``source``: where the masks stage writes it (:func:`parsing.label_path`,
+    ``<source without extension>.png``), else ``<source>.png``."""
+    candidates = [label_path(label_root, source), safe_join(label_root, source + ".png")]
+    for p in candidates:
         if p.is_file():
             return p
-    raise ImageError(f"no label map for {source!r} under {label_root} (looked for {' or '.join(candidates)})")
+    looked = " or ".join(p.relative_to(Path(label_root).resolve()).as_posix() for p in candidates)
+    raise ImageError(f"no label map for {source!r} under {label_root} (looked for {looked})")
 
 
 def read_empty_masks(path: str | os.PathLike) -> set[str]:
