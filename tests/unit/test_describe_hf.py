@@ -147,6 +147,22 @@ def test_summarizer_parses_and_votes_llm_answers(summarizer, monkeypatch):
     ]
 
 
+def test_repeated_captions_are_run_through_the_lm_once(summarizer, monkeypatch):
+    rows = []
+    generate = summarizer.net.generate
+
+    def counting(**kw):
+        rows.append(int(kw["input_ids"].shape[0]))
+        return generate(**kw)
+
+    monkeypatch.setattr(summarizer.net, "generate", counting)
+    caps = [CAPTIONS[0], CAPTIONS[1], CAPTIONS[0].replace(" ", "  "), CAPTIONS[0], CAPTIONS[2], CAPTIONS[1]]
+    got = summarizer.answer(caps)
+    assert sum(rows) == 3  # three distinct prompts
+    assert got == [summarizer.answer([c])[0] for c in caps]
+    assert got[0] == got[2] == got[3] and got[1] == got[5]
+
+
 def test_summarize_many_matches_per_id_calls(summarizer):
     items = [("a", CAPTIONS[:2]), ("b", CAPTIONS[2:])]
     assert summarizer.summarize_many(items) == [summarizer(k, c) for k, c in items]

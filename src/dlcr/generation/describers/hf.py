@@ -226,20 +226,25 @@ class HFSummarizer:
         return request + "\n"
 
     def answer(self, captions: Sequence[str]) -> list[str]:
-        """The LM's answer for every caption (greedy), in batches of ``batch_size``."""
+        """The LM's answer for every caption (greedy), in batches of ``batch_size``.
+
+        Captions repeat a lot (one outfit seen in many images gets the same description), so each
+        distinct prompt is run once and its answer shared.
+        """
         torch = self._torch
-        out: list[str] = []
-        for chunk in batched(list(captions), self.batch_size):
-            texts = [self.prompt_text(c) for c in chunk]
+        prompts = [self.prompt_text(c) for c in captions]
+        answers: dict[str, str] = {}
+        for chunk in batched(list(dict.fromkeys(prompts)), self.batch_size):
             # a chat template already holds the special tokens the model expects
-            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not self.chat)
+            enc = self.tokenizer(list(chunk), return_tensors="pt", padding=True, add_special_tokens=not self.chat)
             enc = {k: v.to(self.device) for k, v in enc.items()}
             kw = _generate_kwargs(self.max_new_tokens, False, 1.0, None, self.tokenizer.pad_token_id)
             with torch.inference_mode():
                 ids = self.net.generate(**enc, **kw)
             new = ids[:, enc["input_ids"].shape[1] :]
-            out += [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-        return out
+            decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            answers.update(zip(chunk, (t.strip() for t in decoded), strict=True))
+        return [answers[p] for p in prompts]
 
     def summarize_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Outfit]:
         """Outfits of several clothes ids; the LM calls are batched across ids."""
