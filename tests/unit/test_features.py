@@ -153,3 +153,25 @@ def test_protocols_match_direct_evaluation():
     assert set(out) == {"sc", "cc", "cc_refined"} and 0 <= out["cc_refined"]["pred_top1"] <= 1
     with pytest.raises(InputError, match="no features for split 'query'"):
         evaluate_protocols(split, [EvalProtocol("standard", "query", "gallery", "standard")])
+
+
+def test_protocols_sharing_a_pair_give_what_separate_evaluations_give():
+    from dlcr.evaluation import evaluate_features, evaluate_refined
+
+    rng = np.random.default_rng(1)
+    split = {"query": _feats(rng, 30, 6), "gallery": _feats(rng, 70, 6), "query2": _feats(rng, 12, 6)}
+    protocols = [EvalProtocol("standard", "query", "gallery", "standard"),
+                 EvalProtocol("sc", "query", "gallery", "SC"),
+                 EvalProtocol("cc", "query", "gallery", "CC"),
+                 EvalProtocol("other", "query2", "gallery", "CC")]
+    variants = {k: torch.nn.functional.normalize(split[k].feats[None] + 0.2 * torch.randn(3, len(split[k]), 8),
+                                                 dim=-1) for k in ("query", "query2")}
+    kept: dict = {}
+    out = evaluate_protocols(split, protocols, refine_sims=variants, m=3, refined_out=kept)
+    assert set(kept) == {f"{p.name}_refined_sims" for p in protocols}
+    for p in protocols:
+        q, g = split[p.query], split[p.gallery]
+        assert out[p.name] == evaluate_features(q, g, p.mode)
+        alone, sims = evaluate_refined(q, variants[p.query], g, p, m=3)
+        assert out[f"{p.name}_refined"] == alone
+        np.testing.assert_array_equal(kept[f"{p.name}_refined_sims"], sims)

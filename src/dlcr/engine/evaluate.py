@@ -97,24 +97,21 @@ def evaluate_model(model: torch.nn.Module, splits: Mapping[str, Sequence[Sample]
     With ``refine_rows`` (query-variant manifest rows), each protocol is also evaluated after
     prediction refinement under the name ``<protocol>_refined``.
     """
-    from dlcr.evaluation import evaluate_protocols, evaluate_refined
+    from dlcr.evaluation import evaluate_protocols
 
     names = sorted({p.query for p in protocols} | {p.gallery for p in protocols})
     model.eval()
     feats = split_features(model, splits, root, names, st, device=device, video=video)
-    metrics: dict[str, Any] = dict(evaluate_protocols(feats, protocols))
-    extras: dict[str, Any] = {}
+    vfeats: dict[str, torch.Tensor] | None = None
     if refine_rows is not None:
-        vfeats: dict[str, torch.Tensor] = {}
+        vfeats = {}
         for p in protocols:
             if p.query not in vfeats:
                 vfeats[p.query], _ = variant_features(model, splits[p.query], refine_rows, refine_root or root, l,
                                                       feats[p.query].feats, st, device=device)
-        for p in protocols:
-            res, refined_sims = evaluate_refined(feats[p.query], vfeats[p.query], feats[p.gallery], p, m=m,
-                                                 variant=variant)
-            metrics[f"{p.name}_refined"] = res
-            extras[f"{p.name}_refined_sims"] = refined_sims
+    extras: dict[str, Any] = {}
+    metrics: dict[str, Any] = dict(evaluate_protocols(feats, protocols, refine_sims=vfeats, m=m, variant=variant,
+                                                      refined_out=extras))
     if keep_features:
         metrics["_features"] = feats
         metrics["_extras"] = extras
