@@ -13,11 +13,12 @@ import pytest
 from PIL import Image
 
 from dlcr.errors import InputError
+from dlcr.evaluation.metrics import match_masks
 from dlcr.generation.parsing import label_path
 from dlcr.io.images import read_rgb, write_png
 from dlcr.io.tables import write_table
 from dlcr.report import build_demo_report
-from dlcr.report.figures import cc_masks, mask_overlay, pca_2d, pick_identities, pick_queries, rank_cc
+from dlcr.report.figures import mask_overlay, pca_2d, pick_identities, pick_queries, rank_cc
 from dlcr.report.html import METRICS, metric_stats
 
 # --------------------------------------------------------------------------------------------
@@ -472,7 +473,7 @@ def test_rank_cc_by_hand():
     g_pids = np.array([1, 1, 1, 2, 2])
     g_cams = np.array([1, 2, 2, 2, 3])
     g_clo = np.array([2, 1, 2, 1, 2])
-    good, junk = cc_masks(q_pids, g_pids, q_cams, g_cams, q_clo, g_clo)
+    good, junk = match_masks(q_pids, g_pids, q_cams, g_cams, q_clo, g_clo, mode="CC")
     assert good.tolist() == [[False, False, True, False, False], [False, False, False, False, True]]
     assert junk.tolist() == [[True, True, False, False, False], [False, False, False, True, False]]
     sims = np.array([[0.9, 0.8, 0.1, 0.5, 0.3], [0.2, 0.1, 0.3, 0.9, 0.4]])

@@ -93,19 +93,6 @@ class CCRanking:
     eligible: np.ndarray  # (nq,) bool: the query has at least one clothes-changing match
 
 
-def cc_masks(
-    q_pids: np.ndarray, g_pids: np.ndarray, q_camids: np.ndarray, g_camids: np.ndarray,
-    q_clothes: np.ndarray, g_clothes: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(good, junk) boolean (nq, ng) matrices of the clothes-changing protocol (DESIGN §8)."""
-    same_pid = np.asarray(q_pids)[:, None] == np.asarray(g_pids)[None, :]
-    same_cam = np.asarray(q_camids)[:, None] == np.asarray(g_camids)[None, :]
-    same_clothes = np.asarray(q_clothes)[:, None] == np.asarray(g_clothes)[None, :]
-    good = same_pid & ~same_cam & ~same_clothes
-    junk = same_pid & (same_cam | same_clothes)
-    return good, junk
-
-
 def rank_cc(sims: np.ndarray, good: np.ndarray, junk: np.ndarray, k: int = 5) -> CCRanking:
     """Rank the gallery by similarity for every query with junk removed, keeping the top ``k``."""
     sims = np.asarray(sims, dtype=np.float64)

@@ -534,7 +534,8 @@ def _align(order: Sequence[str], other: Sequence[str], what: str) -> np.ndarray:
 
 
 def _retrieval_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
-    from dlcr.report.figures import cc_masks, pick_queries, rank_cc
+    from dlcr.evaluation.metrics import match_masks
+    from dlcr.report.figures import pick_queries, rank_cc
 
     pair = _compared_runs(root, results)
     if pair is None:
@@ -547,8 +548,8 @@ def _retrieval_section(root: Path, results: Mapping[str, Any] | None, assets: _A
         if len(p["query"]) != len(f["q_pids"]) or len(p["gallery"]) != len(f["g_pids"]):
             raise InputError(f"{run}/eval: paths.json and features.npz disagree in length")
     qi, gi = _align(pb["query"], pd["query"], "query"), _align(pb["gallery"], pd["gallery"], "gallery")
-    good, junk = cc_masks(fb["q_pids"], fb["g_pids"], fb["q_camids"], fb["g_camids"], fb["q_clothes"],
-                          fb["g_clothes"])
+    good, junk = match_masks(fb["q_pids"], fb["g_pids"], fb["q_camids"], fb["g_camids"], fb["q_clothes"],
+                             fb["g_clothes"], mode="CC")
     arms: list[tuple[str, np.ndarray]] = [
         ("baseline", fb["q_feats"] @ fb["g_feats"].T),
         ("DLCR progressive", (fd["q_feats"] @ fd["g_feats"].T)[np.ix_(qi, gi)]),
