@@ -18,11 +18,13 @@ folder name records which tokenizer the pipeline has.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -260,28 +262,36 @@ def build_tiny_inpaint_pipeline(folder: str | os.PathLike, seed: int = 0, tokeni
     return folder
 
 
-def tiny_pipeline_path(cache_dir: str | os.PathLike | None = None, seed: int = 0) -> Path:
-    """Return the folder of the tiny pipeline, building it on first use.
+def cached_build(
+    dirname: str, marker: str, build: Callable[..., Path], cache_dir: str | os.PathLike | None, seed: int
+) -> Path:
+    """``<cache_dir>/<dirname>[-s<seed>]``, built by ``build(folder, seed=seed)`` on first use.
 
-    The build goes to a temp folder beside the target and is renamed into place, so concurrent
-    callers (or a killed build) never leave a half-written model folder behind.
+    ``marker`` is a file the finished build holds. The build goes to a temp folder beside the target
+    and is renamed into place, so concurrent callers (or a killed build) never leave a half-written
+    model folder behind.
     """
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    kind = tiny_tokenizer_kind()  # a pipeline built before open-clip-torch was installed is not reused
-    name = f"{TINY_DIRNAME}-{kind}"
-    target = root / (name if seed == 0 else f"{name}-s{seed}")
-    if (target / "model_index.json").is_file():
+    target = root / (dirname if seed == 0 else f"{dirname}-s{seed}")
+    if (target / marker).is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".building", dir=root))
     try:
-        build_tiny_inpaint_pipeline(tmp, seed=seed, tokenizer=kind)
+        build(tmp, seed=seed)
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first
-            if not (target / "model_index.json").is_file():
+            if not (target / marker).is_file():
                 raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
     return target
+
+
+def tiny_pipeline_path(cache_dir: str | os.PathLike | None = None, seed: int = 0) -> Path:
+    """Return the folder of the tiny pipeline, building it on first use (see :func:`cached_build`)."""
+    kind = tiny_tokenizer_kind()  # a pipeline built before open-clip-torch was installed is not reused
+    return cached_build(f"{TINY_DIRNAME}-{kind}", "model_index.json",
+                        functools.partial(build_tiny_inpaint_pipeline, tokenizer=kind), cache_dir, seed)

@@ -15,15 +15,11 @@ Built folders are cached under ``$DLCR_CACHE_DIR`` (default ``~/.cache/dlcr``), 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dlcr.testing.tiny_diffusion import default_cache_dir
+from dlcr.testing.tiny_diffusion import cached_build
 
 TINY_TEXT_VERSION = "v1"
 VLM_DIRNAME = f"tiny-llava-{TINY_TEXT_VERSION}"
@@ -196,36 +192,14 @@ def _set_generation_ids(model: Any, tokenizer: Any) -> None:
     gc.pad_token_id = tokenizer.pad_token_id
 
 
-def _cached(
-    dirname: str, marker: str, build: Callable[..., Path], cache_dir: str | os.PathLike | None, seed: int
-) -> Path:
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = root / (dirname if seed == 0 else f"{dirname}-s{seed}")
-    if (target / marker).is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".building", dir=root))
-    try:
-        build(tmp, seed=seed)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first
-            if not (target / marker).is_file():
-                raise
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp)
-    return target
-
-
 def tiny_vlm_path(cache_dir: str | os.PathLike | None = None, seed: int = 0) -> Path:
     """Folder of the tiny VLM (built on first use)."""
-    return _cached(VLM_DIRNAME, "processor_config.json", build_tiny_vlm, cache_dir, seed)
+    return cached_build(VLM_DIRNAME, "processor_config.json", build_tiny_vlm, cache_dir, seed)
 
 
 def tiny_llm_path(cache_dir: str | os.PathLike | None = None, seed: int = 0) -> Path:
     """Folder of the tiny LLM (built on first use)."""
-    return _cached(LLM_DIRNAME, "tokenizer_config.json", build_tiny_llm, cache_dir, seed)
+    return cached_build(LLM_DIRNAME, "tokenizer_config.json", build_tiny_llm, cache_dir, seed)
 
 
 __all__ = [
