@@ -56,56 +56,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlcr.evaluation import evaluate as lib_evaluate
 from dlcr.io.images import read_label_map, read_rgb
 from dlcr.synth import NAME_RE, render_world
 
 # --------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate_local(dist: np.ndarray, q_pids, g_pids, q_cams, g_cams, q_clo, g_clo, mode: str) -> dict[str, float]:
-    """CMC top-1/5 and mAP with the DESIGN §8 rules (queries without a good match are skipped)."""
-    q_pids, g_pids, q_cams, g_cams = map(np.asarray, (q_pids, g_pids, q_cams, g_cams))
-    q_clo, g_clo = np.asarray(q_clo), np.asarray(g_clo)
-    top1, top5, aps = [], [], []
-    for i in range(dist.shape[0]):
-        order = np.argsort(dist[i], kind="stable")
-        same_pid = g_pids[order] == q_pids[i]
-        same_cam = g_cams[order] == q_cams[i]
-        same_clo = g_clo[order] == q_clo[i]
-        if mode == "standard":
-            good, junk = same_pid & ~same_cam, same_pid & same_cam
-        elif mode == "CC":
-            good, junk = same_pid & ~same_cam & ~same_clo, same_pid & (same_cam | same_clo)
-        elif mode == "SC":
-            good, junk = same_pid & ~same_cam & same_clo, same_pid & (same_cam | ~same_clo)
-        else:
-            raise ValueError(mode)
-        if not good.any():
-            continue
-        g = good[~junk]
-        hits = np.flatnonzero(g)
-        top1.append(float(hits[0] < 1))
-        top5.append(float(hits[0] < 5))
-        aps.append(float(np.mean((np.arange(len(hits)) + 1) / (hits + 1))))
-    n = len(aps)
-    return {"top1": float(np.mean(top1)) if n else float("nan"), "top5": float(np.mean(top5)) if n else float("nan"),
-            "mAP": float(np.mean(aps)) if n else float("nan"), "n_query": n}
-
-
 def evaluate(dist, q, g, mode: str) -> dict[str, float]:
-    """``dlcr.evaluation.evaluate`` when it exists (checked against the local reference), else the local one."""
-    args = (dist, q["pid"], g["pid"], q["cam"], g["cam"], q["clothes"], g["clothes"])
-    local = evaluate_local(*args, mode=mode)
-    try:
-        from dlcr.evaluation import evaluate as lib_evaluate
-    except ImportError:
-        return local
-    r = lib_evaluate(*args, mode=mode)
-    out = {"top1": float(r.cmc[0]), "top5": float(r.cmc[min(4, len(r.cmc) - 1)]), "mAP": float(r.mAP),
-           "n_query": int(r.num_valid)}
-    if abs(out["top1"] - local["top1"]) > 1e-9 or abs(out["mAP"] - local["mAP"]) > 1e-9:
-        raise AssertionError(f"dlcr.evaluation.evaluate disagrees with the local reference: {out} vs {local}")
-    return out
+    """CMC top-1/5 and mAP under the DESIGN §8 rules (``dlcr.evaluation.evaluate``; queries without a
+    good match are skipped)."""
+    r = lib_evaluate(dist, q["pid"], g["pid"], q["cam"], g["cam"], q["clothes"], g["clothes"], mode=mode)
+    return {"top1": float(r.cmc[0]), "top5": float(r.cmc[min(4, len(r.cmc) - 1)]), "mAP": float(r.mAP),
+            "n_query": int(r.num_valid)}
 
 
 # ------------------------------------------------------------------------------------------ loading
