@@ -405,3 +405,26 @@ def test_cli_guidance_train(tiny_path, tmp_path, monkeypatch, capsys):
     # and the checkpoint plugs into the tiny inpainter
     inp = DiffusersInpainter(tiny_path, steps=2, height=H, width=W, discriminator=str(ckpt))
     assert inp.guidance is not None and inp.guidance.uses_mask
+
+
+def test_latent_masks_read_a_repeated_label_map_once(plain, tmp_path, monkeypatch):
+    from dlcr.generation.parsing import clothes_mask
+    from dlcr.io.images import write_png
+
+    rng = np.random.default_rng(3)
+    maps = [rng.choice(np.array([0, 5, 9, 13], np.uint8), (H, W)) for _ in range(2)]
+    paths = []
+    for i, lab in enumerate(maps):
+        paths.append(tmp_path / f"m{i}.png")
+        write_png(paths[-1], lab)
+    reads = []
+    as_mask = G._as_mask
+    monkeypatch.setattr(G, "_as_mask", lambda m: (reads.append(m), as_mask(m))[1])
+    parts = G._pipeline_parts(plain.pipe, torch.device("cpu"))
+    arr = clothes_mask(maps[1])
+    masks = [paths[0], paths[1], paths[0], str(paths[0]), arr, paths[1]]
+    got = G.latent_masks(parts, masks, H, W)
+    assert len(reads) == 3  # two distinct files + the array
+    one_by_one = torch.cat([G.latent_masks(parts, [m], H, W) for m in masks])
+    assert torch.equal(got, one_by_one)
+    assert torch.equal(got[1], got[4])  # the array is the same mask as file 1

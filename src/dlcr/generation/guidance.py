@@ -356,16 +356,26 @@ def encode_latents(
 @torch.no_grad()
 def latent_masks(parts: _Parts, masks: Sequence[Any], height: int, width: int) -> torch.Tensor:
     """Masks (N, 1, h, w) at latent size, made exactly as the inpainting pipeline makes its mask
-    channel (binarised by its mask processor, then nearest-neighbour downsampling)."""
+    channel (binarised by its mask processor, then nearest-neighbour downsampling).
+
+    A label-map path that repeats (every generated variant of one source names the source's map) is
+    read and converted once.
+    """
     from dlcr.generation.inpainting import pipeline_mask
 
     scale = 2 ** (len(parts.vae.config.block_out_channels) - 1)
+    keys = [os.fspath(m) if isinstance(m, (str, os.PathLike)) else i for i, m in enumerate(masks)]
+    first: dict[str | int, int] = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    unique = [masks[i] for i in first.values()]
     out = []
-    for s in range(0, len(masks), 64):
-        pil = [pipeline_mask(_as_mask(m), height, width) for m in masks[s : s + 64]]
+    for s in range(0, len(unique), 64):
+        pil = [pipeline_mask(_as_mask(m), height, width) for m in unique[s : s + 64]]
         m = parts.mask_processor.preprocess(pil, height=height, width=width)
         out.append(F.interpolate(m.float(), size=(height // scale, width // scale)))
-    return torch.cat(out)
+    row = {k: j for j, k in enumerate(first)}
+    return torch.cat(out)[[row[k] for k in keys]]
 
 
 # --------------------------------------------------------------------------------------------
