@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from dlcr.errors import DatasetError, ImageError
-from dlcr.generation.planning import Job, job_seed, make_job_id, partition_of
+from dlcr.generation.planning import Job, clothes_key_of, job_seed, make_job_id, partition_of
 from dlcr.generation.runner import (
     STATUS_OK,
     GeneratedRecord,
@@ -162,13 +162,9 @@ def import_released(
     out = Path(out_dir)
     records: list[GeneratedRecord] = []
     unmatched = 0
-    pairs = _find_pairs(src)
-    for rel in pairs:  # refuse a crafted archive (a member symlinked out of the root) before writing anything
-        safe_join(src, rel)
-        safe_join(src, rel[:-4] + ".txt")
-    for rel in track(pairs, desc="import released"):
-        strip_path = safe_join(src, rel)
-        txt_path = safe_join(src, rel[:-4] + ".txt")
+    # refuse a crafted archive (a member symlinked out of the root) before writing anything
+    pairs = [(rel, safe_join(src, rel), safe_join(src, rel[:-4] + ".txt")) for rel in _find_pairs(src)]
+    for rel, strip_path, txt_path in track(pairs, desc="import released"):
         lines = [ln for ln in txt_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         if not lines:
             raise DatasetError(f"{txt_path} has no description lines")
@@ -195,7 +191,7 @@ def import_released(
                 kind="train",
                 dataset=dataset,
                 source=source,
-                source_clothes_key=(sample.clothes_key or str(sample.clothes_id)) if sample else "",
+                source_clothes_key=clothes_key_of(sample) if sample else "",
                 pid=int(sample.pid) if sample else -1,
                 target_clothes_key="",
                 variant=v,
