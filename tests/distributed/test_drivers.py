@@ -158,3 +158,19 @@ def test_ray_data_driver_produces_exactly_the_plan(toy, tmp_path):
         ray.shutdown()
     assert (rep.already_committed, rep.pending, rep.generated) == (5, 35, 35)
     _assert_exactly_the_plan(out, jobs, ref)
+
+
+def test_resolve_device_defaults_to_cpu_without_a_gpu_and_passes_names_through(monkeypatch):
+    import torch
+
+    from dlcr.distributed.env import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device() == resolve_device("auto") == "cpu"
+    assert resolve_device("cuda:1") == "cuda:1"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert resolve_device() == "cuda:1"  # local rank 3 on a 2-GPU node

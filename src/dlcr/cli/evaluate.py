@@ -57,6 +57,7 @@ def evaluate_cmd(
     """Standard / same-clothes / clothes-changing CMC, mAP, mINP (and refined) → metrics.json."""
     import torch
 
+    from dlcr.distributed.env import resolve_device
     from dlcr.engine.evaluate import EvalSettings, evaluate_model
     from dlcr.errors import ConfigError, InputError
     from dlcr.generation.runner import MANIFEST
@@ -69,7 +70,7 @@ def evaluate_cmd(
     variant = variant or ev.refine_variant
     if variant not in ("paper", "official"):
         raise ConfigError(f"--variant must be 'paper' or 'official', got {variant!r}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(resolve_device(device))
     ds = open_dataset(cfg)
     model, _ = load_model(checkpoint, cfg.model.name, dev)
     rows = None

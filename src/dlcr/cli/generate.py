@@ -191,8 +191,7 @@ def guidance_train_cmd(
     """
     from pathlib import Path
 
-    import torch
-
+    from dlcr.distributed.env import resolve_device
     from dlcr.generation.guidance import (
         MASK_MODES,
         load_discriminator,
@@ -225,7 +224,7 @@ def guidance_train_cmd(
             return
     real, fake, masks = work_training_sets(ds.train, ds.root, w, masked=mask_mode != "none",
                                            max_images=max_images, seed=seed)
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = resolve_device(device)
     disc = train_discriminator(model, real, fake, masks, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                device=dev, height=height, width=width,
                                mask_mode=mask_mode if mask_mode != "none" else None)

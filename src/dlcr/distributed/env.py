@@ -59,3 +59,16 @@ def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
     if world_size < 1 or not 0 <= rank < world_size:
         raise ConfigError(f"invalid shard: rank {rank} of world size {world_size}")
     return list(items[rank::world_size])
+
+
+def resolve_device(device: str | None = None) -> str:
+    """``None`` / ``"auto"``: this process's GPU when one is visible (the local rank's under torchrun /
+    SLURM, so ranks on one node do not all land on ``cuda:0``), else ``"cpu"``; other values pass
+    through."""
+    if device not in (None, "auto"):
+        return str(device)
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{dist_env().local_rank % torch.cuda.device_count()}"

@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader
 
 from dlcr.config import Config, to_dict
 from dlcr.data.loaders import ClipDataset, ImageDataset, Item, add_generated, items_from_samples
-from dlcr.distributed.env import DistEnv, dist_env
+from dlcr.distributed.env import DistEnv, dist_env, resolve_device
 from dlcr.errors import ConfigError, DatasetError
 from dlcr.io.atomic import atomic_write_text
 from dlcr.types import EvalProtocol, Sample
@@ -226,7 +226,7 @@ class Trainer:
         self.data = data
         self.out_dir = Path(out_dir)
         self.env = env or dist_env()
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(resolve_device(device))
         if self.env.is_distributed and self.device.type == "cuda":
             self.device = torch.device("cuda", self.env.local_rank)
         sc = cfg.sampler

@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from dlcr.distributed.env import resolve_device  # noqa: F401  (part of this module's API)
 from dlcr.errors import ConfigError, DlcrError, InputError
 from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb, write_png
@@ -329,15 +330,6 @@ def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
             )
         out.append(a)
     return out
-
-
-def resolve_device(device: str | None = None) -> str:
-    """``None``/``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; other values pass through."""
-    if device not in (None, "auto"):
-        return str(device)
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dlcr.distributed.env import resolve_device
 from dlcr.errors import CheckpointError, ConfigError
 from dlcr.generation.inpainting import InpaintItem, composite, pipeline_image, pipeline_mask, resize_rgb
 from dlcr.generation.parsing import resolve_dtype
@@ -76,17 +77,6 @@ def _dtype_kwarg() -> str:
     from diffusers.pipelines import pipeline_utils
 
     return "dtype" if hasattr(pipeline_utils, "_resolve_dtype") else "torch_dtype"
-
-
-def _default_device() -> str:
-    """CUDA when available (the local rank's GPU under torchrun / SLURM), else CPU."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return "cpu"
-    from dlcr.distributed.env import dist_env
-
-    return f"cuda:{dist_env().local_rank % torch.cuda.device_count()}"
 
 
 def _multiple_of_8(name: str, value: int) -> int:
@@ -154,7 +144,7 @@ class DiffusersInpainter:
         self.query_width = max(8, int(round(self.width * query_scale / 8)) * 8)
         self.strength = float(strength)
         self.max_batch = int(max_batch) if max_batch else None
-        self.device = torch.device(device or _default_device())
+        self.device = torch.device(resolve_device(device))
         self.dtype = resolve_dtype(dtype, str(self.device))
         is_local = Path(self.model).is_dir()
         looks_like_path = (
