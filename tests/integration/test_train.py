@@ -117,6 +117,13 @@ def test_cli_train_and_evaluate_with_refinement(world, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "trained 1 epoch" in out
     ck = tmp_path / "cli" / "checkpoints" / "last.json"
+    from dlcr.cli.evaluate import load_model
+
+    ref, _ = load_model(ck, "nope")
+    assert ref.arch == "small_resnet"  # from the checkpoint, not the fallback
+    for other in (ck.parent, ck.with_suffix(".safetensors")):  # a folder or the weights file name the same run
+        m, _ = load_model(other, "nope")
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), ref.state_dict().values(), strict=True))
     main(["evaluate", *common, "--checkpoint", str(ck), "--refine", "--l", "2", "--m", "3"])
     metrics = json.loads((tmp_path / "cli" / "eval" / "metrics.json").read_text())
     assert {"standard", "sc", "cc", "standard_refined", "cc_refined"} <= set(metrics)

@@ -11,10 +11,12 @@ from dlcr.cli.common import ConfigOpt, SetOpt, WorkOpt, get_config, open_dataset
 
 
 def load_model(checkpoint: str | Path, fallback_arch: str, device: Any = None) -> tuple[Any, dict]:
-    """Rebuild the model a checkpoint was trained with and load its weights (safetensors only)."""
-    import json
+    """Rebuild the model a checkpoint was trained with and load its weights (safetensors only).
 
-    from dlcr.engine.checkpoint import PICKLE_SUFFIXES, load_checkpoint
+    ``checkpoint``: a checkpoint's ``.json`` / ``.safetensors`` file or a run's ``checkpoints/``
+    folder (its latest complete checkpoint). Only the weights file is read; the saved RNG states are not restored.
+    """
+    from dlcr.engine.checkpoint import PICKLE_SUFFIXES, load_checkpoint, read_checkpoint_meta
     from dlcr.errors import CheckpointError
     from dlcr.models import create_model
 
@@ -23,20 +25,12 @@ def load_model(checkpoint: str | Path, fallback_arch: str, device: Any = None) -
         raise CheckpointError(f"refusing to load pickle file {p}: `dlcr evaluate` reads dlcr checkpoints "
                               "(<name>.json + <name>.safetensors); in Python, load_checkpoint(path, "
                               "allow_pickle=True) reads a trusted pickle with weights_only=True")
-    meta_file = p if p.suffix == ".json" else (p / "last.json" if p.is_dir() else p.with_suffix(".json"))
-    if not meta_file.is_file():
-        raise CheckpointError(f"no checkpoint metadata at {meta_file} (expected <name>.json next to <name>.safetensors)")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{meta_file} is not valid JSON ({e.msg})") from None
-    extra = meta.get("extra") or {}
-    arch = extra.get("arch") or meta.get("arch") or fallback_arch
-    num_pids = int(extra.get("num_pids") or meta.get("num_pids") or 0)
+    meta_file, meta = read_checkpoint_meta(p)
+    num_pids = int(meta.get("num_pids") or 0)
     if num_pids < 1:
         raise CheckpointError(f"{meta_file} does not record the number of training identities")
-    model = create_model(arch, num_pids, pretrained=None)
-    state = load_checkpoint(meta_file, model=model, map_location="cpu")
+    model = create_model(meta.get("arch") or fallback_arch, num_pids, pretrained=None)
+    state = load_checkpoint(meta_file, model=model, map_location="cpu", restore_rng=False)
     if device is not None:
         model.to(device)
     return model, state

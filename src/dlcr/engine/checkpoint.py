@@ -366,6 +366,13 @@ def _resolve(path: Path) -> Path:
     return path
 
 
+def read_checkpoint_meta(dir_or_json: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """``(json path, metadata)`` of a checkpoint (a folder → its latest complete one; a
+    ``.safetensors`` file → its JSON), without reading any tensors."""
+    json_path = _resolve(Path(dir_or_json))
+    return json_path, _read_meta(json_path)
+
+
 def weights_only_error(e: BaseException) -> str:
     """One line saying why ``torch.load(weights_only=True)`` refused a file.
 
@@ -426,10 +433,11 @@ def load_checkpoint(dir_or_json: str | os.PathLike, *, model: nn.Module | None =
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} not found")
         return _load_pickle(path, model, map_location)
-    json_path = _resolve(path)
-    meta = _read_meta(json_path)
+    json_path, meta = read_checkpoint_meta(path)
     weights = _read_verified(json_path, meta, "weights")
-    state_tensors = _read_verified(json_path, meta, "state")
+    # the optimiser/RNG tensors (about twice the weights with Adam) only when something needs them
+    needs_state = bool(optimizers or schedulers or (restore_rng and meta.get("rng")))
+    state_tensors = _read_verified(json_path, meta, "state") if needs_state else {}
     src = json_path.name
 
     if model is not None:

@@ -332,9 +332,8 @@ class Trainer:
                                optimizers={"model": self.opt, "clothes": self.opt_c},
                                schedulers={"model": self.sched, "clothes": self.sched_c},
                                sampler=self.sampler, epoch=epoch, config=to_dict(self.cfg),
-                               extra={"best": list(self.best) if self.best else None, "step": self.step,
-                                      "arch": self.cfg.model.name, "num_pids": self.data.num_pids,
-                                      "num_clothes": self.data.num_clothes}, name=name)
+                               extra={"best": list(self.best) if self.best else None, "step": self.step},
+                               name=name)
 
     def resume(self) -> bool:
         """Continue from ``checkpoints/last`` when it exists; returns whether it did."""
