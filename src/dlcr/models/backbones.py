@@ -116,8 +116,8 @@ _PREFIXES = ("module.", "model.", "backbone.", "base.", "encoder.")
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a weights file: safetensors, or a torch file loaded with ``weights_only=True``.
 
-    A torch file holding ``{"state_dict": …}`` or ``{"model": …}`` (common training checkpoints) is
-    unwrapped.
+    A torch file holding ``{"state_dict": …}`` or ``{"model": …}`` (common training checkpoints,
+    SCHP's releases) is unwrapped. Used for backbone weights and for SCHP parser checkpoints.
     """
     p = Path(path)
     if not p.is_file():
@@ -135,7 +135,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception as e:  # unpickling errors come in many types
         from dlcr.engine.checkpoint import weights_only_error
 
-        raise CheckpointError(f"cannot read {p} as a weights-only torch file: {weights_only_error(e)}") from None
+        raise CheckpointError(f"cannot read {p} safely as a weights-only torch file: {weights_only_error(e)}") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]

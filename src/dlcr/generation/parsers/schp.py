@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +38,7 @@ from torch import nn
 
 from dlcr.errors import CheckpointError, ConfigError
 from dlcr.generation.parsing import ATR_TO_LIP, HumanParser, batched, check_images, resolve_device
+from dlcr.models.backbones import read_state_dict
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -258,35 +258,6 @@ class SCHPNet(nn.Module):
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file, loaded safely (safetensors, or ``torch.load(weights_only=True)``).
-
-    Accepts a plain state dict or a dict holding it under ``state_dict`` (as SCHP's releases do).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    from dlcr.engine.checkpoint import weights_only_error
-
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: Any = load_file(str(p))
-        else:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(
-            f"cannot load checkpoint {p} safely ({weights_only_error(e)}); "
-            "a plain state dict or a .safetensors file is expected"
-        ) from None
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"checkpoint {p} holds no state dict of tensors")
-    return dict(obj)
 
 
 def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
