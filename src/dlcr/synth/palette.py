@@ -9,29 +9,15 @@ from the words that backend understands (tests check both).
 
 from __future__ import annotations
 
-# RGB 0..255 of the clothes colours the world uses (same values as recolor.COLOURS).
+import numpy as np
+
+from dlcr.generation.inpainters.recolor import COLOURS, contrast_colour
+
+#: RGB 0..255 of the clothes colours the world uses, taken from the recolor backend's table.
 CLOTHES_RGB: dict[str, tuple[int, int, int]] = {
-    "black": (22, 22, 24),
-    "white": (236, 236, 232),
-    "gray": (128, 128, 130),
-    "silver": (190, 190, 195),
-    "red": (190, 32, 38),
-    "maroon": (112, 22, 36),
-    "pink": (236, 132, 170),
-    "orange": (238, 128, 32),
-    "yellow": (238, 208, 44),
-    "beige": (218, 198, 162),
-    "khaki": (190, 174, 120),
-    "brown": (118, 74, 40),
-    "olive": (108, 114, 42),
-    "green": (40, 138, 60),
-    "teal": (22, 126, 128),
-    "cyan": (44, 188, 200),
-    "blue": (36, 76, 188),
-    "navy": (26, 36, 92),
-    "denim": (68, 98, 146),
-    "purple": (108, 50, 150),
-    "lavender": (180, 160, 220),
+    name: COLOURS[name]
+    for name in ("black", "white", "gray", "silver", "red", "maroon", "pink", "orange", "yellow", "beige", "khaki",
+                 "brown", "olive", "green", "teal", "cyan", "blue", "navy", "denim", "purple", "lavender")
 }
 
 # Colours drawn for each garment slot, with weights: like real street clothing, dark and neutral
@@ -94,9 +80,9 @@ SKIN_DARK = (92, 58, 40)
 
 
 def contrast_rgb(rgb: tuple[float, float, float]) -> tuple[float, float, float]:
-    """The second colour of a pattern when none is named (same rule as the recolor backend)."""
-    y = rgb[0] * 0.299 + rgb[1] * 0.587 + rgb[2] * 0.114
-    return (0.93, 0.93, 0.92) if y < 0.45 else (0.1, 0.1, 0.12)
+    """The second colour of a pattern when none is named (the recolor backend's rule)."""
+    r, g, b = (float(x) for x in contrast_colour(np.asarray(rgb, dtype=np.float64)))
+    return (r, g, b)
 
 
 def rgb01(name: str) -> tuple[float, float, float]:

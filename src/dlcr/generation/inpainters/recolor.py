@@ -216,7 +216,8 @@ def luminance(rgb01: np.ndarray) -> np.ndarray:
     return rgb01[..., 0] * 0.299 + rgb01[..., 1] * 0.587 + rgb01[..., 2] * 0.114
 
 
-def _contrast(c: np.ndarray) -> np.ndarray:
+def contrast_colour(c: np.ndarray) -> np.ndarray:
+    """The second colour of a pattern when the prompt names none: light on dark, dark on light."""
     return np.array([0.93, 0.93, 0.92]) if luminance(c) < 0.45 else np.array([0.1, 0.1, 0.12])
 
 
@@ -275,7 +276,7 @@ class RecolorInpainter:
             rng = np.random.default_rng([int(item.job.seed), i])
             main = np.asarray(style.colour if style.colour is not None else rng.uniform(0.05, 0.95, 3))
             main = np.clip(main + rng.normal(0.0, self.jitter, 3), 0.0, 1.0)
-            second = np.asarray(style.secondary) if style.secondary is not None else _contrast(main)
+            second = np.asarray(style.secondary) if style.secondary is not None else contrast_colour(main)
             target = np.broadcast_to(main, img.shape).copy()
             pm = pattern_mask(style.pattern, y.shape, rng)
             target[pm] = second
