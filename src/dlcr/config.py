@@ -48,14 +48,6 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class SynthConfig:
-    ids: int = 150
-    seed: int = 0
-    height: int = 128
-    width: int = 64
-
-
-@dataclass(frozen=True)
 class ModelConfig:
     name: str = "cal_resnet50"
     pretrained: str | None = "imagenet"  # "imagenet", a local weights file, or null for random init
@@ -103,14 +95,12 @@ class TrainConfig:
     amp: bool = True
     out_dir: str = "runs"
     name: str = "default"
-    log_every: int = 50
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
     parser: str = "schp"
     parser_model: str | None = None
-    mask_dilate: int = 0
     captioner: str = "rule"
     captioner_model: str | None = None
     summarizer: str = "vote"
@@ -149,7 +139,6 @@ class EvalConfig:
 @dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
-    synth: SynthConfig = field(default_factory=SynthConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)

@@ -120,3 +120,10 @@ def test_exponent_floats_without_a_dot_are_accepted():
     assert cfg.optim.lr == 1e-3
     with pytest.raises(ConfigError, match="optim.lr"):
         load_config("synthcc", ["optim.lr=fast"])
+
+
+def test_options_nothing_reads_are_not_accepted():
+    # these were once declared but never used: setting them must not be silently ignored
+    for key in ("generate.mask_dilate=3", "train.log_every=5", "synth.ids=3"):
+        with pytest.raises(ConfigError):
+            load_config("synthcc", [key])
