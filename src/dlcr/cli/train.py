@@ -41,14 +41,6 @@ def train_cmd(
                              "run `dlcr generate all` first or pass --set sampler.mode=none")
         generated = GeneratedData(rows=read_table(manifest), root=gen_dir)
     run_dir = Path(out or cfg.train.out_dir) / (name or cfg.train.name)
-    if not resume:  # any complete checkpoint counts, e.g. last.prev.json left by a run killed mid-save
-        from dlcr.engine.checkpoint import latest_checkpoint
-        from dlcr.errors import ConfigError
-
-        found = latest_checkpoint(run_dir / "checkpoints")
-        if found is not None:
-            raise ConfigError(f"{run_dir} already holds a run ({found.name}); pass --resume to continue it "
-                              "or choose another name")
     res = train(cfg, TrainData.from_dataset(ds), run_dir, generated=generated, resume=resume, device=device)
     typer.echo(f"trained {res.epochs_run} epoch(s); last checkpoint: {res.last_checkpoint}")
     if res.metrics:

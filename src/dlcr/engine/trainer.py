@@ -33,7 +33,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -494,16 +494,14 @@ def train(cfg: Config, data: TrainData, out_dir: str | os.PathLike, *, generated
     """Train one model; ``resume=True`` continues from ``out_dir/checkpoints/last`` when present."""
     from dlcr.engine.checkpoint import latest_checkpoint
 
+    if not resume:  # any complete checkpoint counts, e.g. last.prev.json left by a run killed mid-save
+        found = latest_checkpoint(Path(out_dir) / "checkpoints")
+        if found is not None:
+            raise ConfigError(f"{out_dir} already holds a run ({found.name}); pass --resume to continue it "
+                              "or choose another name")
     env = dist_env()
     init_distributed(env)
     trainer = Trainer(cfg, data, out_dir, generated=generated, device=device, env=env)
     if resume:
         trainer.resume()
-    elif latest_checkpoint(trainer.ckpt_dir) is not None:
-        raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it or choose another name")
     return trainer.fit()
-
-
-def summary_json(result: TrainResult) -> str:
-    d = asdict(result)
-    return json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}, indent=1, default=str)
