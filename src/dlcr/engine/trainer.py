@@ -158,18 +158,6 @@ def _allreduce_grads(module: nn.Module, world: int) -> None:
             p.grad /= world
 
 
-class _Forward(nn.Module):
-    """Features and identity logits in one forward, so DDP sees every identity parameter used."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.model(x)
-        return f, self.model.classify(f)
-
-
 class JsonlLog:
     """``log.jsonl`` (one JSON object per line, flushed) plus TensorBoard scalars when installed."""
 
@@ -274,7 +262,9 @@ class Trainer:
             if sc.mode == "concat" and sc.concat_budget == "paired":
                 self.max_steps = self._real_steps()
 
-        self.forward: nn.Module = _Forward(self.model)
+        # called with with_logits=True: features and identity logits in one forward, so that DDP sees
+        # every identity parameter used
+        self.forward: nn.Module = self.model
         if self.env.is_distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -375,7 +365,7 @@ class Trainer:
             pids = batch["pid"].to(self.device)
             cids = batch["clothes_id"].to(self.device)
             with torch.autocast(self.device.type, enabled=self.amp):
-                feats, logits = self.forward(x)
+                feats, logits = self.forward(x, with_logits=True)
                 loss_id = self.ce(logits, pids)
                 loss_tri = self.triplet(feats, pids)
                 loss = loss_id + cfg.loss.triplet_weight * loss_tri
