@@ -44,7 +44,7 @@ from PIL import Image
 
 from dlcr.errors import ConfigError, DlcrError, ImageError, InputError
 from dlcr.generation.inpainting import INPAINTERS, Inpainter, InpaintItem, create_inpainter
-from dlcr.generation.parsing import clothes_mask, label_path, track_batches
+from dlcr.generation.parsing import MASKS_TABLE, clothes_mask, label_path, track_batches
 from dlcr.generation.planning import Job, read_jobs
 from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb, write_png
@@ -406,8 +406,8 @@ def run_jobs(
     if removed:
         log.info("removed %d stale temp file(s) from an interrupted run", removed)
 
-    if masks_table is None and (Path(label_root) / "masks.parquet").is_file():
-        masks_table = Path(label_root) / "masks.parquet"
+    if masks_table is None and (Path(label_root) / MASKS_TABLE).is_file():
+        masks_table = Path(label_root) / MASKS_TABLE
     empty_sources = read_empty_masks(masks_table) if masks_table else set()
 
     if driver == "torchrun":

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dlcr.errors import DlcrError, InputError
+from dlcr.generation.stages import GENERATED, MASKS, OUTFITS, QUERY_GENERATED
 from dlcr.io.atomic import atomic_write_text
 from dlcr.io.images import read_label_map, read_rgb
 from dlcr.io.paths import safe_join
@@ -327,7 +328,7 @@ def pick_sources(rows: Sequence[Mapping[str, Any]], n: int) -> list[tuple[str, l
 
 
 def _outfit_prompts(work: Path) -> dict[str, str]:
-    path = work / "outfits.parquet"
+    path = work / OUTFITS
     if not path.is_file():
         return {}
     try:
@@ -356,7 +357,7 @@ def _gen_row(root: Path, assets: _Assets, source: str, variants: Sequence[Mappin
     if key is not None and outfits.get(str(key)):
         cap += f"<br>{_e(outfits[str(key)])}"
     figs.append(f'<figure class="src">{_img(assets.image(src), source)}<figcaption>{cap}</figcaption></figure>')
-    mask = label_path(root / "work" / "masks", source)
+    mask = label_path(root / "work" / MASKS, source)
     if mask.is_file():
         figs.append(f'<figure class="src">{_img(assets.image(src, overlay=mask), "mask " + source)}'
                     "<figcaption><b>clothes mask</b><br>" + _PART_LEGEND + "</figcaption></figure>")
@@ -372,8 +373,10 @@ def _gen_row(root: Path, assets: _Assets, source: str, variants: Sequence[Mappin
 
 
 def _generation_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    from dlcr.generation.runner import MANIFEST
+
     work = root / "work"
-    manifest = work / "generated" / "manifest.parquet"
+    manifest = work / GENERATED / MANIFEST
     if not manifest.is_file():
         return _note(f"skipped: no generated images ({_rel(root, manifest)} not found)")
     rows = _read_rows(manifest)
@@ -385,14 +388,14 @@ def _generation_section(root: Path, results: Mapping[str, Any] | None, assets: _
     out = [f'<p class="expl">{len(rows)} images were generated for {n_src} training images. Each row: the '
            "original, its clothes mask (red = upper garment, blue = lower, green = shoes; the rest is "
            "dimmed), and its variants with the outfit prompt each was made from.</p>"]
-    out += [_gen_row(root, assets, s, v, work / "generated", outfits) for s, v in chosen]
-    qman = work / "query_generated" / "manifest.parquet"
+    out += [_gen_row(root, assets, s, v, work / GENERATED, outfits) for s, v in chosen]
+    qman = work / QUERY_GENERATED / MANIFEST
     if qman.is_file():
         qrows = _read_rows(qman)
         qchosen = pick_sources(qrows, 1)
         if qchosen:
             out.append(f"<h3>Query variants (used by the refinement step; {len(qrows)} in all)</h3>")
-            out += [_gen_row(root, assets, s, v, work / "query_generated", outfits) for s, v in qchosen]
+            out += [_gen_row(root, assets, s, v, work / QUERY_GENERATED, outfits) for s, v in qchosen]
     return "\n".join(out)
 
 
