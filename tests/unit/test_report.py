@@ -542,3 +542,14 @@ def test_mask_overlay_by_hand():
     assert out[0, 1].tolist() == [165, 80, 80]  # half way to (230, 60, 60)
     assert out[1, 0].tolist() == [75, 105, 165]
     assert out[1, 1].tolist() == [70, 145, 90]
+
+
+def test_spread_and_one_per_key():
+    from dlcr.report.figures import one_per_key, spread
+
+    assert spread(list(range(10)), 3) == [0, 3, 6, 9, 1, 2, 4, 5, 7, 8]
+    assert spread([1, 2], 5) == [1, 2]
+    people = ["a1", "a2", "b1", "c1", "b2"]
+    assert one_per_key(people, lambda s: s[0], 3) == ["a1", "b1", "c1"]
+    assert one_per_key(people, lambda s: s[0], 4) == ["a1", "b1", "c1", "a2"]  # filled up in order
+    assert one_per_key(people, lambda s: s[0], 9) == ["a1", "b1", "c1", "a2", "b2"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -20,6 +20,8 @@ from dlcr.errors import InputError
 from dlcr.generation.parsing import ACCESSORY_LABELS, BODY_PARTS
 from dlcr.io.atomic import atomic_write_bytes
 from dlcr.io.images import write_png
+
+T = TypeVar("T")
 
 #: Overlay colours of the garment parts (RGB); accessories get their own colour.
 PART_COLOURS: Mapping[str, tuple[int, int, int]] = {
@@ -110,6 +112,31 @@ def rank_cc(sims: np.ndarray, good: np.ndarray, junk: np.ndarray, k: int = 5) ->
     return CCRanking(top=top, correct=correct, eligible=good.any(axis=1))
 
 
+def spread(items: Sequence[T], n: int) -> list[T]:
+    """``items`` reordered so that the first ``n`` are spread evenly over the list, the rest follow in order."""
+    step = max(1, len(items) // max(1, n))
+    return list(items[::step]) + [x for i, x in enumerate(items) if i % step]
+
+
+def one_per_key(items: Sequence[T], key: Callable[[T], Any], n: int) -> list[T]:
+    """Up to ``n`` of ``items`` in their order, one per ``key`` while possible, then filled up in order."""
+    chosen: list[T] = []
+    seen: set[Any] = set()
+    for x in items:
+        if len(chosen) == n:
+            return chosen
+        k = key(x)
+        if k not in seen:
+            chosen.append(x)
+            seen.add(k)
+    for x in items:
+        if len(chosen) == n:
+            break
+        if x not in chosen:
+            chosen.append(x)
+    return chosen
+
+
 def pick_queries(
     first: np.ndarray, second: np.ndarray, eligible: np.ndarray, q_pids: np.ndarray, n: int = 6
 ) -> list[int]:
@@ -122,32 +149,14 @@ def pick_queries(
     idx = np.flatnonzero(eligible)
     wins = [int(i) for i in idx if second[i] and not first[i]]
     losses = [int(i) for i in idx if first[i] and not second[i]]
-    rest = [int(i) for i in idx if first[i] == second[i]]
-    # Spread the "same outcome" queries over the list instead of taking the first few.
-    if rest:
-        step = max(1, len(rest) // max(1, n))
-        rest = rest[::step] + [i for j, i in enumerate(rest) if j % step]
+    rest = spread([int(i) for i in idx if first[i] == second[i]], n)  # not just the first few
     interleaved: list[int] = []
     for a, b in zip(wins, losses, strict=False):
         interleaved += [a, b]
     longer = wins if len(wins) > len(losses) else losses
     interleaved += longer[min(len(wins), len(losses)):]
-    candidates = interleaved + rest
-    chosen: list[int] = []
-    seen: set[Any] = set()
-    for i in candidates:  # one per identity first
-        pid = q_pids[i].item() if hasattr(q_pids[i], "item") else q_pids[i]
-        if pid not in seen:
-            chosen.append(i)
-            seen.add(pid)
-        if len(chosen) == n:
-            return chosen
-    for i in candidates:  # then fill up
-        if i not in chosen:
-            chosen.append(i)
-        if len(chosen) == n:
-            break
-    return chosen
+    return one_per_key(interleaved + rest, lambda i: q_pids[i].item() if hasattr(q_pids[i], "item") else q_pids[i],
+                       n)
 
 
 # --------------------------------------------------------------------------------------------

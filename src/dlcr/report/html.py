@@ -300,6 +300,8 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 def pick_sources(rows: Sequence[Mapping[str, Any]], n: int) -> list[tuple[str, list[Mapping[str, Any]]]]:
     """Up to ``n`` source images with the most variants, spread over the list, one per identity."""
+    from dlcr.report.figures import one_per_key, spread
+
     by_src: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         if isinstance(r.get("source"), str) and isinstance(r.get("file"), str):
@@ -307,23 +309,8 @@ def pick_sources(rows: Sequence[Mapping[str, Any]], n: int) -> list[tuple[str, l
     if not by_src:
         return []
     most = max(len(v) for v in by_src.values())
-    full = sorted(s for s, v in by_src.items() if len(v) == most)
-    step = max(1, len(full) // n)
-    ordered = full[::step] + [s for i, s in enumerate(full) if i % step]
-    chosen: list[str] = []
-    pids: set[Any] = set()
-    for s in ordered:
-        pid = by_src[s][0].get("pid", s)
-        if pid not in pids:
-            chosen.append(s)
-            pids.add(pid)
-        if len(chosen) == n:
-            break
-    for s in ordered:
-        if len(chosen) == n:
-            break
-        if s not in chosen:
-            chosen.append(s)
+    full = spread(sorted(s for s, v in by_src.items() if len(v) == most), n)
+    chosen = one_per_key(full, lambda s: by_src[s][0].get("pid", s), n)
     return [(s, sorted(by_src[s], key=lambda r: (_num(r.get("variant")) or 0))) for s in chosen]
 
 
