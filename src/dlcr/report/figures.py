@@ -238,12 +238,6 @@ def _save(fig: Any, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _as_percent(values: Sequence[float]) -> np.ndarray:
-    v = np.asarray(values, dtype=np.float64)
-    # History metrics are fractions; tolerate a writer that logged percentages.
-    return v if np.nanmax(np.abs(v), initial=0.0) > 1.0 else 100.0 * v
-
-
 @dataclass(frozen=True)
 class Curve:
     arm: str
@@ -255,7 +249,8 @@ class Curve:
 
 
 def curve_from_history(arm: str, seed: int, history: Sequence[Mapping[str, Any]]) -> Curve:
-    """Pull loss and clothes-changing top-1 per epoch out of a ``history.json`` list."""
+    """Pull loss and clothes-changing top-1 (a fraction in ``history.json``, in percent here) per epoch
+    out of a ``history.json`` list, as :class:`dlcr.engine.trainer.Trainer` writes it."""
 
     def num(v: Any) -> float | None:
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
@@ -267,13 +262,10 @@ def curve_from_history(arm: str, seed: int, history: Sequence[Mapping[str, Any]]
         if (lv := num(row.get("loss"))) is not None:
             ep.append(e)
             loss.append(lv)
-        for key in ("cc_top1", "CC_top1", "cc_rank1"):
-            if (cv := num(row.get(key))) is not None:
-                eep.append(e)
-                cc.append(cv)
-                break
-    return Curve(arm, seed, np.asarray(ep), np.asarray(loss), np.asarray(eep),
-                 _as_percent(cc) if cc else np.zeros(0))
+        if (cv := num(row.get("cc_top1"))) is not None:
+            eep.append(e)
+            cc.append(cv)
+    return Curve(arm, seed, np.asarray(ep), np.asarray(loss), np.asarray(eep), 100.0 * np.asarray(cc, dtype=np.float64))
 
 
 def plot_curves(curves: Sequence[Curve], path: str | os.PathLike, labels: Mapping[str, str]) -> None:
