@@ -30,7 +30,7 @@ from dlcr.generation.inpainters.recolor import RecolorInpainter
 from dlcr.generation.inpainting import InpaintItem, pipeline_image, pipeline_mask
 from dlcr.generation.parsing import clothes_mask
 from dlcr.generation.planning import Job
-from dlcr.testing.toy_generation import toy_image, toy_label_map
+from dlcr.testing.toy_generation import toy_people
 
 OUTFITS = ["a person wearing red striped t-shirt, blue jeans, white sneakers",
            "a person wearing black jacket, khaki shorts, brown boots",
@@ -39,12 +39,8 @@ OUTFITS = ["a person wearing red striped t-shirt, blue jeans, white sneakers",
 
 
 def make_items(n: int, h: int, w: int) -> list[InpaintItem]:
-    rng = np.random.default_rng(0)
     items = []
-    for i in range(n):
-        labels = toy_label_map(h, w, rng)
-        colours = {lab: tuple(int(c) for c in rng.integers(0, 256, 3)) for lab in (2, 5, 9, 13, 14, 15, 18, 19)}
-        image = toy_image(labels, colours, rng)
+    for i, (image, labels) in enumerate(zip(*toy_people(n, h, w), strict=True)):
         job = Job(job_id=f"j{i}", kind="train", dataset="bench", source=f"s{i // 4}.png", source_clothes_key="x",
                   pid=0, target_clothes_key=f"o{i % len(OUTFITS)}", variant=i % 4, partition=0,
                   prompt=OUTFITS[i % len(OUTFITS)], seed=1000 + i, generator="tiny")

@@ -27,21 +27,11 @@ from _common import best_of
 from dlcr.generation.describers import rule
 from dlcr.generation.inpainters.recolor import pattern_mask
 from dlcr.generation.parsing import clothes_mask, part_masks
-from dlcr.testing.toy_generation import toy_image, toy_label_map
+from dlcr.testing.toy_generation import toy_image, toy_label_map, toy_people
 
 # --------------------------------------------------------------------------------------------
 # 1. masks
 # --------------------------------------------------------------------------------------------
-
-
-def person_images(n: int, h: int = 256, w: int = 128) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        lab = toy_label_map(h, w, rng)
-        colours = {k: tuple(int(c) for c in rng.integers(0, 256, 3)) for k in (2, 5, 9, 13, 14, 15, 18, 19)}
-        out.append(toy_image(lab, colours, rng))
-    return out
 
 
 def bench_masks(arch: str, n_images: int, batch: int, repeat: int) -> None:
@@ -51,7 +41,7 @@ def bench_masks(arch: str, n_images: int, batch: int, repeat: int) -> None:
     torch.manual_seed(0)
     net = SCHPNet(num_classes=20, **(TINY_SCHP_ARCH if arch == "tiny" else {})).eval()
     n_params = sum(p.numel() for p in net.parameters())
-    images = person_images(n_images)
+    images, _ = toy_people(n_images, 256, 128)
     batched_parser = SCHPParser(net, input_size=473, batch_size=batch, device="cpu")
     single_parser = SCHPParser(net, input_size=473, batch_size=1, device="cpu")
 

@@ -118,7 +118,7 @@ def make_toy_dataset(
                         clothes_key=key,
                     )
                 )
-                write_png(label_root / (rel[: -len(".png")] + ".png"), labels)
+                write_png(label_root / rel, labels)  # same name: the masks stage's layout (parsing.label_path)
     for s in samples[len(samples) - empty_masks :] if empty_masks else []:
         lab = np.zeros((height, width), dtype=np.uint8)
         lab[: height // 4] = 13
@@ -131,3 +131,15 @@ def runner_argv(jobs: str | os.PathLike, image_root: str | os.PathLike, label_ro
     """Arguments of ``python -m dlcr.generation.runner`` for a job table and the toy roots."""
     return ["--jobs", str(jobs), "--image-root", str(image_root), "--label-root", str(label_root),
             "--out", str(out), *extra]
+
+
+def toy_people(n: int, height: int, width: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``n`` toy people (RGB uint8 images and their LIP label maps) with random colours per label."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for _ in range(n):
+        lab = toy_label_map(height, width, rng)
+        colours = {k: tuple(int(c) for c in rng.integers(0, 256, 3)) for k in (2, 5, 9, 13, 14, 15, 18, 19)}
+        images.append(toy_image(lab, colours, rng))
+        labels.append(lab)
+    return images, labels
