@@ -45,3 +45,10 @@ class CheckpointError(DlcrError):
 
 class UnsafePathError(DlcrError):
     """A path that would leave the root folder it must stay in."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty): third-party
+    errors often carry tracebacks or long hints that would break the one-line rule."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -180,3 +180,11 @@ def test_remove_stale_temps_keeps_young_files_when_asked(tmp_path):
     assert not old.exists() and young.exists()
     assert remove_stale_temps(tmp_path / "missing") == 0
     assert remove_stale_temps(tmp_path) == 1 and not young.exists()
+
+
+def test_first_line_of_third_party_errors():
+    from dlcr.errors import first_line
+
+    assert first_line(ValueError("bad value\n  Traceback ...\n  more")) == "bad value"
+    assert first_line(ValueError("  \n")) == "ValueError"  # empty messages name the error type
+    assert first_line(OSError()) == "OSError"

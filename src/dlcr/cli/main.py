@@ -12,7 +12,7 @@ import sys
 import click
 import typer
 
-from dlcr.errors import DlcrError
+from dlcr.errors import DlcrError, first_line
 
 # Recent typer releases ship their own copy of click and raise that copy's exceptions; catch both.
 _Exit: tuple[type[BaseException], ...] = (click.exceptions.Exit,)
@@ -75,6 +75,6 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:
         # The environment refused a file operation (a file where a folder must be, disk full, read-only
         # file system ...): the user can fix it, so one line, not a traceback.
-        what = e.strerror or str(e).splitlines()[0]
+        what = e.strerror or first_line(e)
         print(f"error: {what}: {e.filename}" if e.filename else f"error: {what}", file=sys.stderr)
         sys.exit(2)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlcr.errors import CheckpointError, UnsafePathError
+from dlcr.errors import CheckpointError, UnsafePathError, first_line
 from dlcr.io.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_text
 from dlcr.io.paths import safe_join
 
@@ -459,7 +459,7 @@ def load_checkpoint(dir_or_json: str | os.PathLike, *, model: nn.Module | None =
             try:
                 obj.load_state_dict(_decode(saved[key], state_tensors))
             except (ValueError, KeyError, RuntimeError, TypeError) as e:
-                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                msg = first_line(e)
                 raise CheckpointError(f"{src}: cannot restore {kind[:-1]} {key!r}: {msg}") from None
     if sampler is not None and meta.get("sampler") is not None:
         sampler.load_state_dict(_decode(meta["sampler"], {}))

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlcr.errors import CheckpointError, ConfigError, InputError
+from dlcr.errors import CheckpointError, ConfigError, InputError, first_line
 from dlcr.io.atomic import atomic_write_bytes, atomic_write_json
 from dlcr.utils.logging import get_logger
 from dlcr.utils.progress import track
@@ -302,7 +302,7 @@ def _pipeline_parts(pipe_or_path: Any, device: torch.device) -> _Parts:
             cfg = DDIMScheduler.load_config(src, subfolder="scheduler", local_files_only=local)
             sched = getattr(diffusers, cfg.get("_class_name", "DDIMScheduler")).from_config(cfg)
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:  # incl. JSON errors
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise CheckpointError(f"cannot load the VAE/scheduler of {src}: {first}") from None
         model = src
         vae = vae.to(device).eval()
@@ -592,7 +592,7 @@ def load_discriminator(path: str | os.PathLike, device: str | torch.device = "cp
     try:
         tensors = load(blob)
     except Exception as e:  # safetensors raises its own error types
-        raise CheckpointError(f"cannot read discriminator weights {weights}: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"cannot read discriminator weights {weights}: {first_line(e)}") from None
     try:
         disc = LatentDiscriminator(arch["in_channels"], arch["channels"], arch["time_dim"], arch["mask_mode"],
                                    arch["num_train_timesteps"], arch["data_std"])
@@ -600,7 +600,7 @@ def load_discriminator(path: str | os.PathLike, device: str | torch.device = "cp
         disc.load_state_dict(state, strict=True)
     except (RuntimeError, KeyError, TypeError, ConfigError) as e:
         raise CheckpointError(f"discriminator {weights} does not fit its architecture: "
-                              f"{str(e).strip().splitlines()[0]}") from None
+                              f"{first_line(e)}") from None
     skip = {"format", "version", "architecture", "weights", "weights_sha256"}
     disc.info = {k: v for k, v in meta.items() if k not in skip}
     return disc.to(device).eval()

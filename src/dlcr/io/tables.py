@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dlcr.errors import InputError
+from dlcr.errors import InputError, first_line
 from dlcr.io.atomic import atomic_write_bytes
 
 
@@ -41,5 +41,5 @@ def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
     try:
         table = pq.read_table(Path(path), columns=list(columns) if columns else None)
     except pa.ArrowInvalid as e:
-        raise InputError(f"cannot read table {path}: {str(e).splitlines()[0]}") from None
+        raise InputError(f"cannot read table {path}: {first_line(e)}") from None
     return table.to_pylist()

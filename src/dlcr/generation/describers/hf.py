@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dlcr.errors import CheckpointError, ConfigError, InputError
+from dlcr.errors import CheckpointError, ConfigError, InputError, first_line
 from dlcr.generation.describe import DEFAULT_CAPTION_PROMPT, DEFAULT_SUMMARY_PROMPT, outfit_from_texts
 from dlcr.generation.parsing import batched, check_images, resolve_device, resolve_dtype
 from dlcr.types import Outfit
@@ -30,7 +30,7 @@ from dlcr.utils.logging import get_logger
 log = get_logger(__name__)
 
 def _load_failed(what: str, model: Any, e: BaseException) -> CheckpointError:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    msg = first_line(e)
     return CheckpointError(f"cannot load {what} {str(model)!r}: {msg[:300]}")
 
 

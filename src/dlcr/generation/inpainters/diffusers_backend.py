@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from dlcr.distributed.env import resolve_device
-from dlcr.errors import CheckpointError, ConfigError
+from dlcr.errors import CheckpointError, ConfigError, first_line
 from dlcr.generation.inpainting import InpaintItem, composite, pipeline_image, pipeline_mask, resize_rgb
 from dlcr.generation.parsing import resolve_dtype
 from dlcr.utils.logging import get_logger
@@ -162,7 +162,7 @@ class DiffusersInpainter:
                 local_files_only=local_files_only or is_local,
             )
         except (OSError, ValueError, TypeError, KeyError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise CheckpointError(f"cannot load diffusers inpainting model {self.model!r}: {first}") from None
         if scheduler:
             pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcr.errors import CheckpointError, ConfigError
+from dlcr.errors import CheckpointError, ConfigError, first_line
 from dlcr.generation.parsing import (
     LIP_LABELS,
     HumanParser,
@@ -26,11 +26,6 @@ from dlcr.generation.parsing import (
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 class HFSegmentationParser(HumanParser):
@@ -73,7 +68,7 @@ class HFSegmentationParser(HumanParser):
             self.net = AutoModelForSemanticSegmentation.from_pretrained(self.model_name, **kw)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(
-                f"cannot load segmentation model {self.model_name!r}: {_first_line(e)}"
+                f"cannot load segmentation model {self.model_name!r}: {first_line(e)}"
             ) from None
         self.batch_size = int(batch_size)
         self.device = torch.device(resolve_device(device))

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from dlcr.errors import ConfigError
+from dlcr.errors import ConfigError, first_line
 from dlcr.generation.parsing import HumanParser, check_images, mask_bbox
 from dlcr.utils.logging import get_logger
 
@@ -116,7 +116,7 @@ def _import_mediapipe() -> Any:
 
         return mp.solutions
     except Exception as e:  # e.g. a protobuf >= 5 runtime
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise ConfigError(f"parser 'pose': cannot import mediapipe ({msg}); {INSTALL_HINT}") from None
 
 
@@ -378,7 +378,7 @@ class PoseParser(HumanParser):
                 pb = md.version("protobuf")
             except md.PackageNotFoundError:
                 pb = "missing"
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             raise ConfigError(
                 f"parser 'pose': mediapipe cannot build its graphs ({msg}); it needs protobuf>=4.25.3,<5 "
                 f"(installed: {pb}): {INSTALL_HINT}"
