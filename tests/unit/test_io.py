@@ -188,3 +188,12 @@ def test_first_line_of_third_party_errors():
     assert first_line(ValueError("bad value\n  Traceback ...\n  more")) == "bad value"
     assert first_line(ValueError("  \n")) == "ValueError"  # empty messages name the error type
     assert first_line(OSError()) == "OSError"
+
+
+def test_local_model_missing_tells_folders_from_hub_ids(tmp_path):
+    from dlcr.io.paths import local_model_missing
+
+    assert not local_model_missing("org/model") and not local_model_missing("model")  # hub ids
+    assert local_model_missing(str(tmp_path / "nope")) and local_model_missing("./nope")
+    assert local_model_missing("a/b/c") and local_model_missing("~/no-such-model-dlcr")
+    assert not local_model_missing(str(tmp_path))  # an existing folder is fine

@@ -46,6 +46,7 @@ from torch import nn
 
 from dlcr.errors import CheckpointError, ConfigError, InputError, first_line
 from dlcr.io.atomic import atomic_write_bytes, atomic_write_json
+from dlcr.io.paths import local_model_missing
 from dlcr.utils.logging import get_logger
 from dlcr.utils.progress import track
 
@@ -295,7 +296,7 @@ def _pipeline_parts(pipe_or_path: Any, device: torch.device) -> _Parts:
 
         src = str(pipe_or_path)
         local = Path(src).is_dir()
-        if not local and (src.startswith((".", "/", "~")) or src.count("/") != 1):  # hub ids are "org/name"
+        if local_model_missing(src):
             raise CheckpointError(f"diffusers pipeline folder not found: {src}")
         try:
             vae = AutoencoderKL.from_pretrained(src, subfolder="vae", local_files_only=local)

@@ -31,3 +31,13 @@ def safe_join(root: str | os.PathLike, rel: str | os.PathLike, *, lexical: bool 
     if target != root_p and root_p not in target.parents:
         raise UnsafePathError(f"path {rel_s!r} leaves the root folder {root_p}")
     return target
+
+
+def local_model_missing(name: str) -> bool:
+    """True when ``name`` (a model argument: hub id or folder) can only mean a local folder and there
+    is none: it starts with ``.``, ``/`` or ``~``, holds a backslash, or has more than one ``/``
+    (hub ids are ``name`` or ``org/name``). Loaders then say "folder not found" instead of letting the
+    hub client fail with a confusing repository-id error."""
+    s = str(name)
+    looks_local = s.startswith((".", "/", "~")) or "\\" in s or s.count("/") > 1
+    return looks_local and not Path(s).expanduser().is_dir()

@@ -28,6 +28,7 @@ from dlcr.distributed.env import resolve_device
 from dlcr.errors import CheckpointError, ConfigError, first_line
 from dlcr.generation.inpainting import InpaintItem, composite, pipeline_image, pipeline_mask, resize_rgb
 from dlcr.generation.parsing import resolve_dtype
+from dlcr.io.paths import local_model_missing
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -147,10 +148,7 @@ class DiffusersInpainter:
         self.device = torch.device(resolve_device(device))
         self.dtype = resolve_dtype(dtype, str(self.device))
         is_local = Path(self.model).is_dir()
-        looks_like_path = (
-            self.model.startswith((".", "/", "~")) or self.model.count("/") > 1 or "\\" in self.model
-        )
-        if looks_like_path and not is_local:  # hub ids are "org/name"
+        if local_model_missing(self.model):
             raise CheckpointError(f"inpainting model folder not found: {self.model}")
         try:
             pipe = StableDiffusionInpaintPipeline.from_pretrained(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +22,7 @@ from dlcr.generation.parsing import (
     lip_table_for_labels,
     resolve_device,
 )
+from dlcr.io.paths import local_model_missing
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -55,9 +55,8 @@ class HFSegmentationParser(HumanParser):
             raise ConfigError("the 'hf' parser needs transformers: pip install 'dlcr[gen]'") from None
 
         self.model_name = str(model)
-        local = Path(self.model_name)
-        if (local.is_absolute() or self.model_name.startswith(".")) and not local.is_dir():
-            raise CheckpointError(f"segmentation model folder not found: {local}")
+        if local_model_missing(self.model_name):
+            raise CheckpointError(f"segmentation model folder not found: {self.model_name}")
         kw = {
             "trust_remote_code": bool(trust_remote_code),
             "revision": revision,
