@@ -16,7 +16,6 @@ DESIGN §2 sketched, so that an installed ``dlcr`` finds them without a checkout
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import types
 import typing
@@ -268,10 +267,6 @@ def to_dict(cfg: Any) -> Any:
     if isinstance(cfg, dict):
         return {k: to_dict(v) for k, v in cfg.items()}
     return cfg
-
-
-def replace(cfg: T, **changes: Any) -> T:
-    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
 
 
 # --------------------------------------------------------------------------------------------

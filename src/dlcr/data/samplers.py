@@ -45,10 +45,10 @@ def _check_pk(batch_size: int, num_instances: int, num_ids: int) -> int:
     return p
 
 
-def _group_by_pid(pids: Sequence[int], indices: Sequence[int] | None = None) -> dict[int, list[int]]:
+def _group_by_pid(pids: Sequence[int]) -> dict[int, list[int]]:
     groups: dict[int, list[int]] = {}
     for i, pid in enumerate(pids):
-        groups.setdefault(int(pid), []).append(i if indices is None else int(indices[i]))
+        groups.setdefault(int(pid), []).append(i)
     return dict(sorted(groups.items()))
 
 

@@ -199,9 +199,6 @@ class Outfit:
     def describe(self) -> dict[str, str]:
         return {"upper": self.upper.describe(), "lower": self.lower.describe(), "footwear": self.footwear.describe()}
 
-    def signature(self) -> tuple[str, str, str]:
-        return (self.upper.describe(), self.lower.describe(), self.footwear.describe())
-
 
 def _pattern(rng: np.random.Generator, probs: tuple[float, float, float, float]) -> str:
     return str(rng.choice(list(pal.PATTERN_WORDS), p=probs))
