@@ -16,7 +16,6 @@ DESIGN §2 sketched, so that an installed ``dlcr`` finds them without a checkout
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -26,7 +25,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
-from dlcr.errors import ConfigError
+from dlcr.errors import ConfigError, did_you_mean
 
 # --------------------------------------------------------------------------------------------
 # Schemas
@@ -154,8 +153,7 @@ T = TypeVar("T")
 
 
 def _suggest(key: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return did_you_mean(key, options, cutoff=0.5)
 
 
 def _type_name(tp: Any) -> str:

@@ -7,6 +7,8 @@ status 2; library users catch the exception.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class DlcrError(Exception):
     """Base class of every error caused by user input; its message is one line."""
@@ -52,3 +54,11 @@ def first_line(e: BaseException) -> str:
     errors often carry tracebacks or long hints that would break the one-line rule."""
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def did_you_mean(name: str, options: Iterable[str], cutoff: float = 0.6) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``options`` to a mistyped ``name``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=cutoff)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from dlcr.errors import ConfigError, DlcrError
+from dlcr.errors import ConfigError, DlcrError, did_you_mean
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -73,10 +72,8 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         key = str(name).lower()
         if key not in self._items:
-            close = difflib.get_close_matches(key, self._items, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}{hint}; known: {', '.join(sorted(self._items))}"
+                f"unknown {self.kind} {name!r}{did_you_mean(key, self._items)}; known: {', '.join(sorted(self._items))}"
             )
         return self._items[key]
 

@@ -197,3 +197,10 @@ def test_local_model_missing_tells_folders_from_hub_ids(tmp_path):
     assert local_model_missing(str(tmp_path / "nope")) and local_model_missing("./nope")
     assert local_model_missing("a/b/c") and local_model_missing("~/no-such-model-dlcr")
     assert not local_model_missing(str(tmp_path))  # an existing folder is fine
+
+
+def test_did_you_mean_hint():
+    from dlcr.errors import did_you_mean
+
+    assert did_you_mean("recolour", ["recolor", "tiny"]) == " (did you mean 'recolor'?)"
+    assert did_you_mean("zzz", ["recolor", "tiny"]) == ""

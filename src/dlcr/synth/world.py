@@ -14,12 +14,11 @@ that clothes alone do not identify a person.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 
 import numpy as np
 
-from dlcr.errors import ConfigError
+from dlcr.errors import ConfigError, did_you_mean
 from dlcr.synth import palette as pal
 
 VERSION = 1
@@ -64,9 +63,7 @@ class WorldParams:
         names = [f.name for f in dataclasses.fields(cls)]
         for k in kw:
             if k not in names:
-                close = difflib.get_close_matches(k, names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown synthcc option {k!r}{hint}")
+                raise ConfigError(f"unknown synthcc option {k!r}{did_you_mean(k, names)}")
         p = cls(**kw)  # type: ignore[arg-type]
         p.validate()
         return p

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from dlcr.distributed.env import resolve_device
-from dlcr.errors import CheckpointError, ConfigError, first_line
+from dlcr.errors import CheckpointError, ConfigError, did_you_mean, first_line
 from dlcr.generation.inpainting import InpaintItem, composite, pipeline_image, pipeline_mask, resize_rgb
 from dlcr.generation.parsing import resolve_dtype
 from dlcr.io.paths import local_model_missing
@@ -57,10 +57,7 @@ def scheduler_key(name: str) -> str:
     """The ``SCHEDULERS`` key of ``name`` (aliases accepted); an unknown name is a one-line error."""
     key = SCHEDULER_ALIASES.get(name.lower(), name.lower())
     if key not in SCHEDULERS:
-        import difflib
-
-        close = difflib.get_close_matches(key, [*SCHEDULERS, *SCHEDULER_ALIASES], n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(key, [*SCHEDULERS, *SCHEDULER_ALIASES])
         raise ConfigError(f"unknown scheduler {name!r}{hint}; known: {', '.join(sorted(SCHEDULERS))}")
     return key
 
