@@ -99,13 +99,15 @@ class TrainConfig:
 class GenerateConfig:
     parser: str = "schp"
     parser_model: str | None = None
+    # {segmenter label name: LIP id}: overrides the built-in name mapping of the `hf` parser
+    parser_label_map: dict[str, int] | None = None
     captioner: str = "rule"
     captioner_model: str | None = None
     summarizer: str = "vote"
     summarizer_model: str | None = None
     backend: str = "diffusers"
     model: str | None = "runwayml/stable-diffusion-inpainting"
-    scheduler: str = "ddim"
+    scheduler: str | None = "ddim"  # null: keep the checkpoint's own scheduler
     k: int = 10
     steps: int = 50
     height: int = 768
