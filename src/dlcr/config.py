@@ -154,7 +154,31 @@ class Config:
 T = TypeVar("T")
 
 
+# Names people reach for that spelling similarity would not find (``generate.inpainter`` is closer to
+# ``generate.parser`` by letters, but means ``generate.backend``): last key part -> the schema's name.
+KEY_SYNONYMS: dict[str, dict[str, str]] = {
+    "generate": {
+        "inpainter": "backend", "inpainting": "backend", "generator": "backend", "pipeline": "model",
+        "inpainter_model": "model", "inpaint_model": "model", "diffusion_model": "model", "sd_model": "model",
+        "num_inference_steps": "steps", "num_steps": "steps", "inference_steps": "steps",
+        "cfg": "guidance_scale", "cfg_scale": "guidance_scale", "guidance": "guidance_scale",
+        "sampler": "scheduler", "negative": "negative_prompt", "variants": "k", "num_variants": "k",
+        "segmenter": "parser", "human_parser": "parser", "parser_checkpoint": "parser_model",
+        "schp_checkpoint": "parser_model", "label_map": "parser_label_map",
+        "vlm": "captioner", "vlm_model": "captioner_model", "llm": "summarizer", "llm_model": "summarizer_model",
+        "query_k": "query_variants", "l": "query_variants",
+    },
+    "eval": {"l": "refine_l", "m": "refine_m", "rerank_l": "refine_l"},
+    "train": {"epoch": "epochs", "num_epochs": "epochs", "max_epochs": "epochs"},
+    "sampler": {"k": "num_instances", "instances": "num_instances"},
+}
+
+
 def _suggest(key: str, options: list[str]) -> str:
+    section, _, leaf = key.rpartition(".")
+    synonym = KEY_SYNONYMS.get(section, {}).get(leaf.lower())
+    if synonym and f"{section}.{synonym}" in options:
+        return f" (did you mean {section + '.' + synonym!r}?)"
     return did_you_mean(key, options, cutoff=0.5)
 
 

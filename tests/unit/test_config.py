@@ -127,3 +127,26 @@ def test_options_nothing_reads_are_not_accepted():
     for key in ("generate.mask_dilate=3", "train.log_every=5", "synth.ids=3"):
         with pytest.raises(ConfigError):
             load_config("synthcc", [key])
+
+
+@pytest.mark.parametrize(
+    "override, meant",
+    [
+        ("generate.inpainter=tiny", "generate.backend"),  # by letters it is closest to generate.parser
+        ("generate.num_inference_steps=20", "generate.steps"),
+        ("generate.cfg_scale=5", "generate.guidance_scale"),
+        ("generate.sampler=ddim", "generate.scheduler"),
+        ("generate.segmenter=hf", "generate.parser"),
+        ("eval.l=3", "eval.refine_l"),
+    ],
+)
+def test_misspelt_key_suggests_the_key_people_mean(override, meant):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert f"did you mean {meant!r}" in str(e.value)
+
+
+def test_scheduler_null_keeps_the_checkpoints_scheduler():
+    cfg = load_config(None, ["generate.scheduler=null"])
+    assert cfg.generate.scheduler is None
+    assert load_config(None, ["generate.scheduler=euler"]).generate.scheduler == "euler"
