@@ -35,6 +35,7 @@ from dlcr.errors import ConfigError, did_you_mean
 class DataConfig:
     name: str = "synthcc"
     root: str = "data"
+    csv: str | None = None  # dataset `custom`: the CSV (path,pid,camid,clothes,split) describing the images
     height: int = 384
     width: int = 192
     workers: int = 2

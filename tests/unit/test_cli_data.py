@@ -182,3 +182,33 @@ def test_generate_backends_name_the_setting_they_need(sets, message):
     with pytest.raises(ConfigError) as e:
         (_parser if "parser" in sets[0] else _describers)(cfg)
     assert str(e.value) == message
+
+
+def test_generate_runs_on_a_custom_csv_dataset(tmp_path: Path, capsys, monkeypatch):
+    """`data.csv` reaches the `custom` dataset from every command that opens the configured dataset."""
+    import csv
+    import re
+
+    from dlcr.generation.runner import read_manifest
+    from dlcr.synth.writer import render_world
+
+    render_world(tmp_path / "data", ids=4, seed=0, height=32, width=16)
+    rows = []
+    for split, name in (("train", "train"), ("query", "query"), ("test", "gallery")):
+        for f in sorted((tmp_path / "data" / "synthcc" / split).glob("*.png")):
+            m = re.fullmatch(r"(\d+)_(\d+)_c(\d+)_(\d+)\.png", f.name)
+            if m:
+                rows.append([f"synthcc/{split}/{f.name}", int(m[1]), int(m[3]), m[2], name])
+    with open(tmp_path / "set.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["path", "pid", "camid", "clothes", "split"], *rows])
+    monkeypatch.chdir(tmp_path)
+    sets = ["--set", "data.name=custom", "--set", "data.root=data", "--set", "data.csv=set.csv",
+            "--set", "generate.parser=synthcc", "--set", "generate.backend=recolor", "--set", "generate.k=2"]
+    code, out, err = run(["generate", "all", *sets, "--work", "w", "--no-queries"], capsys)
+    assert code == 0, err
+    n_train = sum(r[4] == "train" for r in rows)
+    records = read_manifest(tmp_path / "w" / "generated")
+    assert len(records) == 2 * n_train and {r.dataset for r in records} == {"custom"}
+    # data.csv on another dataset is a one-line error, not silently ignored
+    code, _, err = run(["generate", "plan", "--set", "data.csv=set.csv", "--work", "w"], capsys)
+    assert code == 2 and err.startswith("error: data.csv is read only by the 'custom' dataset")

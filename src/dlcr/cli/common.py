@@ -21,7 +21,14 @@ def get_config(config: str, sets: list[str]) -> Config:
 def open_dataset(cfg: Config, root: str | None = None) -> Any:
     from dlcr.data.datasets import create_dataset
 
-    return create_dataset(cfg.data.name, root or cfg.data.root, strict=cfg.data.strict)
+    extra: dict[str, Any] = {}
+    if cfg.data.csv is not None:
+        if cfg.data.name != "custom":
+            from dlcr.errors import ConfigError
+
+            raise ConfigError(f"data.csv is read only by the 'custom' dataset, not by {cfg.data.name!r}")
+        extra["csv"] = cfg.data.csv
+    return create_dataset(cfg.data.name, root or cfg.data.root, strict=cfg.data.strict, **extra)
 
 
 def work_dir(cfg: Config, work: str | None) -> Path:
