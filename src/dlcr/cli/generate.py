@@ -32,12 +32,19 @@ def _parser(cfg: Any) -> Any:
     g = cfg.generate
     opts: dict[str, Any] = {}
     if g.parser == "schp":
-        opts["checkpoint"] = required(g, "parser_model", "parser 'schp'", "path to the SCHP LIP checkpoint")
+        opts["checkpoint"] = required(g, "parser_model", "parser 'schp'",
+                                      "path to an SCHP checkpoint (LIP, ATR or Pascal-Person-Part)")
     elif g.parser == "hf":
         opts.update(model=required(g, "parser_model", "parser 'hf'", "hub id or folder"),
                     trust_remote_code=g.trust_remote_code)
     elif g.parser == "folder":
         opts["labels_dir"] = required(g, "parser_model", "parser 'folder'", "folder of label maps")
+    # {segmenter class name: LIP id}, the escape hatch for class names the built-in tables miss
+    if g.parser_label_map:
+        if g.parser not in ("hf", "schp"):
+            raise ConfigError(f"generate.parser_label_map applies to the 'hf' and 'schp' parsers, "
+                              f"not to parser {g.parser!r}")
+        opts["label_map"] = dict(g.parser_label_map)
     return create_parser(g.parser, **opts)
 
 

@@ -97,11 +97,16 @@ ATR_TO_LIP: np.ndarray = _readonly(
 #: LIP id -> LIP id (identity), for symmetry with :data:`ATR_TO_LIP`.
 LIP_TO_LIP: np.ndarray = _readonly(np.arange(NUM_LIP_LABELS, dtype=np.uint8))
 
-LABEL_TABLES: Mapping[str, np.ndarray] = MappingProxyType({"lip": LIP_TO_LIP, "atr": ATR_TO_LIP})
+#: CIHP id -> LIP id: LIP's ids, except CIHP's ``Torso-skin`` (10), which LIP labels background.
+CIHP_TO_LIP: np.ndarray = _readonly(np.where(np.arange(NUM_LIP_LABELS) == 10, 0, np.arange(NUM_LIP_LABELS)).astype(np.uint8))
+
+LABEL_TABLES: Mapping[str, np.ndarray] = MappingProxyType(
+    {"lip": LIP_TO_LIP, "atr": ATR_TO_LIP, "cihp": CIHP_TO_LIP}
+)
 
 
 def label_table(name: str | Sequence[int] | np.ndarray) -> np.ndarray:
-    """A mapping table (source id -> LIP id) by name (``"lip"``, ``"atr"``) or given explicitly."""
+    """A mapping table (source id -> LIP id) by name (``"lip"``, ``"atr"``, ``"cihp"``) or given explicitly."""
     if isinstance(name, str):
         key = name.lower()
         if key not in LABEL_TABLES:
@@ -134,39 +139,114 @@ def map_labels(label_map: np.ndarray, table: str | Sequence[int] | np.ndarray) -
 
 
 # --------------------------------------------------------------------------------------------
-# Model label names -> LIP ids (for hub segmentation checkpoints)
+# Model label names -> LIP ids (hub segmentation checkpoints, SCHP's datasets)
 # --------------------------------------------------------------------------------------------
+
+#: CIHP (20 classes): LIP's names except id 10, ``Torso-skin`` (LIP has no skin class for the torso).
+CIHP_LABELS: tuple[str, ...] = (
+    "Background", "Hat", "Hair", "Glove", "Sunglasses", "UpperClothes", "Dress", "Coat",
+    "Socks", "Pants", "Torso-skin", "Scarf", "Skirt", "Face", "Left-arm", "Right-arm",
+    "Left-leg", "Right-leg", "Left-shoe", "Right-shoe",
+)  # fmt: skip
+#: Pascal-Person-Part (7 classes, SCHP's third released model): body parts only, no clothes.
+PASCAL_LABELS: tuple[str, ...] = (
+    "Background", "Head", "Torso", "Upper Arms", "Lower Arms", "Upper Legs", "Lower Legs",
+)  # fmt: skip
+#: Fashionpedia's 46 categories (27 garments and accessories, then 19 garment parts and
+#: decorations). Segmenters trained on it have these 46 classes or a background class first (47).
+FASHIONPEDIA_LABELS: tuple[str, ...] = (
+    "shirt, blouse", "top, t-shirt, sweatshirt", "sweater", "cardigan", "jacket", "vest", "pants",
+    "shorts", "skirt", "coat", "dress", "jumpsuit", "cape", "glasses", "hat",
+    "headband, head covering, hair accessory", "tie", "glove", "watch", "belt", "leg warmer",
+    "tights, stockings", "sock", "shoe", "bag, wallet", "scarf", "umbrella", "hood", "collar",
+    "lapel", "epaulette", "sleeve", "pocket", "neckline", "buckle", "zipper", "applique", "bead",
+    "bow", "flower", "fringe", "ribbon", "rivet", "ruffle", "sequin", "tassel",
+)  # fmt: skip
+
+#: Class names (any scheme above and common garment words) -> LIP id, keyed by
+#: :func:`normalize_label_name`. Garments go to the clothes set (LIP 3-12, 18, 19):
+#: tops -> Upper-clothes (5), outerwear -> Coat (7), legwear -> Pants (9), footwear -> Left-shoe (18).
+#: Fashionpedia's garment parts and decorations (sleeve, collar, pocket, zipper, ...) lie on a
+#: garment and are labelled Upper-clothes (5), so that they stay inside the clothes mask (the
+#: part split upper/lower may then be off for a pocket on trousers). Worn items that are not
+#: clothes in the paper's sense go to their LIP class (hat 1, sunglasses 4) or to Background
+#: (bags, umbrellas, watches: LIP labels them background).
+_GARMENT_NAMES: Mapping[int, tuple[str, ...]] = MappingProxyType({
+    0: ("background", "bg", "unlabeled", "unlabelled", "none", "everything else", "other", "others",
+        "bag", "wallet", "purse", "handbag", "backpack", "umbrella", "watch"),
+    1: ("hat", "cap", "beanie", "helmet", "headband", "head covering", "hair accessory", "headwear"),
+    2: ("hair",),
+    3: ("glove", "mitten"),
+    4: ("sunglasses", "glasses", "eyeglasses", "eyewear", "spectacles"),
+    5: ("upper clothes", "upper clothing", "upper", "upper body", "top", "shirt", "t shirt", "tee",
+        "blouse", "sweater", "sweatshirt", "hoodie", "jumper", "pullover", "polo", "tank top",
+        "vest", "tie", "hood", "collar", "lapel", "epaulette", "sleeve", "pocket", "neckline",
+        "buckle", "zipper", "applique", "bead", "bow", "flower", "fringe", "ribbon", "rivet",
+        "ruffle", "sequin", "tassel"),
+    6: ("dress", "gown"),
+    7: ("coat", "jacket", "cardigan", "blazer", "cape", "outerwear", "parka", "overcoat", "raincoat"),
+    8: ("sock", "stockings", "leg warmer"),
+    9: ("pants", "trousers", "jeans", "shorts", "leggings", "tights", "lower clothes", "lower",
+        "belt"),
+    10: ("jumpsuit", "jumpsuits", "overall", "romper", "playsuit"),
+    11: ("scarf", "shawl"),
+    12: ("skirt",),
+    13: ("face", "head"),
+    14: ("left arm",),
+    15: ("right arm",),
+    16: ("left leg",),
+    17: ("right leg",),
+    18: ("left shoe", "shoe", "footwear", "left foot", "boot", "sneaker", "trainer", "sandal",
+         "slipper", "heels"),
+    19: ("right shoe", "right foot"),
+})  # fmt: skip
 
 
 def normalize_label_name(name: str) -> str:
-    """Lower-case a class name and drop spaces, underscores and hyphens (``Upper_Clothes`` -> ``upperclothes``)."""
-    return re.sub(r"[\s_\-]+", "", str(name).lower())
+    """Lower-case a class name and drop everything but letters and digits (``T-Shirt`` -> ``tshirt``)."""
+    return re.sub(r"[^0-9a-z]+", "", str(name).lower())
 
 
 def _name_index() -> dict[str, int]:
-    index = {normalize_label_name(n): i for i, n in enumerate(LIP_LABELS)}
+    index: dict[str, int] = {}
+    for i, n in enumerate(LIP_LABELS):
+        index[normalize_label_name(n)] = i
     for atr_id, n in enumerate(ATR_LABELS):
         index.setdefault(normalize_label_name(n), int(ATR_TO_LIP[atr_id]))
-    # a few spellings seen in public checkpoints
-    aliases = {
-        "bg": 0, "unlabeled": 0, "unlabelled": 0, "none": 0,
-        "glasses": 4, "upperclothing": 5, "upper": 5, "jacket": 7, "trousers": 9,
-        "shoe": 18, "shoes": 18, "footwear": 18, "leftfoot": 18, "rightfoot": 19,
-    }  # fmt: skip
-    for k, v in aliases.items():
-        index.setdefault(k, v)
+    for lip, names in _GARMENT_NAMES.items():
+        for n in names:
+            index.setdefault(normalize_label_name(n), lip)
     return index
 
 
 _NAME_TO_LIP = _name_index()
 
 
+def _word_forms(key: str) -> Iterator[str]:
+    """``key`` and its singular / plural spellings (``shoes`` <-> ``shoe``, ``sunglass`` -> ``sunglasses``)."""
+    yield key
+    if key.endswith("es"):
+        yield key[:-2]
+    if key.endswith("s"):
+        yield key[:-1]
+    yield key + "s"
+    yield key + "es"
+
+
 def lip_id_for_name(name: str) -> int | None:
-    """The LIP id of a class name (LIP or ATR spelling, case/space/underscore-insensitive), or None."""
-    key = normalize_label_name(name)
-    for cand in (key, key[:-1] if key.endswith("s") else key + "s"):
-        if cand in _NAME_TO_LIP:
-            return _NAME_TO_LIP[cand]
+    """The LIP id of a class name, or None when it names nothing known.
+
+    Known are the LIP, ATR, CIHP, Fashionpedia class names and common garment words (see
+    ``_GARMENT_NAMES``), matched case-, space- and punctuation-insensitively, singular or plural.
+    A name listing several items (``"shirt, blouse"``, ``"top / t-shirt"``) takes the id of its
+    first item that is known.
+    """
+    candidates = [str(name)] + [p for p in re.split(r"[,;/|]| or ", str(name)) if p.strip()]
+    for cand in candidates:
+        key = normalize_label_name(cand)
+        for form in _word_forms(key):
+            if form in _NAME_TO_LIP:
+                return _NAME_TO_LIP[form]
     return None
 
 
@@ -175,8 +255,8 @@ def lip_table_for_labels(
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Build a lookup table model id -> LIP id from a model's ``id2label``.
 
-    Names are matched against the LIP and ATR class names (see :func:`lip_id_for_name`);
-    ``overrides`` maps model class names (matched the same insensitive way) to LIP ids and wins.
+    Names are matched with :func:`lip_id_for_name`; ``overrides`` (``generate.parser_label_map``)
+    maps model class names (compared after :func:`normalize_label_name`) to LIP ids and wins.
     Returns ``(table, unmapped)``: classes that matched nothing map to 0 (background) and are
     listed in ``unmapped``. An override naming no class of the model raises :class:`ConfigError`.
     """
@@ -198,7 +278,7 @@ def lip_table_for_labels(
                 f"label_map names {key!r}, which is not a class of the model; "
                 f"its classes are: {', '.join(items[i] for i in sorted(items))}"
             )
-        if not isinstance(value, (int, np.integer)) or not 0 <= int(value) < NUM_LIP_LABELS:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < NUM_LIP_LABELS:
             raise ConfigError(f"label_map[{key!r}] = {value!r} is not a LIP id 0..{NUM_LIP_LABELS - 1}")
         for i in ids:
             table[i] = int(value)
@@ -213,6 +293,27 @@ def lip_table_for_labels(
         else:
             table[i] = lip
     return table, tuple(unmapped)
+
+
+def require_clothes_classes(
+    table: np.ndarray, id2label: Mapping[int, str], model: str, hint: str = ""
+) -> None:
+    """Refuse a parser whose classes map to no clothes label: its every mask would be empty.
+
+    Raises :class:`ConfigError` naming the model's classes and where each went; ``hint`` is
+    appended (e.g. what the model is and which model to use instead).
+    """
+    if any(int(v) in CLOTHES_LABELS for v in np.asarray(table).tolist()):
+        return
+    names = ", ".join(
+        f"{id2label[i]}->{LIP_LABELS[int(table[i])]}" for i in sorted(id2label) if i < len(table)
+    )
+    raise ConfigError(
+        f"segmenter {model} has no clothes class, so every clothes mask would be empty; its labels "
+        f"map to LIP as: {names}. {hint + ' ' if hint else ''}Map its clothes classes to LIP ids "
+        f"with generate.parser_label_map={{name: lip_id}} (clothes ids: "
+        f"{', '.join(str(i) for i in sorted(CLOTHES_LABELS))}; 5 Upper-clothes, 9 Pants, 18 Left-shoe)."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,15 +504,24 @@ PARSERS: Registry = Registry("parser")
 @PARSERS.register("schp")
 def _create_schp(
     checkpoint: str | os.PathLike,
-    num_classes: int = 20,
-    input_size: int = 473,
+    num_classes: int | None = None,
+    input_size: int | None = None,
+    label_map: Mapping[str, int] | None = None,
+    labels: Sequence[str] | None = None,
     batch_size: int = 8,
     device: str | None = None,
 ) -> HumanParser:
+    """SCHP; ``num_classes`` is read from the checkpoint and ``input_size`` follows its dataset when unset."""
     from dlcr.generation.parsers.schp import SCHPParser
 
     return SCHPParser.from_checkpoint(
-        checkpoint, num_classes=num_classes, input_size=input_size, batch_size=batch_size, device=device
+        checkpoint,
+        num_classes=num_classes,
+        input_size=input_size,
+        labels=labels,
+        label_map=label_map,
+        batch_size=batch_size,
+        device=device,
     )
 
 

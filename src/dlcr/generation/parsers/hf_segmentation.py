@@ -1,9 +1,13 @@
 """Any transformers semantic-segmentation checkpoint as a human parser.
 
-The model's classes (``config.id2label``) are mapped to LIP ids by name (LIP and ATR spellings,
-case/space/underscore-insensitive, see :func:`dlcr.generation.parsing.lip_table_for_labels`);
-``label_map`` overrides or completes that mapping. Classes that match nothing become background and
-are listed in a warning. Remote code is never trusted unless asked for.
+The model's classes (``config.id2label``) are mapped to LIP ids by name: LIP, ATR, CIHP and
+Fashionpedia class names and common garment words, case-, space- and punctuation-insensitively, a
+name listing several items (``"shirt, blouse"``) by its first known item (see
+:func:`dlcr.generation.parsing.lip_id_for_name`). ``label_map`` ({class name: LIP id},
+``generate.parser_label_map``) overrides or completes that mapping. Classes that match nothing
+become background and are listed in a warning; a model none of whose classes maps to a clothes label
+is refused (:class:`~dlcr.errors.ConfigError` naming its labels). Remote code is never trusted
+unless asked for.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dlcr.generation.parsing import (
     batched,
     check_images,
     lip_table_for_labels,
+    require_clothes_classes,
     resolve_device,
 )
 from dlcr.io.paths import local_model_missing
@@ -81,10 +86,11 @@ class HFSegmentationParser(HumanParser):
         if n_out > self.table.size:  # classes without a name: background
             self.table = np.concatenate([self.table, np.zeros(n_out - self.table.size, np.uint8)])
         self.id2label = {int(k): str(v) for k, v in id2label.items()}
+        require_clothes_classes(self.table, self.id2label, repr(self.model_name))
         if self.unmapped:
             log.warning(
                 "model %s: classes with no LIP counterpart are read as background: %s "
-                "(map them with label_map={name: lip_id})",
+                "(map them with generate.parser_label_map={name: lip_id})",
                 self.model_name,
                 ", ".join(self.unmapped),
             )

@@ -17,10 +17,18 @@ arithmetic with the same parameter names (``weight``, ``bias``, ``running_mean``
 no ``num_batches_tracked``): the scale is ``|weight| + eps``, followed by a leaky ReLU (slope 0.01)
 in the heads and by no activation in the backbone (whose blocks apply their own ReLU).
 
+The three released models (LIP 20 classes at 473x473, ATR 18 at 512, Pascal-Person-Part 7 at 512,
+:data:`SCHP_DATASETS`) are told apart by the class count of the checkpoint's classifier; their class
+names are mapped to LIP ids by name (:func:`dlcr.generation.parsing.lip_table_for_labels`). The
+Pascal model segments body parts only, so it is refused unless ``label_map`` makes some of its
+classes clothes.
+
 Pre-processing follows SCHP's ``simple_extractor``: the whole image is the person box, its longer
-side is fitted to the ``input_size`` square (aspect ratio kept, the rest zero-padded), channels are
-in BGR order and normalised with the BGR-ordered ImageNet statistics. The logits are upsampled to the
-input square and warped back to the image with the inverse affine map, then argmax-ed.
+side is fitted to the ``input_size`` square (aspect ratio kept, the rest zero-padded) by a bilinear
+affine warp whose result is an uint8 image (``cv2.warpAffine`` on the uint8 input: values rounded to
+the nearest integer), channels are in BGR order and normalised with the BGR-ordered ImageNet
+statistics. The logits are upsampled to the input square and warped back to the image with the
+inverse affine map, then argmax-ed.
 
 ``width`` and ``layers`` shrink the network for tests; the defaults are the official ResNet-101.
 """
@@ -29,7 +37,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -37,7 +47,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlcr.errors import CheckpointError, ConfigError
-from dlcr.generation.parsing import ATR_TO_LIP, HumanParser, batched, check_images, resolve_device
+from dlcr.generation.parsing import (
+    ATR_LABELS,
+    LIP_LABELS,
+    PASCAL_LABELS,
+    HumanParser,
+    batched,
+    check_images,
+    lip_table_for_labels,
+    require_clothes_classes,
+    resolve_device,
+)
 from dlcr.models.backbones import read_state_dict
 from dlcr.utils.logging import get_logger
 
@@ -351,32 +371,104 @@ def warp_to_image(logits: torch.Tensor, h: int, w: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SCHPDataset:
+    """One of SCHP's released models: its dataset, class names and network input size."""
+
+    name: str
+    labels: tuple[str, ...]
+    input_size: int
+    checkpoint: str  # the released file's name
+
+
+#: SCHP's released models by class count (``dataset_settings`` of the official ``simple_extractor.py``).
+SCHP_DATASETS: Mapping[int, SCHPDataset] = MappingProxyType({
+    20: SCHPDataset("lip", LIP_LABELS, 473, "exp-schp-201908261155-lip.pth"),
+    18: SCHPDataset("atr", ATR_LABELS, 512, "exp-schp-201908301523-atr.pth"),
+    7: SCHPDataset("pascal", PASCAL_LABELS, 512, "exp-schp-201908270938-pascal-person-part.pth"),
+})  # fmt: skip
+
+
+def infer_num_classes(state: Mapping[str, torch.Tensor]) -> int | None:
+    """The class count of an SCHP state dict, read from its final classifier (``fushion.3``); None if absent."""
+    state = _strip_prefix(state)
+    for key in ("fushion.3.weight", "fushion.3.bias", "decoder.conv4.weight"):
+        t = state.get(key)
+        if isinstance(t, torch.Tensor) and t.ndim >= 1:
+            return int(t.shape[0])
+    return None
+
+
 class SCHPParser(HumanParser):
-    """Human parsing with an SCHP network (LIP, 20 classes; an 18-class ATR model is mapped to LIP)."""
+    """Human parsing with an SCHP network; its classes are mapped to LIP ids by name.
+
+    The class names come from the class count (SCHP's LIP, ATR and Pascal-Person-Part models, see
+    :data:`SCHP_DATASETS`) unless ``labels`` names them; ``label_map`` ({class name: LIP id},
+    ``generate.parser_label_map``) overrides the name mapping. ``input_size`` defaults to the size
+    the model was trained at (LIP 473, ATR and Pascal 512). A model none of whose classes maps to a
+    clothes label (SCHP's Pascal model: body parts only) is refused with a :class:`ConfigError`.
+
+    Pre-processing is that of the official extractor: the warped image is an uint8 image (rounded
+    to the nearest integer, as ``cv2.warpAffine`` writes it) before ``ToTensor`` / ``Normalize``.
+    """
 
     name = "schp"
+    #: 2: the warped input is rounded to uint8 like the official extractor's (1: kept in float).
+    output_version = 2
 
     def __init__(
         self,
         net: SCHPNet,
         *,
-        input_size: int = DEFAULT_INPUT_SIZE,
+        input_size: int | None = None,
+        labels: Sequence[str] | None = None,
+        label_map: Mapping[str, int] | None = None,
         batch_size: int = 8,
         device: str | None = None,
         source: str = "",
     ):
-        if net.num_classes not in (20, 18):
-            raise ConfigError(
-                f"SCHP parser needs a LIP (20-class) or ATR (18-class) model, got {net.num_classes} classes"
-            )
+        n = int(net.num_classes)
+        dataset = SCHP_DATASETS.get(n)
+        if labels is None:
+            if dataset is None:
+                raise ConfigError(
+                    f"an SCHP model with {n} classes is none of SCHP's released models "
+                    f"({', '.join(f'{d.name} {k}' for k, d in SCHP_DATASETS.items())}); "
+                    "name its classes with labels=[...]"
+                )
+            labels = dataset.labels
+        labels = tuple(str(x) for x in labels)
+        if len(labels) != n:
+            raise ConfigError(f"labels names {len(labels)} classes, the SCHP model has {n}")
+        if input_size is None:
+            input_size = dataset.input_size if dataset is not None else DEFAULT_INPUT_SIZE
         if int(input_size) < 8:
             raise ConfigError(f"input_size must be at least 8 pixels, got {input_size}")
         self.input_size = int(input_size)
         self.batch_size = int(batch_size)
+        self.source = source
+        self.labels = labels
+        self.dataset = dataset.name if dataset is not None and labels == dataset.labels else None
+        id2label = dict(enumerate(labels))
+        self.table, self.unmapped = lip_table_for_labels(id2label, label_map)
+        hint = ""
+        if self.dataset == "pascal":
+            hint = (
+                "It is SCHP's Pascal-Person-Part model, which segments body parts only and has no clothes "
+                f"classes: use SCHP's LIP ({SCHP_DATASETS[20].checkpoint}) or ATR "
+                f"({SCHP_DATASETS[18].checkpoint}) checkpoint."
+            )
+        require_clothes_classes(self.table, id2label, self.description, hint)
+        if self.unmapped:
+            log.warning(
+                "%s: classes with no LIP counterpart are read as background: %s "
+                "(map them with generate.parser_label_map={name: lip_id})",
+                self.description,
+                ", ".join(self.unmapped),
+            )
         self.device = torch.device(resolve_device(device))
         self.net = net.to(self.device).eval()
-        self.source = source
-        self._to_lip = torch.tensor(ATR_TO_LIP if net.num_classes == 18 else np.arange(20), dtype=torch.uint8)
+        self._to_lip = torch.as_tensor(self.table, dtype=torch.uint8)
         self._mean = torch.tensor(BGR_MEAN, device=self.device).view(3, 1, 1)
         self._std = torch.tensor(BGR_STD, device=self.device).view(3, 1, 1)
 
@@ -384,31 +476,54 @@ class SCHPParser(HumanParser):
     def from_checkpoint(
         cls,
         path: str | os.PathLike,
-        num_classes: int = 20,
+        num_classes: int | None = None,
         *,
-        input_size: int = DEFAULT_INPUT_SIZE,
+        input_size: int | None = None,
+        labels: Sequence[str] | None = None,
+        label_map: Mapping[str, int] | None = None,
         batch_size: int = 8,
         device: str | None = None,
         layers: Sequence[int] = RESNET101_LAYERS,
         width: int = 64,
     ) -> SCHPParser:
-        """Load an SCHP checkpoint (e.g. the official ``exp-schp-201908261155-lip.pth``)."""
+        """Load an SCHP checkpoint (the official LIP, ATR or Pascal-Person-Part release, or a re-trained one).
+
+        ``num_classes`` (default: read from the checkpoint's classifier) must match the checkpoint.
+        """
         state = read_state_dict(path)
+        if num_classes is None:  # no classifier: not SCHP; the strict load below says what differs
+            num_classes = infer_num_classes(state) or 20
         with torch.device("meta"):
             net = SCHPNet(num_classes=num_classes, layers=layers, width=width)
         net.to_empty(device="cpu")
         load_schp_state(net, state, source=f"checkpoint {path}")
-        return cls(net.float(), input_size=input_size, batch_size=batch_size, device=device, source=str(path))
+        return cls(
+            net.float(),
+            input_size=input_size,
+            labels=labels,
+            label_map=label_map,
+            batch_size=batch_size,
+            device=device,
+            source=str(path),
+        )
 
     @property
     def description(self) -> str:
         return f"schp:{Path(self.source).name}" if self.source else "schp"
 
+    def mapping(self) -> dict[str, str]:
+        """Model class name -> LIP class name, as used by this parser."""
+        return {name: LIP_LABELS[int(self.table[i])] for i, name in enumerate(self.labels)}
+
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """RGB uint8 (h, w, 3) -> normalised BGR (3, S, S) network input."""
+        """RGB uint8 (h, w, 3) -> normalised BGR (3, S, S) network input.
+
+        As the official extractor: bilinear affine warp into an uint8 image (round to nearest,
+        ties to even as OpenCV's saturating cast), then scale to [0, 1] and normalise.
+        """
         x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
-        x = x.permute(2, 0, 1).flip(0).float().div_(255.0)  # RGB -> BGR, [0, 1]
-        x = warp_to_input(x, self.input_size)
+        x = x.permute(2, 0, 1).flip(0).float()  # RGB -> BGR, 0..255
+        x = warp_to_input(x, self.input_size).round_().clamp_(0.0, 255.0).div_(255.0)
         return (x - self._mean) / self._std
 
     @torch.inference_mode()
@@ -421,6 +536,6 @@ class SCHPParser(HumanParser):
             logits = _up(self.net(x), size)  # as SCHP: fusion logits upsampled to the input square
             for img, lg in zip(chunk, logits, strict=True):
                 h, w = img.shape[:2]
-                labels = warp_to_image(lg, h, w).argmax(0).to("cpu", torch.uint8)
-                out.append(self._to_lip[labels.long()].numpy())
+                labels = warp_to_image(lg, h, w).argmax(0).to("cpu")
+                out.append(self._to_lip[labels].numpy())
         return out
