@@ -189,10 +189,15 @@ def test_tiny_backends_are_labelled_fake_and_describe_a_dataset(cache, tmp_path)
 
 
 def test_load_errors_and_options(tmp_path):
-    with pytest.raises(CheckpointError, match="cannot load"):
+    with pytest.raises(CheckpointError, match="captioner model folder not found"):
         HFCaptioner(tmp_path / "missing", local_files_only=True, device="cpu")
-    with pytest.raises(CheckpointError, match="cannot load"):
+    with pytest.raises(CheckpointError, match="summarizer model folder not found"):
         HFSummarizer(tmp_path / "missing", local_files_only=True, device="cpu")
+    (tmp_path / "empty").mkdir()  # a folder without a model still says what failed to load
+    with pytest.raises(CheckpointError, match="cannot load"):
+        HFCaptioner(tmp_path / "empty", local_files_only=True, device="cpu")
+    with pytest.raises(CheckpointError, match="cannot load"):
+        HFSummarizer(tmp_path / "empty", local_files_only=True, device="cpu")
     with pytest.raises(ConfigError, match="max_new_tokens"):
         HFCaptioner(tmp_path / "missing", max_new_tokens=0)
     assert resolve_dtype("bf16", "cpu") == torch.bfloat16

@@ -109,6 +109,35 @@ _CONJUNCTION = re.compile(r"\s+(?:and|&|plus|as well as|along with|paired with|t
 _CANONICAL = (("grey", "gray"), ("tshirt", "t-shirt"), ("t shirt", "t-shirt"), ("tee shirt", "t-shirt"))
 
 
+# line breaks of every kind, then characters that carry no text: other control and format characters,
+# U+FFFD (what a byte-level tokenizer decodes a cut multi-byte character to), private use, unassigned
+_LINE_BREAKS = re.compile(r"\r\n|[\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+_HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")
+_LINE_RUNS = re.compile(r" ?\n[ \n]*")
+
+
+def clean_generated_text(text: str) -> str:
+    """Model output made safe to store and parse: every line break becomes ``\\n``; other control
+    characters, U+FFFD and private-use / unassigned code points become a space; zero-width and
+    other format characters are dropped; runs of spaces become one space and runs of line breaks
+    (with the spaces around them) one ``\\n``; the ends are stripped. Line breaks are kept because
+    list answers (``"red t-shirt\\nblue jeans"``) are split at them."""
+    import unicodedata
+
+    s = _LINE_BREAKS.sub("\n", str(text))
+    out = []
+    for ch in s:
+        if ch == "\n" or ch == "\t":
+            out.append(ch)
+            continue
+        cat = unicodedata.category(ch)
+        if cat == "Cf":
+            continue
+        out.append(" " if cat in ("Cc", "Cs", "Co", "Cn") or ch == "\ufffd" else ch)
+    s = _HORIZONTAL_SPACE.sub(" ", "".join(out))
+    return _LINE_RUNS.sub("\n", s).strip()
+
+
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 

@@ -5,16 +5,30 @@
 holding the image and the question, and generates greedily by default. Batches are left-padded so
 that every prompt ends where generation starts; only the new tokens are decoded.
 
+Whole person: an image processor that resizes the short side and centre-crops (LLaVA-1.5's
+``CLIPImageProcessor``) would show the model only the middle of a tall person crop (a 128×64 crop
+loses its head and shoes). LLaVA-1.5 itself pads every image to a square filled with the
+processor's mean colour, centred, before the processor runs; :func:`crop_padding` reads from the
+image processor's settings whether (and to which shape) it must pad so that the crop keeps the
+whole image, and :class:`HFCaptioner` does so (``pad_images=True``, the default). Processors that
+resize without cropping, pad to a square themselves (``LlavaImageProcessor(do_pad=True)``) or tile
+the image (LLaVA-NeXT's ``image_grid_pinpoints``) are left alone.
+
 ``HFSummarizer`` loads a causal LM (``AutoTokenizer`` + ``AutoModelForCausalLM``, optionally from a
 GGUF file), asks it the paper's prompt for *each* caption (wrapped in the tokenizer's chat template
 when it has one), splits every answer into upper / lower / footwear phrases by garment keywords and
 votes per part over the images of a clothes id (:func:`dlcr.generation.describe.outfit_from_texts`).
+Tokenizers without a pad token (Llama 3) pad with their end-of-sequence token; generation stops at
+every end-of-sequence id of the model's generation config (Llama 3 lists two) and at the
+tokenizer's own. Captions and answers are cleaned (:func:`~dlcr.generation.describe.clean_generated_text`:
+control characters, U+FFFD, runs of whitespace) before they are stored or parsed.
 
 Remote code is never trusted unless asked for; weights load through safetensors when available.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -22,12 +36,19 @@ from typing import Any
 import numpy as np
 
 from dlcr.errors import CheckpointError, ConfigError, InputError, first_line
-from dlcr.generation.describe import DEFAULT_CAPTION_PROMPT, DEFAULT_SUMMARY_PROMPT, outfit_from_texts
+from dlcr.generation.describe import (
+    DEFAULT_CAPTION_PROMPT,
+    DEFAULT_SUMMARY_PROMPT,
+    clean_generated_text,
+    outfit_from_texts,
+)
 from dlcr.generation.parsing import batched, check_images, resolve_device, resolve_dtype
+from dlcr.io.paths import local_model_missing
 from dlcr.types import Outfit
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
+
 
 def _load_failed(what: str, model: Any, e: BaseException) -> CheckpointError:
     msg = first_line(e)
@@ -43,10 +64,30 @@ def _prepare_tokenizer(tok: Any) -> None:
         tok.pad_token = tok.eos_token
 
 
+def _eos_ids(net: Any, tok: Any) -> list[int] | None:
+    """Every id generation should stop at: the generation config's end-of-sequence id(s) (Llama 3
+    lists ``<|end_of_text|>`` and ``<|eot_id|>``) plus the tokenizer's own end-of-sequence token,
+    which an early checkpoint's generation config may lack. None when neither names one."""
+    ids: list[int] = []
+    cfg = getattr(net, "generation_config", None)
+    for source in (getattr(cfg, "eos_token_id", None), getattr(tok, "eos_token_id", None)):
+        for i in source if isinstance(source, (list, tuple)) else [source]:
+            if i is not None and int(i) not in ids:
+                ids.append(int(i))
+    return ids or None
+
+
 def _generate_kwargs(
-    max_new_tokens: int, do_sample: bool, temperature: float, top_p: float | None, pad_token_id: int | None
+    max_new_tokens: int,
+    do_sample: bool,
+    temperature: float,
+    top_p: float | None,
+    pad_token_id: int | None,
+    eos_token_id: list[int] | None = None,
 ) -> dict[str, Any]:
     kw: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "do_sample": bool(do_sample)}
+    if eos_token_id:
+        kw["eos_token_id"] = list(eos_token_id)
     if do_sample:
         kw["temperature"] = float(temperature)
         if top_p is not None:
@@ -67,10 +108,85 @@ def _check_generation(max_new_tokens: int, batch_size: int, temperature: float) 
         raise ConfigError(f"temperature must be positive, got {temperature}")
 
 
+def _size_field(size: Any, key: str) -> int | None:
+    value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+    return int(value) if value else None
+
+
+def crop_padding(image_processor: Any) -> tuple[float, float, float, float] | None:
+    """How to pad images so that ``image_processor`` keeps all of them, or None when it does not crop.
+
+    Returns ``(aspect_h, aspect_w, keep_h, keep_w)``: pad to the aspect ratio ``aspect_h:aspect_w``
+    so that the resized canvas has the shape the processor resizes to, and make the canvas large
+    enough that the image fits in the central ``keep_h × keep_w`` fraction the centre crop keeps.
+    For LLaVA-1.5 (``shortest_edge`` 336, crop 336×336) that is a square canvas just large enough
+    for the image, LLaVA-1.5's own ``expand2square``; a processor that resizes to 256 and crops 224
+    gets a canvas 256/224 times larger. Decided from the processor's settings alone: it crops when
+    ``do_center_crop`` is set with a ``crop_size``; it is left alone when it tiles the image
+    (``image_grid_pinpoints``, LLaVA-NeXT / OneVision) or pads it to a square itself (``do_pad``).
+    """
+    if image_processor is None or getattr(image_processor, "image_grid_pinpoints", None):
+        return None
+    if getattr(image_processor, "do_pad", False) or not getattr(image_processor, "do_center_crop", False):
+        return None
+    crop = getattr(image_processor, "crop_size", None)
+    ch, cw = _size_field(crop, "height"), _size_field(crop, "width")
+    if not (ch and cw):
+        return None
+    size = getattr(image_processor, "size", None) if getattr(image_processor, "do_resize", True) else None
+    short = _size_field(size, "shortest_edge") if size is not None else None
+    rh = _size_field(size, "height") if size is not None else None
+    rw = _size_field(size, "width") if size is not None else None
+    if short:  # the canvas (aspect ch:cw) is scaled so that its short side is `short`, then cropped
+        keep = min(1.0, min(ch, cw) / short)
+        return float(ch), float(cw), keep, keep
+    if rh and rw:  # resized to exactly rh × rw, then cropped
+        return float(rh), float(rw), min(1.0, ch / rh), min(1.0, cw / rw)
+    return float(ch), float(cw), 1.0, 1.0
+
+
+def pad_for_crop(
+    image: np.ndarray, padding: tuple[float, float, float, float], fill: Sequence[int]
+) -> np.ndarray:
+    """``image`` (H×W×3 uint8) centred on a canvas of colour ``fill`` shaped by :func:`crop_padding`."""
+    ah, aw, kh, kw = padding
+    h, w = image.shape[:2]
+    scale = max(h / (kh * ah), w / (kw * aw))
+    canvas_h = max(h, math.ceil(scale * ah - 1e-6))
+    canvas_w = max(w, math.ceil(scale * aw - 1e-6))
+    if (canvas_h, canvas_w) == (h, w):
+        return image
+    out = np.empty((canvas_h, canvas_w, image.shape[2]), dtype=image.dtype)
+    out[...] = np.asarray(fill, dtype=image.dtype)[: image.shape[2]]
+    top, left = (canvas_h - h) // 2, (canvas_w - w) // 2
+    out[top : top + h, left : left + w] = image
+    return out
+
+
+def mean_colour(image_processor: Any) -> tuple[int, int, int]:
+    """The processor's ``image_mean`` as 0-255 integers (LLaVA-1.5's padding colour), black without one."""
+    mean = getattr(image_processor, "image_mean", None)
+    if mean is None:
+        return (0, 0, 0)
+    values = [float(mean)] * 3 if isinstance(mean, (int, float)) else [float(x) for x in mean]
+    if len(values) == 1:
+        values *= 3
+    r, g, b = (int(x * 255) for x in values[:3])
+    return r, g, b
+
+
 class HFCaptioner:
-    """Captions from a transformers image-text-to-text model (e.g. ``llava-hf/llava-1.5-7b-hf``)."""
+    """Captions from a transformers image-text-to-text model (e.g. ``llava-hf/llava-1.5-7b-hf``).
+
+    ``pad_images`` (default True): when the image processor would crop (see :func:`crop_padding`),
+    centre every image on a canvas of the processor's mean colour first, as LLaVA-1.5 does, so that
+    the model sees the whole person; False hands images to the processor unchanged. Captions are
+    cleaned with :func:`~dlcr.generation.describe.clean_generated_text`.
+    """
 
     name = "hf"
+    #: 2: images padded before a cropping processor, captions cleaned, stops at every eos id
+    output_version = 2
 
     def __init__(
         self,
@@ -88,11 +204,14 @@ class HFCaptioner:
         local_files_only: bool = False,
         trust_remote_code: bool = False,
         revision: str | None = None,
+        pad_images: bool = True,
     ):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         _check_generation(max_new_tokens, batch_size, temperature)
+        if local_model_missing(str(model)):
+            raise CheckpointError(f"captioner model folder not found: {model}")
         self.prompt = str(prompt)
         self.max_new_tokens, self.do_sample = int(max_new_tokens), bool(do_sample)
         self.temperature, self.top_p, self.seed = float(temperature), top_p, int(seed)
@@ -121,6 +240,12 @@ class HFCaptioner:
             raise _load_failed("the image-text-to-text model", model, e) from None
         self.net = net.to(self.device).eval()
         self.model = str(model)
+        self.pad_images = bool(pad_images)
+        image_processor = getattr(self.processor, "image_processor", None)
+        #: how images are padded before the processor (None: they are not)
+        self.padding = crop_padding(image_processor) if self.pad_images else None
+        self.pad_colour = mean_colour(image_processor)
+        self.eos_token_id = _eos_ids(self.net, tok)
         self._text = self._prompt_text()
         self._torch = torch
 
@@ -143,6 +268,8 @@ class HFCaptioner:
         torch = self._torch
         out: list[str] = []
         for chunk in batched(check_images(images), self.batch_size):
+            if self.padding is not None:
+                chunk = [pad_for_crop(a, self.padding, self.pad_colour) for a in chunk]
             pil = [Image.fromarray(a) for a in chunk]
             inputs = self.processor(
                 images=pil, text=[self._text] * len(pil), return_tensors="pt", padding=True
@@ -153,12 +280,19 @@ class HFCaptioner:
             if self.do_sample:
                 torch.manual_seed(self.seed + len(out))
             kw = _generate_kwargs(
-                self.max_new_tokens, self.do_sample, self.temperature, self.top_p, self.tokenizer.pad_token_id
+                self.max_new_tokens,
+                self.do_sample,
+                self.temperature,
+                self.top_p,
+                self.tokenizer.pad_token_id,
+                self.eos_token_id,
             )
             with torch.inference_mode():
                 ids = self.net.generate(**inputs, **kw)
             new = ids[:, inputs["input_ids"].shape[1] :]
-            out += [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+            out += [
+                clean_generated_text(t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            ]
         return out
 
     def __call__(self, images: list[np.ndarray], labels: list[np.ndarray | None] | None = None) -> list[str]:
@@ -168,9 +302,15 @@ class HFCaptioner:
 
 
 class HFSummarizer:
-    """Outfits from a transformers causal LM run on every caption, then a per-part vote."""
+    """Outfits from a transformers causal LM run on every caption, then a per-part vote.
+
+    Answers are cleaned with :func:`~dlcr.generation.describe.clean_generated_text` before they are
+    split into parts; generation is greedy whatever the checkpoint's generation config says.
+    """
 
     name = "hf"
+    #: 2: answers cleaned before they are parsed, stops at every eos id
+    output_version = 2
 
     def __init__(
         self,
@@ -190,6 +330,8 @@ class HFSummarizer:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         _check_generation(max_new_tokens, batch_size, 1.0)
+        if local_model_missing(str(model)):
+            raise CheckpointError(f"summarizer model folder not found: {model}")
         self.prompt = str(prompt)
         self.max_new_tokens, self.batch_size = int(max_new_tokens), int(batch_size)
         self.device = resolve_device(device)
@@ -214,6 +356,7 @@ class HFSummarizer:
         self.net = net.to(self.device).eval()
         self.model = str(model) + (f"#{gguf_file}" if gguf_file else "")
         self.chat = bool(getattr(self.tokenizer, "chat_template", None))
+        self.eos_token_id = _eos_ids(self.net, self.tokenizer)
         self._torch = torch
 
     def prompt_text(self, caption: str) -> str:
@@ -236,14 +379,18 @@ class HFSummarizer:
         answers: dict[str, str] = {}
         for chunk in batched(list(dict.fromkeys(prompts)), self.batch_size):
             # a chat template already holds the special tokens the model expects
-            enc = self.tokenizer(list(chunk), return_tensors="pt", padding=True, add_special_tokens=not self.chat)
+            enc = self.tokenizer(
+                list(chunk), return_tensors="pt", padding=True, add_special_tokens=not self.chat
+            )
             enc = {k: v.to(self.device) for k, v in enc.items()}
-            kw = _generate_kwargs(self.max_new_tokens, False, 1.0, None, self.tokenizer.pad_token_id)
+            kw = _generate_kwargs(
+                self.max_new_tokens, False, 1.0, None, self.tokenizer.pad_token_id, self.eos_token_id
+            )
             with torch.inference_mode():
                 ids = self.net.generate(**enc, **kw)
             new = ids[:, enc["input_ids"].shape[1] :]
             decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            answers.update(zip(chunk, (t.strip() for t in decoded), strict=True))
+            answers.update(zip(chunk, (clean_generated_text(t) for t in decoded), strict=True))
         return [answers[p] for p in prompts]
 
     def summarize_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Outfit]:
@@ -256,4 +403,4 @@ class HFSummarizer:
         return self.summarize_many([(clothes_key, captions)])[0]
 
 
-__all__ = ["HFCaptioner", "HFSummarizer", "resolve_dtype"]
+__all__ = ["HFCaptioner", "HFSummarizer", "crop_padding", "mean_colour", "pad_for_crop", "resolve_dtype"]
