@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 from collections.abc import Callable, Iterator
@@ -89,7 +90,11 @@ class Registry(Generic[T]):
             sig.bind(*args, **kwargs)
         except TypeError as e:
             raise ConfigError(f"{self.kind} {name!r}: {e}; its options are: {', '.join(sig.parameters)}") from None
-        return factory(*args, **kwargs)
+        obj = factory(*args, **kwargs)
+        if not args:  # how it was built, for the generation signatures (dlcr.generation.signature)
+            with contextlib.suppress(AttributeError, TypeError):
+                obj.built_with = (self.kind, str(name).lower(), dict(kwargs))
+        return obj
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -1,7 +1,9 @@
 """``dlcr generate``: masks → describe → plan → inpaint (+ queries), each resumable (DESIGN §3).
 
 All commands take ``--config`` / ``--set`` (the ``generate`` section) and ``--work`` (the folder the
-stages share, default ``out/<dataset>``).
+stages share, default ``out/<dataset>``). Every stage records a signature of what made its outputs and
+refuses (one ``error:`` line, exit 2) to resume outputs made with other settings; ``--overwrite``
+replaces them instead (see :mod:`dlcr.generation.stages`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dlcr.errors import ConfigError
 app = typer.Typer(help="DLCR data generation: masks, descriptions, plans, inpainting.", no_args_is_help=True)
 
 DriverOpt = typer.Option("local", "--driver", help="local | torchrun | ray")
+OverwriteOpt = typer.Option(False, "--overwrite",
+                            help="replace this stage's outputs in --work when they were made with other settings")
 
 
 def required(g: Any, key: str, who: str, what: str) -> Any:
@@ -63,116 +67,125 @@ def _describers(cfg: Any) -> tuple[Any, Any]:
     return create_captioner(g.captioner, **copts), create_summarizer(g.summarizer, **sopts)
 
 
-def masks_stage(cfg: Any, ds: Any, work: Any, with_queries: bool = True) -> Any:
+def masks_stage(cfg: Any, ds: Any, work: Any, with_queries: bool = True, overwrite: bool = False) -> Any:
     from dlcr.generation.stages import query_splits, run_masks
 
     samples = list(ds.train)
     if with_queries:
         for split in query_splits(ds.splits):
             samples += ds.splits[split]
-    rep = run_masks(_parser(cfg), samples, ds.root, work)
-    typer.echo(f"masks: {rep}")
+    rep = run_masks(_parser(cfg), samples, ds.root, work, overwrite=overwrite)
+    typer.echo(f"masks: {rep.summary()}")
     return rep
 
 
-def describe_stage(cfg: Any, ds: Any, work: Any) -> Any:
+def describe_stage(cfg: Any, ds: Any, work: Any, overwrite: bool = False) -> Any:
     from dlcr.generation.stages import run_describe
 
     cap, summ = _describers(cfg)
-    rep = run_describe(ds.train, ds.root, work, captioner=cap, summarizer=summ)
-    typer.echo(f"describe: {rep}")
+    rep = run_describe(ds.train, ds.root, work, captioner=cap, summarizer=summ, overwrite=overwrite)
+    typer.echo(f"describe: {rep.summary()}")
     return rep
 
 
-def plan_stage(cfg: Any, ds: Any, work: Any) -> list[Any]:
+def plan_stage(cfg: Any, ds: Any, work: Any, overwrite: bool = False) -> list[Any]:
     from dlcr.generation.stages import run_plan
 
     g = cfg.generate
     jobs = run_plan(ds.train, work, k=g.k, seed=g.seed, allow_same_person=g.allow_same_person,
-                    num_partitions=cfg.sampler.num_partitions, dataset=ds.name, generator=g.backend)
+                    num_partitions=cfg.sampler.num_partitions, dataset=ds.name, generator=g.backend,
+                    overwrite=overwrite)
     typer.echo(f"plan: {len(jobs)} jobs in {work}/jobs.parquet")
     return jobs
 
 
-def inpaint_stage(cfg: Any, work: Any, root: Any, *, queries: bool, driver: str = "local") -> Any:
+def inpaint_stage(cfg: Any, work: Any, root: Any, *, queries: bool, driver: str = "local",
+                  overwrite: bool = False) -> Any:
     from dlcr.generation.stages import inpainter_options, run_inpaint
 
     g = cfg.generate
     rep = run_inpaint(work, root, backend=g.backend, backend_options=inpainter_options(g.backend, g),
-                      batch_size=g.batch_size, driver=driver, queries=queries)
-    typer.echo(f"{'queries' if queries else 'inpaint'}: planned {rep.planned}, already committed "
-               f"{rep.already_committed}, generated {rep.generated}, skipped (empty mask) {len(rep.skipped_empty)}")
+                      batch_size=g.batch_size, driver=driver, queries=queries, overwrite=overwrite)
+    typer.echo(f"{'queries' if queries else 'inpaint'}: {rep.summary()}")
     return rep
 
 
-def queries_plan_stage(cfg: Any, ds: Any, work: Any) -> list[Any]:
+def queries_plan_stage(cfg: Any, ds: Any, work: Any, overwrite: bool = False) -> list[Any]:
     from dlcr.generation.stages import query_splits, run_plan_queries
 
     qs = [s for split in query_splits(ds.splits) for s in ds.splits[split]]
     jobs = run_plan_queries(qs, work, l=cfg.generate.query_variants, seed=cfg.generate.seed, dataset=ds.name,
-                            generator=cfg.generate.backend)
+                            generator=cfg.generate.backend, overwrite=overwrite)
     typer.echo(f"queries: {len(jobs)} jobs ({len(qs)} queries × l={cfg.generate.query_variants})")
     return jobs
 
 
 @app.command("masks")
 def masks_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
-              queries: bool = typer.Option(True, help="also parse the query images (for refinement)")) -> None:
+              queries: bool = typer.Option(True, help="also parse the query images (for refinement)"),
+              overwrite: bool = OverwriteOpt) -> None:
     """Human parsing → LIP label maps of the training (and query) images."""
     cfg = get_config(config, sets)
     ds = open_dataset(cfg)
-    masks_stage(cfg, ds, work_dir(cfg, work), with_queries=queries)
+    masks_stage(cfg, ds, work_dir(cfg, work), with_queries=queries, overwrite=overwrite)
 
 
 @app.command("describe")
-def describe_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt) -> None:
+def describe_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
+                 overwrite: bool = OverwriteOpt) -> None:
     """Captions per training image → one outfit per clothes id (per-part vote)."""
     cfg = get_config(config, sets)
-    describe_stage(cfg, open_dataset(cfg), work_dir(cfg, work))
+    describe_stage(cfg, open_dataset(cfg), work_dir(cfg, work), overwrite=overwrite)
 
 
 @app.command("plan")
-def plan_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt) -> None:
+def plan_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
+             overwrite: bool = OverwriteOpt) -> None:
     """K target outfits per training image → jobs.parquet."""
     cfg = get_config(config, sets)
-    plan_stage(cfg, open_dataset(cfg), work_dir(cfg, work))
+    plan_stage(cfg, open_dataset(cfg), work_dir(cfg, work), overwrite=overwrite)
 
 
 @app.command("inpaint")
 def inpaint_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
-                driver: str = DriverOpt) -> None:
+                driver: str = DriverOpt, overwrite: bool = OverwriteOpt) -> None:
     """Generate the pending jobs of jobs.parquet (resumable)."""
     cfg = get_config(config, sets)
-    inpaint_stage(cfg, work_dir(cfg, work), cfg.data.root, queries=False, driver=driver)
+    inpaint_stage(cfg, work_dir(cfg, work), cfg.data.root, queries=False, driver=driver, overwrite=overwrite)
 
 
 @app.command("queries")
 def queries_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
                 driver: str = DriverOpt,
-                plan_only: bool = typer.Option(False, "--plan-only", help="only write query_jobs.parquet")) -> None:
+                plan_only: bool = typer.Option(False, "--plan-only", help="only write query_jobs.parquet"),
+                overwrite: bool = OverwriteOpt) -> None:
     """l clothes-changed variants per query image, for prediction refinement."""
     cfg = get_config(config, sets)
     ds = open_dataset(cfg)
     w = work_dir(cfg, work)
-    queries_plan_stage(cfg, ds, w)
+    queries_plan_stage(cfg, ds, w, overwrite=overwrite)
     if not plan_only:
-        inpaint_stage(cfg, w, ds.root, queries=True, driver=driver)
+        inpaint_stage(cfg, w, ds.root, queries=True, driver=driver, overwrite=overwrite)
 
 
 @app.command("all")
 def all_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt, driver: str = DriverOpt,
-            queries: bool = typer.Option(True, help="also generate the query variants")) -> None:
-    """masks → describe → plan → inpaint (→ queries), skipping what is already done."""
+            queries: bool = typer.Option(True, help="also generate the query variants"),
+            overwrite: bool = OverwriteOpt) -> None:
+    """masks → describe → plan → inpaint (→ queries), skipping what is already done.
+
+    ``--overwrite`` replaces, stage by stage, the outputs made with other settings (and, through the
+    signature chain, everything derived from them); outputs whose signature matches are resumed."""
     cfg = get_config(config, sets)
     ds = open_dataset(cfg)
     w = work_dir(cfg, work)
-    masks_stage(cfg, ds, w, with_queries=queries)
-    describe_stage(cfg, ds, w)
-    plan_stage(cfg, ds, w)
-    inpaint_stage(cfg, w, ds.root, queries=False, driver=driver)
+    masks_stage(cfg, ds, w, with_queries=queries, overwrite=overwrite)
+    describe_stage(cfg, ds, w, overwrite=overwrite)
+    plan_stage(cfg, ds, w, overwrite=overwrite)
+    inpaint_stage(cfg, w, ds.root, queries=False, driver=driver, overwrite=overwrite)
     if queries:
-        queries_plan_stage(cfg, ds, w)
-        inpaint_stage(cfg, w, ds.root, queries=True, driver=driver)
+        queries_plan_stage(cfg, ds, w, overwrite=overwrite)
+        inpaint_stage(cfg, w, ds.root, queries=True, driver=driver, overwrite=overwrite)
 
 
 @app.command("guidance-train")

@@ -461,6 +461,14 @@ class _CommittedTable:
         name = f"part-{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}.parquet"
         write_table(self.parts_dir / name, [dict(r) for r in rows], schema=self.schema)
 
+    def remove(self) -> None:
+        """Delete the table and its parts (``overwrite``)."""
+        for p in self.part_files():
+            p.unlink(missing_ok=True)
+        if self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
+            self.parts_dir.rmdir()
+        self.path.unlink(missing_ok=True)
+
     def consolidate(self, rows: Sequence[Mapping[str, Any]]) -> None:
         parts = self.part_files()
         write_table(self.path, [dict(r) for r in rows], schema=self.schema)
@@ -514,11 +522,18 @@ class DescribeReport:
     outfits_table: str
     captioner: str
     summarizer: str
+    replaced: tuple[str, ...] = ()  # tables of another signature removed first (``overwrite``)
 
-    def summary(self) -> str:
+    def summary(self, examples: int = 3) -> str:
+        """One line: the counts and at most ``examples`` of the images with an empty clothes mask."""
+        eg = ""
+        if self.empty_paths and examples > 0:
+            more = len(self.empty_paths) - examples
+            eg = " (e.g. " + ", ".join(self.empty_paths[:examples]) + (f", and {more} more" if more > 0 else "") + ")"
         return (
-            f"{self.total} images: captioned {self.captioned}, reused {self.reused}, "
-            f"skipped (empty clothes mask) {self.skipped_empty}; {self.outfits} outfits "
+            (f"replaced {' and '.join(self.replaced)} made with other settings; " if self.replaced else "")
+            + f"{self.total} images: captioned {self.captioned}, reused {self.reused}, "
+            f"skipped (empty clothes mask) {self.skipped_empty}{eg}; {self.outfits} outfits "
             f"({self.summarized} summarised now)"
         )
 
@@ -572,6 +587,8 @@ def describe_dataset(
     summarizer: Summarizer,
     batch_size: int = 32,
     summary_batch: int = 64,
+    signatures: Mapping[str, Mapping[str, Any]] | None = None,
+    overwrite: bool = False,
 ) -> DescribeReport:
     """Caption every sample's image and summarise each clothes id into ``out_dir``, resumably.
 
@@ -582,12 +599,31 @@ def describe_dataset(
     ``out_dir`` for a path *by the same captioner model* are reused; rows of images not asked for
     are kept. Outfits are recomputed for the clothes ids whose captions or summariser changed,
     committed every ``summary_batch`` ids.
+
+    ``signatures`` (``{"captions": ..., "outfits": ...}``, see
+    :func:`dlcr.generation.stages.describe_signatures`) are checked against
+    ``captions.signature.json`` / ``outfits.signature.json`` before any work: a table made with
+    another signature is an error, or with ``overwrite`` is removed first. Without them nothing is
+    checked (rows are then reused by their ``model`` column only).
     """
     root, labels_dir, out = Path(root), Path(labels_dir), Path(out_dir)
     if batch_size < 1 or summary_batch < 1:
         raise ConfigError("batch_size and summary_batch must be at least 1")
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
+    captions_tbl = _CommittedTable(out, CAPTIONS_TABLE, CAPTIONS_SCHEMA, "path")
+    outfits_tbl = _CommittedTable(out, OUTFITS_TABLE, OUTFITS_SCHEMA, "clothes_key")
+    replaced: list[str] = []
+    if signatures is not None:
+        from dlcr.generation.signature import check_signature, signature_file
+
+        for name, tbl in (("captions", captions_tbl), ("outfits", outfits_tbl)):
+            if signatures.get(name) is None:
+                continue
+            state = check_signature(signature_file(tbl.path), signatures[name], what=name, committed=len(tbl.load()),
+                                    overwrite=overwrite, remove=tbl.remove)
+            if state == "overwritten":
+                replaced.append(tbl.path.name)
 
     key_of: dict[str, str] = {}
     for s in samples:
@@ -603,7 +639,6 @@ def describe_dataset(
 
     flags = _empty_flags(labels_dir)
     empty = {p for p in paths if flags.get(p, False)}
-    captions_tbl = _CommittedTable(out, CAPTIONS_TABLE, CAPTIONS_SCHEMA, "path")
     captions = captions_tbl.load()
     model = captioner.model
 
@@ -662,7 +697,6 @@ def describe_dataset(
     for p in sorted(paths):
         if p not in empty and p in captions:
             groups.setdefault(key_of[p], []).append((p, captions[p]["caption"]))
-    outfits_tbl = _CommittedTable(out, OUTFITS_TABLE, OUTFITS_SCHEMA, "clothes_key")
     outfits = outfits_tbl.load()
     outfit_model = f"{model} | {summarizer.model}"
     todo = []
@@ -705,6 +739,7 @@ def describe_dataset(
         outfits_table=str(outfits_tbl.path),
         captioner=model,
         summarizer=summarizer.model,
+        replaced=tuple(replaced),
     )
 
 

@@ -619,10 +619,18 @@ class ParseReport:
     parser: str
     fallbacks: int = 0  # images of this run the parser labelled by a fallback (e.g. pose: no pose found)
 
-    def summary(self) -> str:
+    replaced: int = 0  # label maps of another signature removed first (``overwrite``)
+
+    def summary(self, examples: int = 3) -> str:
+        """One line: the counts and at most ``examples`` of the images with an empty clothes mask."""
+        eg = ""
+        if self.empty_paths and examples > 0:
+            more = len(self.empty_paths) - examples
+            eg = " (e.g. " + ", ".join(self.empty_paths[:examples]) + (f", and {more} more" if more > 0 else "") + ")"
         return (
-            f"{self.total} images: parsed {self.done}, already done {self.skipped_existing}, "
-            f"empty clothes mask {self.empty}"
+            (f"replaced {self.replaced} label maps made with other settings; " if self.replaced else "")
+            + f"{self.total} images: parsed {self.done}, already done {self.skipped_existing}, "
+            f"empty clothes mask {self.empty}{eg}"
             + (f", parser fallback {self.fallbacks}" if self.fallbacks else "")
         )
 
@@ -665,6 +673,20 @@ def _old_rows(table: Path) -> dict[str, MaskRecord]:
         return {}
 
 
+def _label_maps(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*.png") if p.is_file()] if out.is_dir() else []
+
+
+def _remove_masks(out: Path) -> None:
+    """Delete the label maps and the table of a masks folder (``overwrite``), and emptied folders."""
+    for p in _label_maps(out):
+        p.unlink()
+    (out / MASKS_TABLE).unlink(missing_ok=True)
+    for d in sorted((q for q in out.rglob("*") if q.is_dir()), key=lambda q: len(q.parts), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+
+
 def parse_dataset(
     parser: HumanParser,
     image_paths: Iterable[str],
@@ -673,6 +695,8 @@ def parse_dataset(
     *,
     batch_size: int | None = None,
     label_set: Iterable[int] = CLOTHES_LABELS,
+    signature: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> ParseReport:
     """Parse every image (paths relative to ``root``) into ``out_dir/<rel_path>.png``, resumably.
 
@@ -680,6 +704,10 @@ def parse_dataset(
     clothes-pixel count is recorded in ``out_dir/masks.parquet`` (path, height, width,
     clothes_pixels, empty); images with an empty clothes mask are counted, logged and flagged there
     so that later stages skip them.
+
+    ``signature`` (the masks stage's, see :func:`dlcr.generation.stages.masks_signature`) is checked
+    against ``out_dir/signature.json`` before any work: label maps made with another one are an
+    error, or with ``overwrite`` are all removed first. Without a signature nothing is checked.
     """
     root = Path(root)
     out = Path(out_dir)
@@ -689,6 +717,14 @@ def parse_dataset(
     if bs < 1:
         raise ConfigError(f"batch_size must be at least 1, got {bs}")
     label_ids = frozenset(int(i) for i in label_set)
+    replaced = 0
+    if signature is not None:
+        from dlcr.generation.signature import check_signature, signature_file
+
+        committed = len(_label_maps(out))
+        state = check_signature(signature_file(out), signature, what="label maps", committed=committed,
+                                overwrite=overwrite, remove=lambda: _remove_masks(out))
+        replaced = committed if state == "overwritten" else 0
 
     paths: list[str] = []
     targets: dict[str, Path] = {}
@@ -753,6 +789,7 @@ def parse_dataset(
         table=str(table_path),
         parser=parser.description,
         fallbacks=int(getattr(parser, "fallback_count", 0) or 0) - fallbacks_before,
+        replaced=replaced,
     )
 
 

@@ -16,6 +16,10 @@ derived from the plan seed and the ``job_id``.
 
 Too few candidates (fewer than ``k`` eligible outfits for some image) is an error by default;
 ``strict=False`` clamps that image's variant count to the candidates available and logs a warning.
+
+Outfits in which the describer found no garment (an :class:`~dlcr.types.Outfit` with empty
+``upper``, ``lower`` and ``footwear``, whose prompt is just "a person") are never drawn as targets:
+they would ask the inpainter to paint nothing in particular. A warning counts them.
 """
 
 from __future__ import annotations
@@ -115,11 +119,40 @@ def prompt_of(outfit: str | Outfit) -> str:
     return outfit.prompt if isinstance(outfit, Outfit) else str(outfit)
 
 
-def _check_common(k: int, outfits: Mapping[str, str | Outfit]) -> None:
+NO_GARMENT_PROMPT = Outfit("", "", "", "").prompt  # "a person"
+
+
+def has_garment(outfit: str | Outfit) -> bool:
+    """Whether an outfit names at least one garment (a bare "a person" prompt does not)."""
+    if isinstance(outfit, Outfit):
+        return bool(outfit.upper or outfit.lower or outfit.footwear)
+    return str(outfit).strip() not in ("", NO_GARMENT_PROMPT)
+
+
+def target_keys(outfits: Mapping[str, str | Outfit]) -> list[str]:
+    """The outfit keys that may be drawn as targets (sorted): those that name a garment."""
+    keys = sorted(outfits)
+    bare = [k for k in keys if not has_garment(outfits[k])]
+    if bare:
+        log.warning(
+            "%d of %d outfits name no garment (prompt %r, e.g. clothes id %s); they are not used as targets",
+            len(bare), len(keys), NO_GARMENT_PROMPT, ", ".join(bare[:3]),
+        )  # fmt: skip
+    return [k for k in keys if has_garment(outfits[k])]
+
+
+def _check_common(k: int, outfits: Mapping[str, str | Outfit]) -> list[str]:
     if k < 1:
         raise ConfigError(f"the number of variants per image must be >= 1, got {k}")
     if not outfits:
         raise InputError("no outfits to draw target clothes from (is outfits.parquet empty?)")
+    keys = target_keys(outfits)
+    if not keys:
+        raise InputError(
+            f"none of the {len(outfits)} outfits names a garment (all prompts are {NO_GARMENT_PROMPT!r}); "
+            "check the describe stage's captions"
+        )
+    return keys
 
 
 def _draw(
@@ -192,11 +225,11 @@ def plan_jobs(
 
     ``outfits`` maps clothes key -> prompt (or :class:`Outfit`); the candidate targets of an image
     are the outfit keys other than its own, minus the keys worn by the same person in ``samples``
-    unless ``allow_same_person``. Returns the jobs in sample order, variants in order.
+    unless ``allow_same_person``, and minus the outfits that name no garment. Returns the jobs in
+    sample order, variants in order.
     """
     samples = list(samples)
-    _check_common(k, outfits)
-    keys = sorted(outfits)
+    keys = _check_common(k, outfits)
     worn_by: dict[int, set[str]] = {}
     for s in samples:
         worn_by.setdefault(int(s.pid), set()).add(clothes_key_of(s))
@@ -241,8 +274,7 @@ def plan_query_jobs(
     TRAINING outfits; a query's own clothes key is excluded if it happens to be among them. The
     query jobs have ``kind="query"`` and partition 0.
     """
-    _check_common(l, outfits)
-    keys = sorted(outfits)
+    keys = _check_common(l, outfits)
     jobs: list[Job] = []
     seen: set[str] = set()
     for s in query_samples:

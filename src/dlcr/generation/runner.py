@@ -4,8 +4,10 @@ Layout of an output folder::
 
     out_dir/images/<source path without extension>/<variant:02d>_<job_id>.png   generated images
     out_dir/parts/<first job id of the batch>.parquet                          per-batch commits
-    out_dir/manifest.parquet     consolidated records (job columns + file, width, height, backend, model)
+    out_dir/manifest.parquet     consolidated records (job columns + file, width, height, backend, model,
+                                 signature: the hash of the generation signature that made the image)
     out_dir/skipped.parquet      jobs whose source has an empty clothes mask (job_id, source, reason)
+    out_dir/signature.json       the generation signature (:func:`inpaint_signature`)
 
 A worker handles one batch at a time: it writes every image of the batch atomically, then commits the
 batch by writing its part file atomically. A job is *committed* when a part file (or the manifest)
@@ -20,10 +22,17 @@ Drivers: ``local`` (one process), ``torchrun`` (each rank takes the static share
 each rank consolidates under the lock when it finishes, so the last one leaves the full manifest),
 ``ray`` (Ray Data ``map_batches`` over an actor pool, see ``dlcr.distributed.ray_backend``).
 
+Signatures: given a ``signature`` (the work-folder stages and the command line always give one),
+:func:`run_jobs` compares it with ``out_dir/signature.json`` in the driver process before any work
+and before any model is loaded: the same resumes, another one is a one-line ``ConfigError`` naming
+what differs, and ``overwrite=True`` removes the folder's generated images and records first (under
+torchrun rank 0 removes them and the other ranks wait for its new signature; every rank computes the
+same signature from the same job table).
+
 Command line (used by tests and by ``torchrun``)::
 
     python -m dlcr.generation.runner --jobs jobs.parquet --image-root R --label-root L --out O \
-        [--backend recolor] [--option key=value ...] [--batch-size 8] [--driver local|torchrun|ray]
+        [--backend recolor] [--option key=value ...] [--batch-size 8] [--driver local|torchrun|ray] [--overwrite]
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import argparse
 import contextlib
 import functools
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -46,6 +56,15 @@ from dlcr.errors import ConfigError, DlcrError, ImageError, InputError
 from dlcr.generation.inpainting import INPAINTERS, Inpainter, InpaintItem, create_inpainter
 from dlcr.generation.parsing import MASKS_TABLE, clothes_mask, label_path, track_batches
 from dlcr.generation.planning import Job, read_jobs
+from dlcr.generation.signature import (
+    backend_signature,
+    check_signature,
+    recorded_hash,
+    signature_file,
+    signature_hash,
+    stable_hash,
+    wait_for_signature,
+)
 from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb, write_png
 from dlcr.io.paths import safe_join
@@ -85,13 +104,15 @@ class GeneratedRecord:
     height: int
     backend: str
     model: str
+    signature: str = ""  # hash of the generation signature (signature.json of the output folder)
 
     @classmethod
     def from_job(
-        cls, job: Job, *, file: str, width: int, height: int, backend: str, model: str
+        cls, job: Job, *, file: str, width: int, height: int, backend: str, model: str, signature: str = ""
     ) -> GeneratedRecord:
         return cls(
-            **job.to_dict(), file=file, width=int(width), height=int(height), backend=backend, model=model
+            **job.to_dict(), file=file, width=int(width), height=int(height), backend=backend, model=model,
+            signature=signature,
         )
 
     @property
@@ -122,6 +143,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("height", pa.int64()),
         ("backend", pa.string()),
         ("model", pa.string()),
+        ("signature", pa.string()),
     ]
 )
 PART_SCHEMA = MANIFEST_SCHEMA.append(pa.field("status", pa.string()))
@@ -137,6 +159,15 @@ class RunReport:
     skipped_empty: tuple[str, ...] = field(default=())  # job ids skipped now for an empty clothes mask
     removed_temps: int = 0
     manifest: str = ""
+    signature: str = ""  # "same", "new" or "overwritten" when a signature was checked
+
+    def summary(self) -> str:
+        """One line: the counts (and, after ``--overwrite``, that the old outputs were replaced)."""
+        head = "replaced the earlier outputs; " if self.signature == "overwritten" else ""
+        return (
+            f"{head}planned {self.planned}, already committed {self.already_committed}, generated {self.generated}, "
+            f"skipped (empty mask) {len(self.skipped_empty)}"
+        )
 
 
 # ----------------------------------------------------------------------------- paths
@@ -264,8 +295,8 @@ def consolidate_manifest(out_dir: str | os.PathLike) -> Path:
         if missing:
             log.warning("%d committed record(s) lost their image file; their jobs are pending again", missing)
         records = sorted(ok.values(), key=lambda r: (r["kind"], r["source"], r["variant"], r["job_id"]))
-        table = pa.Table.from_pylist(
-            [{k: r[k] for k in MANIFEST_SCHEMA.names} for r in records], schema=MANIFEST_SCHEMA
+        table = pa.Table.from_pylist(  # (rows of an older manifest have no signature column)
+            [{k: r.get(k) for k in MANIFEST_SCHEMA.names} for r in records], schema=MANIFEST_SCHEMA
         )
         write_table(out / MANIFEST, table)
         if skipped or (out / SKIPPED).is_file():
@@ -297,10 +328,12 @@ class GenerationWorker:
         image_root: str | os.PathLike,
         label_root: str | os.PathLike,
         out_dir: str | os.PathLike,
+        signature: str = "",
     ):
         self.image_root = Path(image_root)
         self.label_root = Path(label_root)
         self.out_dir = Path(out_dir)
+        self.signature = str(signature or "")
         self.inpainter = make_inpainter()
         self.backend = str(getattr(self.inpainter, "name", type(self.inpainter).__name__))
         self.model = str(getattr(self.inpainter, "model", ""))
@@ -331,6 +364,7 @@ class GenerationWorker:
                         "height": int(image.shape[0]),
                         "backend": self.backend,
                         "model": self.model,
+                        "signature": self.signature,
                         "status": STATUS_EMPTY,
                     }
                 )
@@ -354,10 +388,59 @@ class GenerationWorker:
                 height=img.shape[0],
                 backend=self.backend,
                 model=self.model,
+                signature=self.signature,
             )
             rows.append({**rec.to_dict(), "status": STATUS_OK})
         commit_part(self.out_dir, rows)
         return rows
+
+
+# ----------------------------------------------------------------------------- signatures
+def plan_hash(jobs: Sequence[Job]) -> str:
+    """A hash of a job plan's content: every job's id, prompt and seed (order-free), so a changed
+    target prompt (or any other plan) never resumes into images made for the old one."""
+    return stable_hash(sorted((j.job_id, j.prompt, int(j.seed)) for j in jobs))
+
+
+def inpaint_signature(
+    backend: str, options: dict[str, Any] | None, jobs: Sequence[Job], label_root: str | os.PathLike
+) -> dict[str, Any]:
+    """The generation signature of an output folder: the inpainter's
+    (:func:`~dlcr.generation.signature.backend_signature`: name, options with defaults, model
+    fingerprints, resolved dtype, ``output_version``), the plan's content hash and the hash of the
+    masks' signature (``label_root/signature.json``; ``None`` for label maps made without one)."""
+    return {
+        "stage": "inpaint",
+        "inpainter": backend_signature(INPAINTERS, backend, options or {}),
+        "inputs": {"plan": plan_hash(jobs), "masks": recorded_hash(label_root)},
+    }
+
+
+def remove_outputs(out_dir: str | os.PathLike) -> None:
+    """Delete a generation folder's images, part files, manifest and skipped list (``--overwrite``)."""
+    out = Path(out_dir)
+    with _locked(out, exclusive=True):
+        for name in (IMAGES_DIR, PARTS_DIR):
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+        for name in (MANIFEST, SKIPPED):
+            (out / name).unlink(missing_ok=True)
+
+
+def _check_output_signature(out: Path, signature: dict[str, Any], *, driver: str, overwrite: bool) -> str:
+    """Check (and record) ``signature`` for ``out`` before any work; see the module docstring."""
+    path = signature_file(out)
+    rank = 0
+    if driver == "torchrun":
+        from dlcr.distributed.env import dist_env
+
+        rank = dist_env().rank
+    committed = len(committed_job_ids(out, check_files=False))
+    if rank != 0 and overwrite:
+        wait_for_signature(path, signature)  # rank 0 removes the old outputs and records the new one
+        return "overwritten"
+    return check_signature(path, signature, what="generated images", committed=committed, overwrite=overwrite,
+                           remove=lambda: remove_outputs(out), record=rank == 0)
 
 
 def run_local(
@@ -383,13 +466,18 @@ def run_jobs(
     consolidate: bool = True,
     ray_concurrency: int = 1,
     ray_num_gpus: float | None = None,
+    signature: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> RunReport:
     """Run the jobs not yet committed in ``out_dir``, then consolidate the manifest.
 
     ``make_worker`` is a zero-argument (picklable, for Ray) callable returning the inpainter; it is
     called once per worker process / actor. ``masks_table`` (default ``label_root/masks.parquet``
     when present) lets sources flagged ``empty`` be skipped without reading them; other empty
-    masks are detected and committed as skipped by the worker.
+    masks are detected and committed as skipped by the worker. ``signature``
+    (:func:`inpaint_signature`) is checked against ``out_dir/signature.json`` before any work (see
+    the module docstring; ``overwrite`` replaces outputs made with another one); without one nothing
+    is checked or recorded.
     """
     if driver not in DRIVERS:
         raise ConfigError(f"unknown driver {driver!r}; known: {', '.join(DRIVERS)}")
@@ -401,6 +489,10 @@ def run_jobs(
         raise InputError("the job list holds duplicate job ids")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    checked, sig_hash = "", ""
+    if signature is not None:
+        checked = _check_output_signature(out, signature, driver=driver, overwrite=overwrite)
+        sig_hash = signature_hash(signature) or ""
     # torchrun ranks share the folder: only temps too old to belong to a live writer are removed.
     removed = remove_stale_temps(out, older_than=60.0 if driver == "torchrun" else None)
     if removed:
@@ -441,13 +533,15 @@ def run_jobs(
                     "image_root": str(image_root),
                     "label_root": str(label_root),
                     "out_dir": str(out),
+                    "signature": sig_hash,
                 },
                 batch_size=batch_size,
                 concurrency=ray_concurrency,
                 num_gpus=ray_num_gpus,
             )
         else:
-            worker = GenerationWorker(make_worker, image_root=image_root, label_root=label_root, out_dir=out)
+            worker = GenerationWorker(make_worker, image_root=image_root, label_root=label_root, out_dir=out,
+                                      signature=sig_hash)
             results = run_local(worker, pending, batch_size)
     generated = sum(st == STATUS_OK for _, st in results)
     found_empty = tuple(jid for jid, st in results if st == STATUS_EMPTY)
@@ -467,6 +561,7 @@ def run_jobs(
         skipped_empty=skipped,
         removed_temps=removed,
         manifest=manifest,
+        signature=checked,
     )
 
 
@@ -499,13 +594,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--masks-table", default=None)
     ap.add_argument("--no-consolidate", action="store_true")
     ap.add_argument("--ray-concurrency", type=int, default=1)
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace outputs in --out made with another generation signature")
     args = ap.parse_args(argv)
     try:
         options = dict(_parse_option(o) for o in args.option)
         INPAINTERS.get(args.backend)  # an unknown name fails now, not after the planning work
         make = functools.partial(create_inpainter, args.backend, **options)
+        jobs = read_jobs(args.jobs)
         rep = run_jobs(
-            read_jobs(args.jobs),
+            jobs,
             make_worker=make,
             image_root=args.image_root,
             label_root=args.label_root,
@@ -515,6 +613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             masks_table=args.masks_table,
             consolidate=not args.no_consolidate,
             ray_concurrency=args.ray_concurrency,
+            signature=inpaint_signature(args.backend, options, jobs, args.label_root),
+            overwrite=args.overwrite,
         )
     except DlcrError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -525,10 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         env = dist_env()
         where = f"rank {env.rank}/{env.world_size}: "
-    print(
-        f"{where}planned {rep.planned}, already committed {rep.already_committed}, generated {rep.generated}, "
-        f"skipped (empty mask) {len(rep.skipped_empty)}"
-    )
+    print(f"{where}{rep.summary()}")
     return 0
 
 

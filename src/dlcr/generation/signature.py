@@ -2,19 +2,39 @@
 
 A *signature* is a JSON-ready mapping of everything that changes a stage's outputs: the backend
 name, its model (:func:`model_fingerprint`: a local folder's config files hashed, a single weight
-file hashed, a hub id with its revision) and every setting that changes pixels or text. Backends
-expose theirs as ``signature() -> dict``; the stages record it next to their outputs and refuse a
+file hashed, a hub id with its revision) and every setting that changes pixels or text. The stages
+record it next to their outputs (:func:`record_signature`, :func:`check_signature`) and refuse a
 run whose signature differs.
+
+What goes into a backend's signature (:func:`backend_signature`): the registry name, every
+constructor option with the constructor's defaults filled in (the registry factory's, and, where
+the factory forwards ``**kwargs``, those of the class it builds: :data:`BUILDS`), minus the options
+that never change outputs (:data:`NEUTRAL_OPTIONS`: device index, batch sizes, progress, offline
+flags, cache folders), a fingerprint of every option that names a model, checkpoint, folder or
+discriminator file (:data:`MODEL_OPTIONS`), the device-resolved dtype (fp16 on CUDA and fp32 on CPU
+give other pixels), the built class's integer ``output_version`` attribute when it has one, and for
+the ``tiny`` backends the version of the tiny model builder.
+
+Chaining: a stage's signature holds the hash (:func:`signature_hash`) of the signature of the
+stage it reads (masks -> captions -> outfits -> plan; the inpainting stages also hold a hash of the
+job plan's content), so new upstream outputs make every downstream stage refuse too, and
+``--overwrite`` on one stage never leaves a later stage silently reusing what was derived from the
+replaced outputs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import json
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from dlcr.errors import ConfigError
 
 # files of a model folder that describe it (configs, tokenizers, processors, schedulers)
 _CONFIG_SUFFIXES = (".json", ".txt", ".yaml", ".yml", ".model", ".jinja", ".py")
@@ -102,4 +122,303 @@ def signature_diff(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 
     return "; ".join(parts)
 
 
-__all__ = ["file_sha256", "flatten", "model_fingerprint", "signature_diff", "stable_hash"]
+# ----------------------------------------------------------------------------- backend signatures
+#: Options that never change a backend's outputs: where and how fast it runs, not what it makes.
+NEUTRAL_OPTIONS = frozenset(
+    {"device", "batch_size", "max_batch", "progress", "local_files_only", "driver", "cache_dir", "summary_batch"}
+)
+#: Options that name a model, checkpoint, folder or file: recorded as a :func:`model_fingerprint`.
+MODEL_OPTIONS = ("model", "checkpoint", "labels_dir", "discriminator", "gguf_file")
+_MAX_LISTED_FILES = 64  # a fingerprint listing more files (a folder of label maps) keeps only their hash
+
+#: What a registry factory builds, for factories that forward ``**kwargs`` (their defaults live in
+#: the built class) and for the class's ``output_version``: ``(kind, name) -> "module:attr", ...``
+#: in call order. A factory may instead carry a ``builds`` attribute with the same tuple.
+BUILDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("inpainter", "recolor"): ("dlcr.generation.inpainters.recolor:RecolorInpainter",),
+    ("inpainter", "diffusers"): ("dlcr.generation.inpainters.diffusers_backend:DiffusersInpainter",),
+    ("inpainter", "tiny"): ("dlcr.generation.inpainters.diffusers_backend:make_tiny_inpainter",
+                            "dlcr.generation.inpainters.diffusers_backend:DiffusersInpainter"),
+    ("parser", "schp"): ("dlcr.generation.parsers.schp:SCHPParser",),
+    ("parser", "folder"): ("dlcr.generation.parsers.folder:FolderParser",),
+    ("parser", "synthcc"): ("dlcr.generation.parsers.folder:SynthCCParser",),
+    ("parser", "pose"): ("dlcr.generation.parsers.pose:PoseParser",),
+    ("captioner", "rule"): ("dlcr.generation.describers.rule:RuleCaptioner",),
+    ("captioner", "tiny"): ("dlcr.generation.describers.hf:HFCaptioner",),
+    ("summarizer", "vote"): ("dlcr.generation.describe:VoteSummarizer",),
+    ("summarizer", "tiny"): ("dlcr.generation.describers.hf:HFSummarizer",),
+    ("summarizer", "smollm2"): ("dlcr.generation.describers.hf:HFSummarizer",),
+}  # fmt: skip
+
+
+#: The registries whose backends have signatures, by kind.
+_REGISTRIES = {
+    "inpainter": "dlcr.generation.inpainting:INPAINTERS",
+    "parser": "dlcr.generation.parsing:PARSERS",
+    "captioner": "dlcr.generation.describe:CAPTIONERS",
+    "summarizer": "dlcr.generation.describe:SUMMARIZERS",
+}
+
+
+def _resolve(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _built_callables(kind: str, name: str, factory: Any) -> list[Any]:
+    """The factory, then what it builds (see :data:`BUILDS`); a lazy factory resolves to its target."""
+    resolve = getattr(factory, "resolve", None)
+    first = resolve() if callable(resolve) else factory
+    chain = [first]
+    for target in getattr(factory, "builds", None) or BUILDS.get((kind, name), ()):
+        obj = _resolve(target)
+        if obj is not first:
+            chain.append(obj)
+    return chain
+
+
+def _parameters(fn: Any) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
+def resolved_options(kind: str, name: str, factory: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with every default filled in: the factory's, and while a callable of the chain
+    forwards ``**kwargs``, the next one's (for options not set by then)."""
+    out = dict(options)
+    for fn in _built_callables(kind, name, factory):
+        params = _parameters(fn)
+        for p in params:
+            if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in ("self", "cls") or p.name in out:
+                continue
+            if p.default is not p.empty:
+                out[p.name] = p.default
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return out
+
+
+def output_version(kind: str, name: str, factory: Any) -> int | None:
+    """The integer ``output_version`` of the last class in the factory's chain, if it has one."""
+    for obj in reversed(_built_callables(kind, name, factory)):
+        v = getattr(obj, "output_version", None)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    return None
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data (paths and other objects as strings, tuples and sets as lists)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(jsonable(v) for v in value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
+def fingerprint(model: Any, revision: str | None = None) -> dict[str, Any]:
+    """:func:`model_fingerprint`, with a long file list (a folder of label maps) kept as its hash."""
+    fp = model_fingerprint(model, revision)
+    files = fp.get("weights")
+    if isinstance(files, list) and len(files) > _MAX_LISTED_FILES:
+        fp["weights"] = {"files": len(files), "sha256": stable_hash(files)}
+    return fp
+
+
+def _dtype_name(dtype: Any, device: Any) -> str | None:
+    from dlcr.distributed.env import resolve_device
+    from dlcr.generation.parsing import resolve_dtype
+
+    return str(resolve_dtype(dtype, resolve_device(device))).replace("torch.", "")
+
+
+def _tiny_version(kind: str) -> str | None:
+    if kind == "inpainter":
+        from dlcr.testing.tiny_diffusion import TINY_VERSION, tiny_tokenizer_kind
+
+        return f"{TINY_VERSION}/{tiny_tokenizer_kind()}"
+    if kind in ("captioner", "summarizer"):
+        from dlcr.testing.tiny_text import TINY_TEXT_VERSION
+
+        return TINY_TEXT_VERSION
+    return None
+
+
+def backend_signature(registry: Any, name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The signature of backend ``name`` of ``registry`` built with ``options`` (nothing is loaded).
+
+    See the module docstring for what it holds. Unknown names are the registry's one-line error.
+    """
+    factory = registry.get(name)
+    key = str(name).lower()
+    kind = str(registry.kind)
+    opts = resolved_options(kind, key, factory, dict(options or {}))
+    sig: dict[str, Any] = {
+        "backend": key,
+        "options": {k: jsonable(v) for k, v in sorted(opts.items()) if k not in NEUTRAL_OPTIONS},
+    }
+    models = {k: fingerprint(opts[k], opts.get("revision")) for k in MODEL_OPTIONS if opts.get(k)}
+    if models:
+        sig["models"] = models
+    if "dtype" in opts:
+        gguf = opts.get("gguf_file")
+        sig["dtype"] = "float32" if gguf and opts["dtype"] is None else _dtype_name(opts["dtype"], opts.get("device"))
+    version = output_version(kind, key, factory)
+    if version is not None:
+        sig["output_version"] = version
+    if key == "tiny":
+        sig["tiny_builder"] = _tiny_version(kind)
+    return sig
+
+
+def object_signature(obj: Any) -> dict[str, Any]:
+    """The signature of a built backend object: from how the registry built it (``built_with``,
+    recorded by :meth:`dlcr.registry.Registry.create`), else from its class, name, model label and
+    ``output_version`` (an object made by hand, e.g. in a test, is identified by those only)."""
+    built = getattr(obj, "built_with", None)
+    if isinstance(built, tuple) and len(built) == 3:
+        kind, name, options = built
+        if kind in _REGISTRIES:
+            return backend_signature(_resolve(_REGISTRIES[kind]), name, options)
+    cls = type(obj)
+    sig: dict[str, Any] = {
+        "backend": str(getattr(obj, "name", cls.__name__)),
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "model": str(getattr(obj, "description", None) or getattr(obj, "model", "")),
+    }
+    version = getattr(obj, "output_version", None)
+    if isinstance(version, int) and not isinstance(version, bool):
+        sig["output_version"] = version
+    return sig
+
+
+# ----------------------------------------------------------------------------- recording and checking
+SIGNATURE_FILE = "signature.json"
+
+
+def signature_file(output: str | os.PathLike) -> Path:
+    """Where the signature of ``output`` lives: ``<folder>/signature.json`` for an output folder,
+    ``<name>.signature.json`` next to an output table (``jobs.parquet`` -> ``jobs.signature.json``)."""
+    p = Path(output)
+    if p.suffix:
+        return p.with_name(f"{p.stem}.signature.json")
+    return p / SIGNATURE_FILE
+
+
+def signature_hash(sig: Mapping[str, Any] | None) -> str | None:
+    """A short hash of a signature (``None`` stays ``None``)."""
+    return None if sig is None else stable_hash(jsonable(sig))
+
+
+def read_signature(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The signature recorded at ``path`` (``None``: none, or unreadable)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    sig = data.get("signature") if isinstance(data, dict) else None
+    return sig if isinstance(sig, dict) else None
+
+
+def recorded_hash(output: str | os.PathLike) -> str | None:
+    """The hash of the signature recorded for ``output`` (a folder or a table), or ``None``."""
+    return signature_hash(read_signature(signature_file(output)))
+
+
+def record_signature(path: str | os.PathLike, sig: Mapping[str, Any]) -> None:
+    """Write ``sig`` (and its hash) to ``path`` atomically."""
+    from dlcr.io.atomic import atomic_write_json
+
+    clean = jsonable(sig)
+    atomic_write_json(path, {"signature": clean, "hash": stable_hash(clean)})
+
+
+def check_signature(
+    path: str | os.PathLike,
+    sig: Mapping[str, Any],
+    *,
+    what: str,
+    committed: int,
+    overwrite: bool = False,
+    remove: Callable[[], Any] | None = None,
+    record: bool = True,
+) -> str:
+    """Compare ``sig`` with the signature recorded at ``path`` before a stage does any work.
+
+    - the same: ``"same"`` (resume);
+    - nothing committed yet: the new signature is recorded, ``"new"``;
+    - different, or outputs without a signature (an older dlcr): with ``overwrite``, ``remove()``
+      deletes the stage's outputs and the new signature is recorded (``"overwritten"``); without
+      it a one-line :class:`~dlcr.errors.ConfigError` names what differs and what to do.
+
+    ``record=False`` only checks (a torchrun rank other than 0 leaves recording to rank 0).
+    """
+    new = jsonable(sig)
+    old = read_signature(path)
+    if old is not None and stable_hash(old) == stable_hash(new):
+        return "same"
+    if committed > 0 and not overwrite:
+        todo = f"use a new --work folder, or pass --overwrite to replace its {committed} committed outputs"
+        where = Path(path).parent
+        if old is None:
+            raise ConfigError(
+                f"{what} in {where} have no signature (made by an older dlcr or changed by hand), so what made "
+                f"them is unknown; {todo}"
+            )
+        raise ConfigError(f"{what} in {where} were made with other settings ({signature_diff(old, new)}); {todo}")
+    if committed > 0 and remove is not None:
+        remove()
+    if record:
+        record_signature(path, new)
+    return "overwritten" if committed > 0 else "new"
+
+
+def wait_for_signature(path: str | os.PathLike, sig: Mapping[str, Any], timeout: float = 600.0) -> None:
+    """Wait until ``path`` records ``sig`` (another process is replacing the outputs); a
+    :class:`~dlcr.errors.ConfigError` after ``timeout`` seconds."""
+    want = stable_hash(jsonable(sig))
+    deadline = time.monotonic() + timeout
+    while True:
+        old = read_signature(path)
+        if old is not None and stable_hash(old) == want:
+            return
+        if time.monotonic() > deadline:
+            raise ConfigError(f"timed out waiting for rank 0 to record the new signature at {path}")
+        time.sleep(0.5)
+
+
+__all__ = [
+    "BUILDS",
+    "MODEL_OPTIONS",
+    "NEUTRAL_OPTIONS",
+    "SIGNATURE_FILE",
+    "backend_signature",
+    "check_signature",
+    "file_sha256",
+    "fingerprint",
+    "flatten",
+    "jsonable",
+    "model_fingerprint",
+    "object_signature",
+    "read_signature",
+    "record_signature",
+    "recorded_hash",
+    "resolved_options",
+    "signature_diff",
+    "signature_file",
+    "signature_hash",
+    "stable_hash",
+    "wait_for_signature",
+]
+

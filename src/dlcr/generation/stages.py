@@ -12,6 +12,22 @@ A work folder holds everything DLCR derives from one dataset::
 
 Each function is idempotent and resumable: what is already committed is kept and skipped. The CLI
 (``dlcr generate …``) and the demo both call these.
+
+Signatures (:mod:`dlcr.generation.signature`): every stage records what made its outputs next to
+them (``masks/signature.json``, ``captions.signature.json``, ``outfits.signature.json``,
+``jobs.signature.json``, ``query_jobs.signature.json``, ``generated/signature.json``,
+``query_generated/signature.json``) and checks it before any work, before any model is loaded:
+
+- the same signature: resume (only what is missing is done);
+- another one (other backend, model, option, or upstream outputs), or committed outputs without a
+  signature (made by an older dlcr): a one-line ``ConfigError`` that names what differs and says to
+  use a new ``--work`` folder or pass ``--overwrite``;
+- ``overwrite=True``: that stage's own outputs are removed first, then it runs from scratch.
+
+Each signature holds the hash of its input stage's signature (masks -> captions -> outfits ->
+plans; the inpainting stages hold the masks' hash and a hash of the job plan's content, prompts
+included), so replacing one stage's outputs makes every later stage refuse until it is re-run with
+``--overwrite`` too: nothing derived from replaced outputs is ever reused silently.
 """
 
 from __future__ import annotations
@@ -23,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from dlcr.errors import InputError
+from dlcr.generation.signature import check_signature, object_signature, recorded_hash, signature_file
 from dlcr.types import Sample
 from dlcr.utils.logging import get_logger
 
@@ -47,24 +64,43 @@ def _need(path: Path, what: str, hint: str) -> Path:
     return path
 
 
+def masks_signature(parser: Any) -> dict[str, Any]:
+    """The masks stage's signature: the parser's (backend, options with defaults, model fingerprint)."""
+    return {"stage": "masks", "parser": object_signature(parser)}
+
+
 def run_masks(parser: Any, samples: Sequence[Sample], root: str | os.PathLike, work: str | os.PathLike,
-              *, batch_size: int | None = None) -> Any:
+              *, batch_size: int | None = None, overwrite: bool = False) -> Any:
     """Label maps for ``samples`` (train and, for refinement, query images) into ``work/masks``."""
     from dlcr.generation.parsing import parse_dataset
 
     paths = [f for s in samples for f in (s.frames or (s.path,))]
-    rep = parse_dataset(parser, paths, root, Path(work) / MASKS, batch_size=batch_size)
+    rep = parse_dataset(parser, paths, root, Path(work) / MASKS, batch_size=batch_size,
+                        signature=masks_signature(parser), overwrite=overwrite)
     return rep
 
 
+def describe_signatures(work: str | os.PathLike, captioner: Any, summarizer: Any) -> dict[str, dict[str, Any]]:
+    """The signatures of ``captions.parquet`` (captioner + the masks' signature hash) and
+    ``outfits.parquet`` (summariser + the captions' signature hash)."""
+    from dlcr.generation.signature import signature_hash
+
+    captions = {"stage": "captions", "captioner": object_signature(captioner),
+                "inputs": {"masks": recorded_hash(Path(work) / MASKS)}}
+    outfits = {"stage": "outfits", "summarizer": object_signature(summarizer),
+               "inputs": {"captions": signature_hash(captions)}}
+    return {"captions": captions, "outfits": outfits}
+
+
 def run_describe(train: Sequence[Sample], root: str | os.PathLike, work: str | os.PathLike, *,
-                 captioner: Any, summarizer: Any, batch_size: int = 32) -> Any:
+                 captioner: Any, summarizer: Any, batch_size: int = 32, overwrite: bool = False) -> Any:
     from dlcr.generation.describe import describe_dataset
 
     work = Path(work)
     _need(work / MASKS, "label maps", "dlcr generate masks")
     return describe_dataset(train, root, work / MASKS, work, captioner=captioner, summarizer=summarizer,
-                            batch_size=batch_size)
+                            batch_size=batch_size, signatures=describe_signatures(work, captioner, summarizer),
+                            overwrite=overwrite)
 
 
 def read_work_outfits(work: str | os.PathLike) -> dict[str, Any]:
@@ -73,35 +109,58 @@ def read_work_outfits(work: str | os.PathLike) -> dict[str, Any]:
     return read_outfits(_need(Path(work) / OUTFITS, "outfits", "dlcr generate describe"))
 
 
+def _check_plan(path: Path, sig: dict[str, Any], overwrite: bool) -> None:
+    from dlcr.generation.planning import read_jobs
+
+    committed = 0
+    if path.is_file():
+        try:
+            committed = len(read_jobs(path))
+        except Exception:  # a damaged plan: there is nothing to keep
+            committed = 0
+    check_signature(signature_file(path), sig, what=f"the job plan {path.name}", committed=committed,
+                    overwrite=overwrite, remove=lambda: path.unlink(missing_ok=True))
+
+
 def run_plan(train: Sequence[Sample], work: str | os.PathLike, *, k: int, seed: int, allow_same_person: bool,
-             num_partitions: int, dataset: str, generator: str) -> list[Any]:
+             num_partitions: int, dataset: str, generator: str, overwrite: bool = False) -> list[Any]:
     from dlcr.generation.planning import plan_jobs, write_jobs
 
+    work = Path(work)
     outfits = read_work_outfits(work)
+    sig = {"stage": "plan", "k": int(k), "seed": int(seed), "allow_same_person": bool(allow_same_person),
+           "num_partitions": int(num_partitions), "dataset": dataset, "generator": generator,
+           "inputs": {"outfits": recorded_hash(work / OUTFITS)}}
+    _check_plan(work / JOBS, sig, overwrite)
     jobs = plan_jobs(train, outfits, k=k, seed=seed, allow_same_person=allow_same_person,
                      num_partitions=num_partitions, dataset=dataset, generator=generator)
-    write_jobs(Path(work) / JOBS, jobs)
-    log.info("planned %d jobs (%d images × K=%d) into %s", len(jobs), len(train), k, Path(work) / JOBS)
+    write_jobs(work / JOBS, jobs)
+    log.info("planned %d jobs (%d images × K=%d) into %s", len(jobs), len(train), k, work / JOBS)
     return jobs
 
 
 def run_plan_queries(queries: Sequence[Sample], work: str | os.PathLike, *, l: int, seed: int,  # noqa: E741
-                     dataset: str, generator: str) -> list[Any]:
+                     dataset: str, generator: str, overwrite: bool = False) -> list[Any]:
     from dlcr.generation.planning import plan_query_jobs, write_jobs
 
+    work = Path(work)
     outfits = read_work_outfits(work)
+    sig = {"stage": "query_plan", "l": int(l), "seed": int(seed), "dataset": dataset, "generator": generator,
+           "inputs": {"outfits": recorded_hash(work / OUTFITS)}}
+    _check_plan(work / QUERY_JOBS, sig, overwrite)
     jobs = plan_query_jobs(queries, outfits, l=l, seed=seed, dataset=dataset, generator=generator)
-    write_jobs(Path(work) / QUERY_JOBS, jobs)
+    write_jobs(work / QUERY_JOBS, jobs)
     return jobs
 
 
 def run_inpaint(work: str | os.PathLike, root: str | os.PathLike, *, backend: str,
                 backend_options: Mapping[str, Any], batch_size: int = 8, driver: str = "local",
-                queries: bool = False, ray_concurrency: int = 1) -> Any:
-    """Generate the pending jobs of ``jobs.parquet`` (or ``query_jobs.parquet``)."""
+                queries: bool = False, ray_concurrency: int = 1, overwrite: bool = False) -> Any:
+    """Generate the pending jobs of ``jobs.parquet`` (or ``query_jobs.parquet``); the generation
+    signature is checked before any model is loaded (``overwrite`` replaces other outputs)."""
     from dlcr.generation.inpainting import INPAINTERS, create_inpainter
     from dlcr.generation.planning import read_jobs
-    from dlcr.generation.runner import run_jobs
+    from dlcr.generation.runner import inpaint_signature, run_jobs
 
     work = Path(work)
     jobs_file = work / (QUERY_JOBS if queries else JOBS)
@@ -109,10 +168,11 @@ def run_inpaint(work: str | os.PathLike, root: str | os.PathLike, *, backend: st
     jobs = read_jobs(_need(jobs_file, "the job plan", hint))
     INPAINTERS.get(backend)  # unknown names fail before any work
     make = functools.partial(create_inpainter, backend, **dict(backend_options))
-    return run_jobs(jobs, make_worker=make, image_root=root, label_root=_need(work / MASKS, "label maps",
-                                                                               "dlcr generate masks"),
+    label_root = _need(work / MASKS, "label maps", "dlcr generate masks")
+    sig = inpaint_signature(backend, dict(backend_options), jobs, label_root)
+    return run_jobs(jobs, make_worker=make, image_root=root, label_root=label_root,
                     out_dir=work / (QUERY_GENERATED if queries else GENERATED), batch_size=batch_size,
-                    driver=driver, ray_concurrency=ray_concurrency)
+                    driver=driver, ray_concurrency=ray_concurrency, signature=sig, overwrite=overwrite)
 
 
 def inpainter_options(backend: str, gen: Any) -> dict[str, Any]:
