@@ -172,6 +172,8 @@ def test_tiny_backends_are_labelled_fake_and_describe_a_dataset(cache, tmp_path)
     cap = create_captioner("tiny", cache_dir=cache, max_new_tokens=6)
     summ = create_summarizer("tiny", cache_dir=cache, max_new_tokens=6)
     assert cap.model == TINY_VLM_LABEL and "FAKE" in cap.model
+    assert cap.padding == (16.0, 16.0, 1.0, 1.0)  # its CLIP processor crops: images are padded first
+    assert create_captioner("tiny", cache_dir=cache, pad_images=False).padding is None
     assert summ.model == TINY_LLM_LABEL and "FAKE" in summ.model
     samples, _, images, labels = make_toy_dataset(tmp_path / "d", n_persons=2, outfits_per_person=1,
                                                   images_per_outfit=2, height=32, width=16)  # fmt: skip

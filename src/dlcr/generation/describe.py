@@ -280,6 +280,7 @@ def _tiny_captioner(
     max_new_tokens: int = 16,
     batch_size: int = 8,
     prompt: str = DEFAULT_CAPTION_PROMPT,
+    pad_images: bool = True,
 ) -> Captioner:
     from dlcr.generation.describers.hf import HFCaptioner
     from dlcr.testing.tiny_text import TINY_VLM_LABEL, tiny_vlm_path
@@ -291,6 +292,7 @@ def _tiny_captioner(
         batch_size=batch_size,
         device="cpu",
         local_files_only=True,
+        pad_images=pad_images,
     )
     cap.name, cap.model = "tiny", TINY_VLM_LABEL
     return cap
