@@ -188,3 +188,20 @@ def test_duplicate_sample_path_is_rejected():
     samples, outfits = _world(n_persons=3)
     with pytest.raises(InputError, match="listed twice"):
         plan_jobs(samples + samples[:1], outfits, k=2)
+
+
+def test_outfits_without_a_garment_are_never_targets(caplog):
+    samples = [Sample(path=f"p{i}.png", pid=i, camid=0, clothes_id=i, split="train", clothes_key=f"k{i}")
+               for i in range(4)]  # fmt: skip
+    outfits = {f"k{i}": Outfit(f"k{i}", f"red shirt {i}", "", "") for i in range(4)}
+    outfits["k1"] = Outfit("k1", "", "", "")  # the describer found nothing: prompt "a person"
+    outfits["k5"] = "a person"
+    with caplog.at_level(logging.WARNING):
+        jobs = plan_jobs(samples, outfits, k=2, seed=0, allow_same_person=True)
+    assert "k1" not in {j.target_clothes_key for j in jobs} and "k5" not in {j.target_clothes_key for j in jobs}
+    assert {j.prompt for j in jobs} <= {outfits[k].prompt for k in ("k0", "k2", "k3")}
+    assert "2 of 5 outfits name no garment" in caplog.text
+    qjobs = plan_query_jobs(samples, outfits, l=3, seed=0)
+    assert {j.target_clothes_key for j in qjobs} <= {"k0", "k2", "k3"}
+    with pytest.raises(InputError, match="none of the 2 outfits names a garment"):
+        plan_jobs(samples, {"k1": outfits["k1"], "k5": "a person"}, k=1, allow_same_person=True)
