@@ -153,7 +153,7 @@ def write_unet(folder: Path, cfg: dict[str, Any], weights: str, seed: int) -> No
 
 
 def _sd_unet_config(*, cross_attention_dim: int, attention_head_dim: Any, linear: bool | None,
-                    diffusers_version: str) -> dict[str, Any]:
+                    diffusers_version: str, in_channels: int = 9) -> dict[str, Any]:
     """SD-1.5 / SD-2 inpainting UNet config keys (tiny: two levels, 32 / 64 channels)."""
     cfg = {
         "_class_name": "UNet2DConditionModel",
@@ -167,7 +167,7 @@ def _sd_unet_config(*, cross_attention_dim: int, attention_head_dim: Any, linear
         "downsample_padding": 1,
         "flip_sin_to_cos": True,
         "freq_shift": 0,
-        "in_channels": 9,
+        "in_channels": in_channels,
         "layers_per_block": 1,
         "mid_block_scale_factor": 1,
         "norm_eps": 1e-05,
@@ -216,13 +216,15 @@ def write_vae(folder: Path, *, down_factor: int, weights: str, seed: int, scalin
 
 # ------------------------------------------------------------------------------------- pipelines
 def build_sd15_inpainting(folder: str | Path, *, vae_factor: int = 8, weights: str = "safetensors",
-                          cross_attention_dim: int | None = None, seed: int = 0) -> Path:
+                          cross_attention_dim: int | None = None, text_to_image: bool = False, seed: int = 0) -> Path:
     """runwayml/stable-diffusion-inpainting, tiny. ``cross_attention_dim`` (default: the text
-    encoder's width) lets a test build a UNet that does not fit its text encoder."""
+    encoder's width) lets a test build a UNet that does not fit its text encoder;
+    ``text_to_image`` writes the text-to-image checkpoint instead (stable-diffusion-v1-5:
+    ``StableDiffusionPipeline``, a 4-channel UNet)."""
     folder = Path(folder)
     hidden = 32
     _write_json(folder / "model_index.json", {
-        "_class_name": "StableDiffusionInpaintPipeline",
+        "_class_name": "StableDiffusionPipeline" if text_to_image else "StableDiffusionInpaintPipeline",
         "_diffusers_version": "0.6.0",
         "feature_extractor": [None, None],
         "safety_checker": [None, None],
@@ -248,7 +250,8 @@ def build_sd15_inpainting(folder: str | Path, *, vae_factor: int = 8, weights: s
                        act="quick_gelu", projection_dim=hidden, with_projection=False, pad_token=_EOS,
                        weights=weights, seed=seed + 1)
     write_unet(folder / "unet", _sd_unet_config(cross_attention_dim=cross_attention_dim or hidden,
-                                                attention_head_dim=8, linear=None, diffusers_version="0.6.0"),
+                                                attention_head_dim=8, linear=None, diffusers_version="0.6.0",
+                                                in_channels=4 if text_to_image else 9),
                weights, seed + 2)
     write_vae(folder / "vae", down_factor=vae_factor, weights=weights, seed=seed + 3, sample_size=512)
     return folder

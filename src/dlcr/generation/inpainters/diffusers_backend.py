@@ -138,9 +138,9 @@ def shorten_prompt(prompt: str, n_tokens: Callable[[str], int], limit: int) -> s
 
     ``prompt`` is an outfit prompt (``"a person wearing <upper>, <lower>, <footwear>"``,
     :attr:`dlcr.types.Outfit.prompt`). Words are dropped from the part with the most tokens until
-    the prompt fits: first the words between a part's first word (usually its colour) and its last
-    (the garment), then the first word, so every part keeps at least its garment noun. None when even
-    one word per part does not fit. ``n_tokens`` counts a text's tokens with the special tokens.
+    the prompt fits: the word just before the part's last one (the garment) while the part has more
+    than two words, so leading colour words go last, then the first word; every part keeps at least
+    its garment noun. None when even one word per part does not fit. ``n_tokens`` counts a text's tokens with the special tokens.
     """
     body, prefix = (prompt[len(_PROMPT_PREFIX):], _PROMPT_PREFIX) if prompt.startswith(_PROMPT_PREFIX) else (prompt, "")
     parts = [p.split() for p in body.split(",") if p.strip()]
@@ -153,7 +153,7 @@ def shorten_prompt(prompt: str, n_tokens: Callable[[str], int], limit: int) -> s
         if not longer:
             return None
         i = max(longer, key=lambda j: (n_tokens(" ".join(parts[j])), -j))
-        del parts[i][1 if len(parts[i]) > 2 else 0]
+        del parts[i][-2 if len(parts[i]) > 2 else 0]
     return text()
 
 
