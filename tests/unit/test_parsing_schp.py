@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlcr.errors import CheckpointError
+from dlcr.errors import CheckpointError, ConfigError
 from dlcr.generation.parsers.schp import (
     BGR_MEAN,
     BGR_STD,
@@ -19,6 +19,7 @@ from dlcr.generation.parsers.schp import (
 )
 from dlcr.generation.parsing import ATR_TO_LIP, create_parser
 from dlcr.testing.tiny import TINY_SCHP_ARCH, tiny_schp, tiny_schp_checkpoint
+from public_formats import schp as official
 
 # --------------------------------------------------------------------------- architecture
 
@@ -252,3 +253,163 @@ def test_full_resnet101_checkpoint_round_trip(tmp_path):
     labels = parser.parse(_images())
     assert [lab.shape for lab in labels] == [(37, 21), (18, 45)]
     assert all(lab.max() < 20 for lab in labels)
+
+
+# --------------------------------------------------------------------------- released checkpoints
+# (tests/public_formats/schp.py writes them in the official layout, walked from AugmentCE2P.py)
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """The three released models, tiny: LIP (zip format), ATR and Pascal (legacy torch.save format)."""
+    root = tmp_path_factory.mktemp("schp-released")
+    return {
+        "lip": official.write_checkpoint(root, "lip", seed=1),
+        "atr": official.write_checkpoint(root, "atr", seed=2, legacy=True),
+        "pascal": official.write_checkpoint(root, "pascal", seed=3, legacy=True),
+    }
+
+
+TINY = {"layers": official.TINY_LAYERS, "width": official.TINY_WIDTH}
+
+
+def test_released_checkpoints_infer_classes_and_input_size(released):
+    for n in (20, 18, 7):  # the fixture's layout is the network's, at full size
+        with torch.device("meta"):
+            net = SCHPNet(num_classes=n)
+        ours = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        assert ours == {k: shape for k, (shape, _) in official.key_shapes(n).items()}
+    raw = torch.load(released["atr"], weights_only=True)
+    assert set(raw) == {"state_dict", "cycle_n"} and all(k.startswith("module.") for k in raw["state_dict"])
+    lip = SCHPParser.from_checkpoint(released["lip"], device="cpu", **TINY)
+    atr = SCHPParser.from_checkpoint(released["atr"], device="cpu", **TINY)
+    assert (lip.net.num_classes, lip.input_size) == (20, 473)
+    assert (atr.net.num_classes, atr.input_size) == (18, 512)
+    np.testing.assert_array_equal(lip.table, np.arange(20))
+    np.testing.assert_array_equal(atr.table, ATR_TO_LIP)
+    assert atr.mapping()["Belt"] == "Pants" and atr.mapping()["Upper-clothes"] == "Upper-clothes"
+    # config still wins over the dataset's size
+    assert SCHPParser.from_checkpoint(released["atr"], input_size=65, device="cpu", **TINY).input_size == 65
+    labels = atr.parse(_images())
+    assert [lab.shape for lab in labels] == [(37, 21), (18, 45)]
+    assert all(set(np.unique(lab)) <= set(ATR_TO_LIP.tolist()) for lab in labels)
+
+
+@pytest.mark.parametrize(("dataset", "winner", "lip"), [("atr", 5, 12), ("atr", 16, 0), ("lip", 7, 7)])
+def test_released_class_ids_reach_lip(tmp_path, dataset, winner, lip):
+    path = official.write_checkpoint(tmp_path, dataset, winner=winner, legacy=dataset == "atr")
+    parser = SCHPParser.from_checkpoint(path, input_size=33, device="cpu", **TINY)
+    assert all((lab == lip).all() for lab in parser.parse(_images()))
+
+
+def test_pascal_has_no_clothes_classes(released, tmp_path):
+    with pytest.raises(ConfigError, match=r"Pascal-Person-Part.*no clothes") as err:
+        SCHPParser.from_checkpoint(released["pascal"], device="cpu", **TINY)
+    assert "Torso" in str(err.value) and "Upper Arms" in str(err.value) and "parser_label_map" in str(err.value)
+    # the escape hatch: name the classes to treat as clothes
+    winner = official.write_checkpoint(tmp_path, "pascal", winner=2)  # Torso everywhere
+    parser = SCHPParser.from_checkpoint(winner, label_map={"torso": 5}, input_size=33, device="cpu", **TINY)
+    assert parser.input_size == 33 and parser.mapping()["Torso"] == "Upper-clothes"
+    assert all((lab == 5).all() for lab in parser.parse(_images()))
+    pascal = SCHPParser.from_checkpoint(released["pascal"], label_map={"Torso": 5}, device="cpu", **TINY)
+    assert pascal.input_size == 512
+
+
+# --------------------------------------------------------------------------- the official extractor
+
+
+def _official_trans(w: int, h: int, size: int, inv: bool = False) -> np.ndarray:
+    """simple_extractor_dataset._box2cs + utils/transforms.get_affine_transform, restated (rotation 0)."""
+    import cv2
+
+    center = np.array([(w - 1) * 0.5, (h - 1) * 0.5], np.float32)
+    bw, bh = float(w - 1), float(h - 1)  # the box (0, 0, w-1, h-1), made square (aspect ratio 1)
+    if bw > bh:
+        bh = bw
+    elif bw < bh:
+        bw = bh
+    scale = np.array([bw, bh], np.float32)
+
+    def third(a, b):
+        d = a - b
+        return b + np.array([-d[1], d[0]], np.float32)
+
+    src = np.zeros((3, 2), np.float32)
+    dst = np.zeros((3, 2), np.float32)
+    src[0] = center
+    src[1] = center + np.array([0, scale[0] * -0.5], np.float32)
+    dst[0] = [(size - 1) * 0.5, (size - 1) * 0.5]
+    dst[1] = dst[0] + np.array([0, (size - 1) * -0.5], np.float32)
+    src[2] = third(src[0], src[1])
+    dst[2] = third(dst[0], dst[1])
+    return cv2.getAffineTransform(dst, src) if inv else cv2.getAffineTransform(src, dst)
+
+
+def _official_input(rgb: np.ndarray, size: int) -> torch.Tensor:
+    """cv2.imread's BGR image, cv2.warpAffine (bilinear, black border) into uint8, ToTensor, Normalize."""
+    import cv2
+
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    h, w = bgr.shape[:2]
+    warped = cv2.warpAffine(bgr, _official_trans(w, h, size), (size, size), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))  # fmt: skip
+    x = torch.from_numpy(warped).permute(2, 0, 1).float() / 255.0
+    return (x - torch.tensor(BGR_MEAN).view(3, 1, 1)) / torch.tensor(BGR_STD).view(3, 1, 1)
+
+
+def _official_labels(net: SCHPNet, rgb: np.ndarray, size: int) -> np.ndarray:
+    """The extractor's loop: fusion logits, upsampled (align_corners), transform_logits, argmax."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    with torch.no_grad():
+        fusion = net.forward_heads(_official_input(rgb, size)[None])[1]
+        up = torch.nn.functional.interpolate(fusion, size=(size, size), mode="bilinear", align_corners=True)
+    logits = up[0].permute(1, 2, 0).numpy()
+    inv = _official_trans(w, h, size, inv=True)
+    back = np.stack([cv2.warpAffine(logits[:, :, c], inv, (w, h), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                     for c in range(logits.shape[2])], axis=2)  # fmt: skip
+    return back.argmax(2).astype(np.uint8)
+
+
+def _photos() -> list[np.ndarray]:
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, (53, 31, 3), dtype=np.uint8), rng.integers(0, 256, (40, 97, 3), dtype=np.uint8)]
+    try:
+        from matplotlib import cbook
+
+        with cbook.get_sample_data("grace_hopper.jpg") as fh:
+            photo = Image.open(fh).convert("RGB")
+        images.append(np.asarray(photo.resize((77, 101), Image.BILINEAR)))
+    except (OSError, ValueError, ImportError):
+        pass
+    return images
+
+
+@pytest.mark.parametrize("size", [473, 512, 65])
+def test_input_is_the_official_extractors(size):
+    pytest.importorskip("cv2")
+    parser = SCHPParser(tiny_schp(), input_size=size, device="cpu")
+    for img in _photos():
+        ours = parser.preprocess(img)
+        theirs = _official_input(img, size)
+        diff = (ours - theirs).abs()
+        # the same uint8 image: off by at most one grey level (a float tie rounded the other way)
+        # on a handful of pixels; a float (unrounded) warp is off by up to half a level nearly everywhere
+        assert float((diff > 1e-5).float().mean()) < 5e-4, float((diff > 1e-5).float().mean())
+        assert float(diff.max()) < 1.01 / 255 / min(BGR_STD)
+
+
+def test_labels_agree_with_the_official_extractor(released):
+    pytest.importorskip("cv2")
+    parser = SCHPParser.from_checkpoint(released["lip"], device="cpu", **TINY)
+    agree = total = 0
+    for img in _photos():
+        ours = parser.parse([img])[0]
+        theirs = _official_labels(parser.net, img, parser.input_size)
+        agree += int((ours == theirs).sum())
+        total += ours.size
+    assert agree / total > 0.999, agree / total
