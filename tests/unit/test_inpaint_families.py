@@ -294,3 +294,25 @@ def test_long_prompts_are_shortened_part_by_part_with_a_counted_warning(folders,
         cut, _ = inp.pipe.encode_prompt(prompt, inp.device, 1, False)  # what CLIP's truncation gives
     got = inp.prompt_embeddings(prompt)["prompt_embeds"]
     assert torch.equal(got, want) and not torch.equal(got, cut)
+
+
+def test_discriminator_guidance_works_with_sdxl(folders, tmp_path):
+    """The guidance hook reads the UNet's (scaled) input and discrete timestep, which the SDXL pipeline
+    with its Euler scheduler passes in the same form as SD's: a discriminator trained on the SDXL
+    VAE's latents corrects the steps above ``min_t``."""
+    from dlcr.generation import guidance as G
+
+    rng = np.random.default_rng(0)
+    real = [rng.integers(0, 256, (64, 32, 3), dtype=np.uint8) for _ in range(4)]
+    fake = [np.full((64, 32, 3), 100, np.uint8) for _ in range(4)]
+    disc = G.train_discriminator(folders["sdxl"], real, fake, steps=2, batch_size=4, lr=1e-3, seed=0, height=64,
+                                 width=32, channels=(8, 16), time_dim=16)
+    ckpt = G.save_discriminator(disc, tmp_path / "d")
+    base = DiffusersInpainter(folders["sdxl"], steps=3, height=64, width=32, guidance_scale=5.0)
+    guided = DiffusersInpainter(folders["sdxl"], steps=3, height=64, width=32, guidance_scale=5.0,
+                                discriminator=str(ckpt), guidance_weight=500.0)
+    items = _items(2)
+    a, b = base(items), guided(items)
+    assert guided.guidance.calls == 3 and guided.guidance.corrected == 2  # t > 200 only
+    assert all(not np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    _check_outputs(items, b)
