@@ -167,7 +167,7 @@ def test_synth_passes_options_and_prints_summary(tmp_path: Path, capsys, fake_sy
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
-        (["generate.parser=schp"], "parser 'schp' needs generate.parser_model=<path to the SCHP LIP checkpoint>"),
+        (["generate.parser=schp"], "parser 'schp' needs generate.parser_model=<path to an SCHP checkpoint (LIP, ATR or Pascal-Person-Part)>"),
         (["generate.parser=folder"], "parser 'folder' needs generate.parser_model=<folder of label maps>"),
         (["generate.captioner=hf"], "captioner 'hf' needs generate.captioner_model=<hub id or folder>"),
         (["generate.summarizer=hf"], "summarizer 'hf' needs generate.summarizer_model=<hub id or folder>"),
