@@ -21,8 +21,14 @@ ATR label maps (18 ids, used by SCHP's ATR model and by many hub checkpoints) ar
 belt stays inside the clothes mask and is repainted with the lower garment, and ``Bag`` becomes
 ``Background`` (0), since a carried bag is not clothing and must not be repainted.
 
+Segmenters with other label sets are mapped by class name (:func:`lip_table_for_labels`): LIP,
+ATR, CIHP (:data:`CIHP_LABELS`), Fashionpedia (:data:`FASHIONPEDIA_LABELS`) and common garment
+words, case- and punctuation-insensitively; ``generate.parser_label_map`` ({name: LIP id}) completes
+or overrides the mapping. A segmenter none of whose classes is clothes (e.g. SCHP's
+Pascal-Person-Part model, :data:`PASCAL_LABELS`) is refused (:func:`require_clothes_classes`).
+
 Backends (:data:`PARSERS`, :func:`create_parser`): ``schp`` (SCHP ResNet-101 loading the official
-checkpoint), ``hf`` (any transformers semantic-segmentation checkpoint), ``folder`` (precomputed
+LIP, ATR or Pascal-Person-Part checkpoint), ``hf`` (any transformers semantic-segmentation checkpoint), ``folder`` (precomputed
 label maps), ``synthcc`` (the synthetic world's ground truth) and ``pose`` (mediapipe's bundled pose and
 person-segmentation models -> LIP labels by body geometry; real photos offline). The model backends live in
 :mod:`dlcr.generation.parsers` and import torch / transformers only when created.
