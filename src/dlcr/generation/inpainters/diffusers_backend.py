@@ -10,8 +10,8 @@ variants ``query_steps`` at ``query_scale`` of that size, as in the paper: 10 st
 resolution), each image/mask is resized to the working size, every job gets its own
 ``torch.Generator`` seeded by the job seed (CPU generators, so the noise is the same on every
 device), and the prompt embeddings of each distinct outfit prompt (with SDXL also the pooled ones)
-are encoded once and cached for the life of the inpainter. The UNet and the VAE run once per job,
-so a job's output does not depend on its batch (see :class:`DiffusersInpainter`). The output is
+are encoded once and cached for the life of the inpainter. The UNet and the VAE run in calls of a
+fixed number of jobs, so a job's output does not depend on its batch (see :class:`DiffusersInpainter`). The output is
 resized back to the source size and composited so that pixels outside the mask are bit-identical to
 the source.
 """
@@ -157,18 +157,29 @@ def shorten_prompt(prompt: str, n_tokens: Callable[[str], int], limit: int) -> s
     return text()
 
 
-class _PerJobUNet:
-    """Replaces a UNet's ``forward``: one call per job instead of one per batch.
+def padded_chunks(n: int, size: int) -> list[tuple[list[int], int]]:
+    """``range(n)`` cut into chunks of exactly ``size`` indices, the last one padded by repeating its
+    last index: ``[(indices, n_real), ...]``."""
+    out = []
+    for s in range(0, n, size):
+        real = list(range(s, min(s + size, n)))
+        out.append((real + [real[-1]] * (size - len(real)), len(real)))
+    return out
+
+
+class _FixedBatchUNet:
+    """Replaces a UNet's ``forward``: calls of exactly ``size`` jobs whatever the pipeline's batch.
 
     The pipeline stacks the jobs of a batch, twice with classifier-free guidance
-    (``[uncond_0..uncond_{B-1}, cond_0..cond_{B-1}]``). With ``jobs`` set, the rows of each job are
-    sent through the original ``forward`` on their own (``[uncond_j, cond_j]``) and the outputs put
-    back in place, so the kernels that compute a job see the same shapes and data whatever batch the
-    job is in. Forward hooks (discriminator guidance) still see the whole batch.
+    (``[uncond_0..uncond_{B-1}, cond_0..cond_{B-1}]``). With ``jobs`` (= B) set, the jobs are sent
+    through the original ``forward`` ``size`` at a time, in the same layout (``[uncond of the
+    chunk, cond of the chunk]``); the last chunk is padded with copies of its last job and the
+    padding's outputs are dropped. Forward hooks (discriminator guidance) still see the whole batch.
     """
 
-    def __init__(self, unet: Any):
+    def __init__(self, unet: Any, size: int):
         self.forward = unet.forward
+        self.size = int(size)
         self.jobs: int | None = None
 
     @staticmethod
@@ -178,7 +189,7 @@ class _PerJobUNet:
         if torch.is_tensor(x) and x.ndim >= 1 and x.shape[0] == n:
             return x[idx]
         if isinstance(x, dict):
-            return {k: _PerJobUNet._rows(v, n, idx) for k, v in x.items()}
+            return {k: _FixedBatchUNet._rows(v, n, idx) for k, v in x.items()}
         return x
 
     def __call__(self, sample: Any, *args: Any, **kwargs: Any) -> Any:
@@ -186,17 +197,21 @@ class _PerJobUNet:
         from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
         n, jobs = int(sample.shape[0]), self.jobs
-        if not jobs or jobs == 1 or n % jobs:  # one job (or an unknown layout): one call
+        if not jobs or n % jobs:  # not called by the engine (or an unknown layout): one plain call
             return self.forward(sample, *args, **kwargs)
         return_dict = kwargs.pop("return_dict", True)
-        per = n // jobs
-        outs = []
-        for j in range(jobs):
-            idx = torch.arange(per, device=sample.device) * jobs + j
+        per = n // jobs  # rows per job: 2 with classifier-free guidance
+        out = None
+        for chunk, real in padded_chunks(jobs, self.size):
+            ids = torch.tensor(chunk, device=sample.device)
+            idx = (torch.arange(per, device=sample.device)[:, None] * jobs + ids[None, :]).reshape(-1)
             a = [self._rows(x, n, idx) for x in args]
             kw = {k: self._rows(v, n, idx) for k, v in kwargs.items()}
-            outs.append(self.forward(sample[idx], *a, return_dict=False, **kw)[0])
-        out = torch.stack(outs, dim=1).reshape(n, *outs[0].shape[1:])
+            res = self.forward(sample[idx], *a, return_dict=False, **kw)[0]
+            if out is None:
+                out = res.new_empty((n, *res.shape[1:]))
+            res = res.reshape(per, self.size, *res.shape[1:])[:, :real]
+            out.view(per, jobs, *res.shape[2:])[:, chunk[:real]] = res
         return UNet2DConditionOutput(sample=out) if return_dict else (out,)
 
 
@@ -213,19 +228,23 @@ class DiffusersInpainter:
     :class:`~dlcr.errors.CheckpointError` naming the model and the first line of the cause.
 
     Batch invariance: a job's output does not depend on the batch it is in (with
-    ``batch_invariant``, the default). Batched float kernels are not row-independent: on the CPU the
-    matrix products behind a linear layer or a 1x1 convolution (first seen in a UNet's
-    ``conv_shortcut``) block their work by the total number of rows, so the same job rounds
-    differently in a batch of 8 than in a batch of 3 (about 1e-6 in the UNet output, ±1 grey level
-    in a third of the images). The engine therefore keeps batching everything that is computed per
-    job anyway (prompt encoding once per outfit, preprocessing, the scheduler, the pipeline's
-    per-step overhead) but runs the UNet once per job (the job's two guidance halves together), and
-    the VAE encoder / decoder once per image; the noise comes from each job's own generator. Outputs
-    are then bit-identical across batch sizes on a given machine, thread count and library versions.
-    ``batch_invariant=False`` sends the whole batch through the UNet and the VAE in one call (faster
-    on a GPU); outputs then differ by float rounding between batch sizes. With discriminator
-    guidance the discriminator's gradient is taken over the whole batch, so guided outputs may also
-    differ by rounding.
+    ``batch_invariant``, the default). Batched float kernels do not compute a row the same way at
+    every batch size: on the CPU the matrix products behind a linear layer or a 1x1 convolution
+    (first seen in a UNet's ``conv_shortcut``) block their work by the total number of rows, so the
+    same job rounds differently in a batch of 8 than in a batch of 3 (about 1e-6 in the UNet
+    output; ±1 grey level in 8 of 32 images of ``benchmarks/bench_inpaint.py``). For a fixed shape
+    they do compute every row the same way, whatever its position and its neighbours (blocking and
+    thread split depend on the shape only). So the engine keeps batching what is per job anyway
+    (prompt encoding once per outfit, preprocessing, the scheduler, the pipeline's per-step work)
+    and runs the UNet and the VAE in calls of exactly ``micro_batch`` jobs (the last one padded
+    with copies of its last job, whose outputs are dropped), so every call has the same shape
+    whatever ``max_batch`` or the batch the runner hands in; the noise comes from each job's own
+    generator. Outputs are then bit-identical across batch sizes on a given machine, thread count
+    and library versions (tested). ``micro_batch=1`` (one job per call) does not even rely on the
+    row independence at a fixed shape. ``batch_invariant=False`` sends each batch through the UNet
+    and the VAE in one call (fastest; outputs then differ by float rounding between batch sizes,
+    ±2 grey levels in the tests). With discriminator guidance the discriminator's gradient is taken
+    over the whole batch, so guided outputs may also differ by rounding.
 
     Args:
         model: hub id or local folder of a diffusers SD / SDXL inpainting checkpoint.
@@ -244,7 +263,8 @@ class DiffusersInpainter:
             (``dlcr.generation.guidance``): a checkpoint from ``dlcr generate guidance-train``
             corrects the noise prediction with weight ``w`` at timesteps ``t > guidance_min_t``.
             Off (and nothing loaded) unless ``discriminator`` is given.
-        batch_invariant: one UNet / VAE call per job, see above.
+        batch_invariant / micro_batch: UNet and VAE calls of exactly ``micro_batch`` jobs, see
+            above.
 
     Prompts longer than the tokenizer's context (77 tokens for CLIP) are shortened part by part
     (:func:`shorten_prompt`: every garment is kept) instead of being cut at the limit; each one is
@@ -252,7 +272,7 @@ class DiffusersInpainter:
     """
 
     name = "diffusers"
-    #: 2: SDXL support, per-job UNet/VAE calls (batch invariance), prompts shortened part by part.
+    #: 2: SDXL support, fixed-size UNet/VAE calls (batch invariance), prompts shortened part by part.
     output_version = 2
 
     def __init__(
@@ -276,6 +296,7 @@ class DiffusersInpainter:
         guidance_weight: float = 1.0,
         guidance_min_t: int = 200,
         batch_invariant: bool = True,
+        micro_batch: int = 4,
     ):
         import torch
         from diffusers import AutoPipelineForInpainting
@@ -293,6 +314,9 @@ class DiffusersInpainter:
         self.strength = float(strength)
         self.max_batch = int(max_batch) if max_batch else None
         self.batch_invariant = bool(batch_invariant)
+        self.micro_batch = int(micro_batch)
+        if self.micro_batch < 1:
+            raise ConfigError(f"micro_batch must be >= 1, got {micro_batch}")
         self.device = torch.device(resolve_device(device))
         self.dtype = resolve_dtype(dtype, str(self.device))
         is_local = Path(self.model).is_dir()
@@ -339,9 +363,9 @@ class DiffusersInpainter:
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
-        self._unet_split: _PerJobUNet | None = None
+        self._unet_split: _FixedBatchUNet | None = None
         if self.batch_invariant:
-            self._unet_split = _PerJobUNet(pipe.unet)
+            self._unet_split = _FixedBatchUNet(pipe.unet, self.micro_batch)
             pipe.unet.forward = self._unet_split
         self._embeds: dict[str, dict[str, Any]] = {}
         self.encode_count = 0  # how many prompts were run through the text encoder(s)
@@ -479,10 +503,6 @@ class DiffusersInpainter:
                 self._unet_split.jobs = None
         return [paste_back(it, g) for it, g in zip(items, result, strict=True)]
 
-    def _chunks(self, x: Any) -> list[Any]:
-        """``x`` split into one-image chunks (batch invariance) or kept whole."""
-        return list(x.split(1)) if self.batch_invariant else [x]
-
     def _vae_call(self, fn: Callable[[Any], Any], x: Any) -> Any:
         """``fn`` applied to ``x`` chunk by chunk with the VAE's weights, in fp32 when the VAE's config
         asks for it (``force_upcast``: SDXL's VAE overflows in fp16)."""
@@ -494,13 +514,17 @@ class DiffusersInpainter:
         if upcast:
             vae.to(torch.float32)
         try:
-            return torch.cat([fn(c.to(device=self.device, dtype=dtype)) for c in self._chunks(x)])
+            if not self.batch_invariant:
+                return fn(x.to(device=self.device, dtype=dtype))
+            outs = [fn(x[chunk].to(device=self.device, dtype=dtype))[:real]
+                    for chunk, real in padded_chunks(int(x.shape[0]), self.micro_batch)]
+            return torch.cat(outs)
         finally:
             if upcast:
                 vae.to(torch.float16)
 
     def _masked_image_latents(self, images: list[Image.Image], masks: list[Image.Image], h: int, w: int) -> Any:
-        """VAE latents of the masked source images (one VAE call per image, or per batch).
+        """VAE latents of the masked source images (VAE calls of ``micro_batch`` images, or one).
 
         The stock pipeline encodes them one image at a time when it is given one generator per job,
         drawing a sample of the latent distribution. We take its mean instead: no random draw, so
