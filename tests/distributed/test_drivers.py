@@ -11,7 +11,7 @@ from dlcr.distributed.env import dist_env, shard
 from dlcr.errors import ConfigError
 from dlcr.generation.inpainting import create_inpainter
 from dlcr.generation.planning import plan_jobs, write_jobs
-from dlcr.generation.runner import MANIFEST, run_jobs
+from dlcr.generation.runner import MANIFEST, inpaint_signature, run_jobs
 from dlcr.io.tables import read_table
 from dlcr.testing.toy_generation import make_toy_dataset, runner_argv
 
@@ -24,6 +24,11 @@ def toy(tmp_path: Path):
     jobs = plan_jobs(samples, outfits, k=4, seed=0, dataset="toy")  # 40 jobs
     write_jobs(tmp_path / "jobs.parquet", jobs)
     return jobs, image_root, label_root
+
+
+def _sig(jobs, label_root, **options):
+    """The signature the command line computes for the whole plan (jobs.parquet) and ``options``."""
+    return inpaint_signature("recolor", options, jobs, label_root)
 
 
 def _cli(tmp_path, image_root, label_root, out, *extra):
@@ -67,6 +72,7 @@ def test_plain_processes_with_rank_env_produce_exactly_the_plan(toy, tmp_path):
         image_root=image_root,
         label_root=label_root,
         out_dir=ref,
+        signature=_sig(jobs, label_root),
     )
     out = tmp_path / "out"
     procs = [
@@ -91,6 +97,23 @@ def test_plain_processes_with_rank_env_produce_exactly_the_plan(toy, tmp_path):
     assert re.search(r"rank 1/2: planned 40, already committed \d+, generated 20\b", outs[1][0])
     _assert_exactly_the_plan(out, jobs, ref)
 
+    # other settings: every rank refuses; with --overwrite rank 0 replaces the outputs, rank 1 waits for it
+    def ranks(*extra):
+        procs = [subprocess.Popen([sys.executable, "-m", "dlcr.generation.runner",
+                                   *_cli(tmp_path, image_root, label_root, out, "--driver", "torchrun", *extra)],
+                                  env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2", "DLCR_NO_PROGRESS": "1"},
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for r in range(2)]  # fmt: skip
+        return procs, [p.communicate(timeout=60) for p in procs]
+
+    procs, outs = ranks("--option", "jitter=0.1")
+    assert [p.returncode for p in procs] == [2, 2]
+    assert all("inpainter.options.jitter: 0.02 -> 0.1" in err for _, err in outs)
+    procs, outs = ranks("--option", "jitter=0.1", "--overwrite")
+    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
+    _assert_exactly_the_plan(out, jobs)
+    assert {r["model"] for r in read_table(out / MANIFEST)} == {"recolor(shading=1,jitter=0.1)"}
+
 
 def test_torchrun_two_cpu_processes_produce_exactly_the_plan(toy, tmp_path):
     pytest.importorskip("torch.distributed.run")
@@ -103,6 +126,7 @@ def test_torchrun_two_cpu_processes_produce_exactly_the_plan(toy, tmp_path):
         image_root=image_root,
         label_root=label_root,
         out_dir=out,
+        signature=_sig(jobs, label_root),
     )
     cmd = [
         sys.executable,
@@ -138,9 +162,10 @@ def test_ray_data_driver_produces_exactly_the_plan(toy, tmp_path):
     jobs, image_root, label_root = toy
     ref = tmp_path / "ref"
     make = functools.partial(create_inpainter, "recolor")
-    run_jobs(jobs, make_worker=make, image_root=image_root, label_root=label_root, out_dir=ref)
+    sig = _sig(jobs, label_root)
+    run_jobs(jobs, make_worker=make, image_root=image_root, label_root=label_root, out_dir=ref, signature=sig)
     out = tmp_path / "out"
-    run_jobs(jobs[:5], make_worker=make, image_root=image_root, label_root=label_root, out_dir=out)
+    run_jobs(jobs[:5], make_worker=make, image_root=image_root, label_root=label_root, out_dir=out, signature=sig)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         rep = run_jobs(
@@ -153,6 +178,7 @@ def test_ray_data_driver_produces_exactly_the_plan(toy, tmp_path):
             driver="ray",
             ray_concurrency=2,
             ray_num_gpus=0,
+            signature=sig,
         )
     finally:
         ray.shutdown()

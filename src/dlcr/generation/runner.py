@@ -435,12 +435,14 @@ def _check_output_signature(out: Path, signature: dict[str, Any], *, driver: str
         from dlcr.distributed.env import dist_env
 
         rank = dist_env().rank
-    committed = len(committed_job_ids(out, check_files=False))
     if rank != 0 and overwrite:
         wait_for_signature(path, signature)  # rank 0 removes the old outputs and records the new one
         return "overwritten"
+    # every rank records a new signature before it commits anything (the same bytes from each rank), so
+    # a rank that starts late finds the signature of what the early ones are committing
+    committed = len(committed_job_ids(out, check_files=False))
     return check_signature(path, signature, what="generated images", committed=committed, overwrite=overwrite,
-                           remove=lambda: remove_outputs(out), record=rank == 0)
+                           remove=lambda: remove_outputs(out))
 
 
 def run_local(
