@@ -22,7 +22,8 @@ them (``masks/signature.json``, ``captions.signature.json``, ``outfits.signature
 - another one (other backend, model, option, or upstream outputs), or committed outputs without a
   signature (made by an older dlcr): a one-line ``ConfigError`` that names what differs and says to
   use a new ``--work`` folder or pass ``--overwrite``;
-- ``overwrite=True``: that stage's own outputs are removed first, then it runs from scratch.
+- another one with ``overwrite=True``: that stage's own outputs are removed first, then it runs
+  from scratch (with the same signature ``overwrite`` changes nothing: the stage resumes).
 
 Each signature holds the hash of its input stage's signature (masks -> captions -> outfits ->
 plans; the inpainting stages hold the masks' hash and a hash of the job plan's content, prompts
