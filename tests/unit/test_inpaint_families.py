@@ -349,3 +349,30 @@ def test_discriminator_guidance_works_with_sdxl(folders, tmp_path):
     assert guided.guidance.calls == 3 and guided.guidance.corrected == 2  # t > 200 only
     assert all(not np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     _check_outputs(items, b)
+
+
+def test_command_line_runs_sdxl_and_prints_a_model_failure_as_one_error_line(folders, tmp_path, capsys,
+                                                                             monkeypatch):
+    from diffusers import UNet2DConditionModel
+
+    from dlcr.generation.planning import plan_jobs, write_jobs
+    from dlcr.generation.runner import main, read_manifest
+    from dlcr.testing.toy_generation import make_toy_dataset, runner_argv
+
+    samples, outfits, image_root, label_root = make_toy_dataset(tmp_path / "ds", n_persons=2, outfits_per_person=1)
+    write_jobs(tmp_path / "jobs.parquet", plan_jobs(samples, outfits, k=1, seed=0, dataset="toy")[:2])
+    opts = ["--backend", "diffusers", "--option", f"model={folders['sdxl']}", "--option", "steps=1",
+            "--option", "height=32", "--option", "width=16", "--option", "guidance_scale=1.0"]
+    argv = runner_argv(tmp_path / "jobs.parquet", image_root, label_root, tmp_path / "out", *opts)
+    assert main(argv) == 0 and "generated 2" in capsys.readouterr().out
+    assert len(read_manifest(tmp_path / "out")) == 2
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("expected 4D input (got 3D input)\nTraceback-like detail")
+
+    monkeypatch.setattr(UNet2DConditionModel, "forward", broken)
+    argv = runner_argv(tmp_path / "jobs.parquet", image_root, label_root, tmp_path / "out2", *opts)
+    assert main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]  # not progress bars
+    assert len(err) == 1 and err[0].startswith("error: ") and str(folders["sdxl"]) in err[0]
+    assert "expected 4D input" in err[0] and "Traceback" not in err[0]

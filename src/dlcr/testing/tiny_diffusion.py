@@ -4,8 +4,10 @@ The pipeline has the exact layout of an SD-1.5/2 inpainting checkpoint (a UNet w
 channels, an ``AutoencoderKL``, a CLIP text encoder with its BPE tokenizer, a scheduler) but every
 component is small and randomly initialised (3.6 M parameters, half of them the 49,408-token
 embedding table; the VAE downsamples by 8 like SD's). It is written with ``save_pretrained`` into a folder
-and loaded back through ``StableDiffusionInpaintPipeline.from_pretrained(folder)``, exactly as a
-user's model folder would be, so the tiny backend exercises the real diffusers code path.
+and loaded back through ``AutoPipelineForInpainting.from_pretrained(folder)``, exactly as a user's
+model folder would be, so the tiny backend exercises the real diffusers code path. (Fixtures laid
+out like the public SD-1.5 / SD-2 / SDXL checkpoints, with hand-written configs, are in
+``tests/public_formats/sd.py``.)
 
 Nothing is downloaded. The tokenizer is OpenAI's real CLIP BPE (49408 tokens, 77-token context) when
 ``open-clip-torch`` is installed: its wheel ships the BPE merges file (``bpe_simple_vocab_16e6.txt.gz``),

@@ -312,6 +312,8 @@ class DiffusersInpainter:
         self.width = _positive_int("width", width)
         self.query_scale = float(query_scale)
         self.strength = float(strength)
+        if not 0.0 < self.strength <= 1.0:
+            raise ConfigError(f"strength must be in (0, 1], got {strength}")
         self.max_batch = int(max_batch) if max_batch else None
         self.batch_invariant = bool(batch_invariant)
         self.micro_batch = int(micro_batch)
