@@ -98,7 +98,7 @@ _PROMPT_PREFIX = "a person wearing "
 def _positive_int(name: str, value: Any) -> int:
     value = int(value)
     if value <= 0:
-        raise ConfigError(f"{name} must be a positive multiple of 8, got {value}")
+        raise ConfigError(f"{name} must be a positive integer, got {value}")
     return value
 
 
