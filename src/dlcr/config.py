@@ -104,6 +104,7 @@ class GenerateConfig:
     parser_label_map: dict[str, int] | None = None
     captioner: str = "rule"
     captioner_model: str | None = None
+    captioner_pad: bool = True  # hf: pad to the processor's crop shape with its mean colour (LLaVA-1.5)
     summarizer: str = "vote"
     summarizer_model: str | None = None
     backend: str = "diffusers"
@@ -116,6 +117,10 @@ class GenerateConfig:
     guidance_scale: float = 7.5
     negative_prompt: str = ""
     batch_size: int = 4
+    # UNet/VAE calls of exactly micro_batch jobs, so a job's image does not depend on its batch (False:
+    # one call per batch, faster for big batches, +-1-2 grey levels between batch sizes)
+    batch_invariant: bool = True
+    micro_batch: int = 4
     seed: int = 0
     allow_same_person: bool = False
     query_variants: int = 6

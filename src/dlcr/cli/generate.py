@@ -60,7 +60,9 @@ def _describers(cfg: Any) -> tuple[Any, Any]:
     sopts: dict[str, Any] = {}
     if g.captioner == "hf":
         copts.update(model=required(g, "captioner_model", "captioner 'hf'", "hub id or folder"),
-                     trust_remote_code=g.trust_remote_code)
+                     trust_remote_code=g.trust_remote_code, pad_images=g.captioner_pad)
+    elif g.captioner == "tiny":
+        copts["pad_images"] = g.captioner_pad
     if g.summarizer == "hf":
         sopts.update(model=required(g, "summarizer_model", "summarizer 'hf'", "hub id or folder"),
                      trust_remote_code=g.trust_remote_code)

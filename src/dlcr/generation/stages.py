@@ -185,7 +185,8 @@ def inpainter_options(backend: str, gen: Any) -> dict[str, Any]:
 
         scheduler_key(gen.scheduler)
     opts: dict[str, Any] = {"scheduler": gen.scheduler, "guidance_scale": gen.guidance_scale,
-                            "negative_prompt": gen.negative_prompt}
+                            "negative_prompt": gen.negative_prompt, "batch_invariant": gen.batch_invariant,
+                            "micro_batch": gen.micro_batch}
     if gen.discriminator:
         opts.update(discriminator=gen.discriminator, guidance_weight=gen.guidance_weight,
                     guidance_min_t=gen.guidance_min_t)
