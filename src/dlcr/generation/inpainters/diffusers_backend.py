@@ -95,6 +95,18 @@ FAMILY_PIPELINE = {"sd": "StableDiffusionInpaintPipeline", "sdxl": "StableDiffus
 _PROMPT_PREFIX = "a person wearing "
 
 
+def _quiet_loading() -> None:
+    """With DLCR_NO_PROGRESS=1, no 'Loading pipeline components' / 'Loading weights' bars either."""
+    from dlcr.utils.progress import progress_enabled
+
+    if not progress_enabled():
+        import diffusers.utils.logging
+        import transformers.utils.logging
+
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
+
+
 def _positive_int(name: str, value: Any) -> int:
     value = int(value)
     if value <= 0:
@@ -329,6 +341,7 @@ class DiffusersInpainter:
         extra: dict[str, Any] = {}
         if self.family == "sd":
             extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+        _quiet_loading()
         try:
             pipe = AutoPipelineForInpainting.from_pretrained(
                 self.model, **{_dtype_kwarg(): self.dtype}, **extra, local_files_only=local_only
