@@ -7,6 +7,7 @@ diffusers) inside the command bodies, so ``dlcr --help`` stays fast. Every user-
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -52,10 +53,32 @@ def _register() -> None:
 _register()
 
 
+_INTERRUPTED = "error: interrupted{by}; what was committed is kept: run the same command again to resume"
+_received: list[int] = []  # the signal that interrupted the run (SIGTERM), if any
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> None:
+    """Ctrl-C (exit 130) or SIGTERM (exit 143): one line, never exit 0, so `dlcr a && dlcr b` stops."""
+    by = " by SIGTERM" if _received else ""
+    print(_INTERRUPTED.format(by=by), file=sys.stderr)
+    sys.exit(143 if _received else 130)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors become ``error: <one line>`` and exit status 2."""
+    import signal
+
+    with contextlib.suppress(ValueError):  # not in the main thread (e.g. a test runner's worker)
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app(args=argv, standalone_mode=False)
+        # with standalone_mode=False typer turns Ctrl-C into a *returned* 130 instead of raising
+        if app(args=argv, standalone_mode=False) == 130:
+            _interrupted()
     except DlcrError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -65,8 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         e.show()
         sys.exit(e.exit_code)
     except _Abort:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
     except PermissionError as e:
         print(f"error: permission denied: {e.filename or e}", file=sys.stderr)
         sys.exit(2)
