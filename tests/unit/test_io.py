@@ -204,3 +204,23 @@ def test_did_you_mean_hint():
 
     assert did_you_mean("recolour", ["recolor", "tiny"]) == " (did you mean 'recolor'?)"
     assert did_you_mean("zzz", ["recolor", "tiny"]) == ""
+
+
+def test_atomic_writes_follow_the_umask_like_open(tmp_path: Path):
+    """mkstemp creates 0600 files; a shared work folder must stay readable as the umask allows."""
+    import os
+
+    from dlcr.io.atomic import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        with open(tmp_path / "b.bin", "wb") as fh:
+            fh.write(b"x")
+        os.umask(0o077)
+        atomic_write_bytes(tmp_path / "c.bin", b"x")
+    finally:
+        os.umask(old)
+    mode = lambda p: (tmp_path / p).stat().st_mode & 0o777  # noqa: E731
+    assert mode("a.bin") == mode("b.bin") == 0o644
+    assert mode("c.bin") == 0o600

@@ -18,6 +18,14 @@ from typing import IO, Any
 TMP_SUFFIX = ".tmp"
 
 
+def umask_mode(base: int = 0o666) -> int:
+    """The mode ``open()`` (base 0o666) or ``mkdir`` (0o777) gives under the current umask;
+    ``mkstemp`` / ``mkdtemp`` always use 0600 / 0700."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Yield a file object; on clean exit the data replaces ``path`` atomically."""
@@ -25,6 +33,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        # a shared work folder stays readable by the group / others the umask lets in, as open() would
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, umask_mode())
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dlcr.io.atomic import umask_mode
+
 TINY_VERSION = "v3"  # v2: the real CLIP tokenizer when open-clip-torch is installed; v3: SD latent geometry (1/8)
 TINY_DIRNAME = f"tiny-sd-inpaint-{TINY_VERSION}"
 
@@ -281,6 +283,7 @@ def cached_build(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".building", dir=root))
     try:
         build(tmp, seed=seed)
+        tmp.chmod(umask_mode(0o777))  # mkdtemp's 0700 would hide a shared cache from other users
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first
