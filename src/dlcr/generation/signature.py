@@ -24,6 +24,7 @@ replaced outputs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import inspect
@@ -38,8 +39,9 @@ from dlcr.errors import ConfigError
 
 # files of a model folder that describe it (configs, tokenizers, processors, schedulers)
 _CONFIG_SUFFIXES = (".json", ".txt", ".yaml", ".yml", ".model", ".jinja", ".py")
-_FULL_HASH_LIMIT = 1 << 30  # single files up to 1 GiB are hashed whole; larger ones by size + ends
-_CHUNK = 1 << 20
+_CHUNK = 1 << 22
+HASH_CACHE_FILE = "file-sha256.json"
+_CACHE_MIN_BYTES = 16 << 20  # only files this large are remembered in the hash cache
 
 
 def stable_hash(value: Any, length: int = 16) -> str:
@@ -48,53 +50,112 @@ def stable_hash(value: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file (for files over 1 GiB: of its size, first and last MiB)."""
-    p = Path(path)
-    size = p.stat().st_size
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        if size <= _FULL_HASH_LIMIT:
+def _hash_cache_path() -> Path:
+    env = os.environ.get("DLCR_CACHE_DIR")
+    return (Path(env) if env else Path.home() / ".cache" / "dlcr") / HASH_CACHE_FILE
+
+
+class _HashCache:
+    """sha256 of files by (path, size, mtime): weights are hashed once per version of the file, not
+    on every run (an SD checkpoint's 4-7 GB take seconds to hash; the cache makes a re-run free)."""
+
+    def __init__(self) -> None:
+        self.path = _hash_cache_path()
+        self.changed = False
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            self.entries: dict[str, list[Any]] = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def sha256(self, f: Path) -> str:
+        st = f.stat()
+        if st.st_size < _CACHE_MIN_BYTES:  # cheaper to hash again than to keep (folders of label maps)
+            return hashlib.sha256(f.read_bytes()).hexdigest()
+        key = str(f.resolve())
+        hit = self.entries.get(key)
+        if isinstance(hit, list) and len(hit) == 3 and hit[:2] == [st.st_size, st.st_mtime_ns]:
+            return str(hit[2])
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
             for block in iter(lambda: fh.read(_CHUNK), b""):
                 h.update(block)
-        else:
-            h.update(str(size).encode())
-            h.update(fh.read(_CHUNK))
-            fh.seek(size - _CHUNK)
-            h.update(fh.read(_CHUNK))
-    return h.hexdigest()
+        digest = h.hexdigest()
+        self.entries[key] = [st.st_size, st.st_mtime_ns, digest]
+        self.changed = True
+        return digest
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        from dlcr.io.atomic import atomic_write_json
+
+        with contextlib.suppress(OSError):  # a read-only home only costs the next run the hashing again
+            atomic_write_json(self.path, self.entries, indent=0)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (cached by path, size and modification time)."""
+    cache = _HashCache()
+    try:
+        return cache.sha256(Path(path))
+    finally:
+        cache.save()
+
+
+def _hub_commit(model: str, revision: str | None) -> str | None:
+    """The commit a hub id resolves to in the local Hugging Face cache (``refs/<revision>``), if cached."""
+    if revision and len(revision) == 40 and all(c in "0123456789abcdef" for c in revision):
+        return revision
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:
+        return None
+    for kind in ("models", "datasets"):
+        ref = Path(HF_HUB_CACHE) / f"{kind}--{model.replace('/', '--')}" / "refs" / (revision or "main")
+        if ref.is_file():
+            return ref.read_text(encoding="utf-8").strip() or None
+    return None
 
 
 def model_fingerprint(model: str | os.PathLike | None, revision: str | None = None) -> dict[str, Any]:
-    """What identifies a model argument.
+    """What identifies a model argument, by content, so that the same model found elsewhere matches.
 
-    - a local folder: its path, a hash of every config-like file (relative path + bytes: model
-      index, component configs, tokenizer and processor files, scheduler config) and the relative
-      path and size of every other file (the weights; hashing GBs of weights on every run would
-      cost more than it tells);
-    - a local file (e.g. an SCHP checkpoint): its path and sha256;
-    - anything else (a hub id): the id and the revision asked for (``None``: the hub's default).
+    - a local folder: its name, a hash of every config-like file (relative path + bytes: model
+      index, component configs, tokenizer and processor files, scheduler config) and a hash of the
+      other files (the weights: relative path + sha256 of the bytes, cached by size and modification
+      time, see :class:`_HashCache`);
+    - a local file (e.g. an SCHP checkpoint): its name and sha256;
+    - anything else (a hub id): the id, the revision asked for (``None``: the hub's default) and the
+      commit it resolves to in the local Hugging Face cache, when it is cached.
     """
     if model is None:
         return {"model": None}
     p = Path(model).expanduser()
     if p.is_dir():
-        h = hashlib.sha256()
-        weights: list[list[Any]] = []
+        cache = _HashCache()
+        configs = hashlib.sha256()
+        weights = hashlib.sha256()
+        n_weights = 0
         for f in sorted(q for q in p.rglob("*") if q.is_file()):
             rel = f.relative_to(p).as_posix()
             if rel.startswith(".") or "/." in rel:
                 continue
             if f.suffix.lower() in _CONFIG_SUFFIXES:
-                h.update(rel.encode() + b"\0")
-                h.update(f.read_bytes())
-                h.update(b"\0")
+                configs.update(rel.encode() + b"\0" + f.read_bytes() + b"\0")
             else:
-                weights.append([rel, f.stat().st_size])
-        return {"model": str(p.resolve()), "config_sha256": h.hexdigest()[:16], "weights": weights}
+                weights.update(f"{rel}\0{cache.sha256(f)}\0".encode())
+                n_weights += 1
+        cache.save()
+        return {"model": p.resolve().name, "config_sha256": configs.hexdigest()[:16],
+                "weights_sha256": weights.hexdigest()[:16], "weight_files": n_weights}
     if p.is_file():
-        return {"model": str(p.resolve()), "sha256": file_sha256(p)[:16]}
-    return {"model": str(model), "revision": revision}
+        return {"model": p.name, "sha256": file_sha256(p)[:16]}
+    fp: dict[str, Any] = {"model": str(model), "revision": revision}
+    commit = _hub_commit(str(model), revision)
+    if commit:
+        fp["commit"] = commit
+    return fp
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
