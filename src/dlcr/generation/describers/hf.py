@@ -85,7 +85,9 @@ def _generate_kwargs(
     pad_token_id: int | None,
     eos_token_id: list[int] | None = None,
 ) -> dict[str, Any]:
-    kw: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "do_sample": bool(do_sample)}
+    # max_length=None: a checkpoint's generation_config.max_length (Llama-3: 4096) would otherwise
+    # compete with max_new_tokens (transformers warns on every call; max_new_tokens wins either way)
+    kw: dict[str, Any] = {"max_new_tokens": int(max_new_tokens), "max_length": None, "do_sample": bool(do_sample)}
     if eos_token_id:
         kw["eos_token_id"] = list(eos_token_id)
     if do_sample:
