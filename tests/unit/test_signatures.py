@@ -209,7 +209,8 @@ def test_plan_refuses_other_settings_and_new_outfits(toy, tmp_path):
 
     jobs = plan()
     assert [j.job_id for j in plan()] == [j.job_id for j in jobs]  # same settings: same plan
-    with pytest.raises(ConfigError, match=r"the job plan jobs.parquet .*\(k: 1 -> 2\)") as e:
+    with pytest.raises(ConfigError, match=r"^jobs of the plan jobs.parquet in .* were made with other settings "
+                                          r"\(k: 1 -> 2\)") as e:
         plan(k=2)
     assert "replace its 4 committed outputs" in _one_line(e)
     assert len(plan(k=2, overwrite=True)) == 8
@@ -379,14 +380,183 @@ def test_cli_inpaint_with_other_settings_is_one_error_line_and_exit_2(tmp_path, 
     code, out, err = run("generate", "inpaint", *sets, "--work", "w")
     assert code == 0 and f"already committed {n}, generated 0" in out
     code, out, err = run("generate", "inpaint", *sets, "--set", "generate.backend=tiny", "--work", "w")
-    assert code == 2 and err.count("\n") == 1 and err.startswith("error: generated images in ")
-    assert 'inpainter.backend: "recolor" -> "tiny"' in err and WHAT_TO_DO in err
+    assert code == 2 and err == ("error: jobs.parquet was planned for backend 'recolor', not 'tiny'; re-run "
+                                 "`dlcr generate plan --set generate.backend=tiny --overwrite`\n")
     code, out, err = run("generate", "plan", *sets, "--set", "generate.k=2", "--work", "w")
-    assert code == 2 and "(k: 1 -> 2)" in err
+    assert code == 2 and "(k: 1 -> 2)" in err and err.startswith("error: jobs of the plan jobs.parquet in ")
     code, out, err = run("generate", "plan", *sets, "--set", "generate.k=2", "--work", "w", "--overwrite")
     assert code == 0, err
+    assert out.startswith(f"plan: replaced the earlier plan; {2 * n} jobs in w/jobs.parquet"), out
+    code, out, err = run("generate", "plan", *sets, "--set", "generate.k=2", "--work", "w")
+    assert code == 0 and out.startswith(f"plan: {2 * n} jobs"), out  # the same plan: nothing replaced
     code, out, err = run("generate", "inpaint", *sets, "--set", "generate.k=2", "--work", "w")
     assert code == 2 and "inputs.plan" in err
     code, out, err = run("generate", "inpaint", *sets, "--set", "generate.k=2", "--work", "w", "--overwrite")
     assert code == 0 and f"generated {2 * n}" in out
     assert len(read_outfits(tmp_path / "w")) > 0
+
+
+# --------------------------------------------------------------------------- stale inputs, backends, failures
+def _describe(samples, images, work, min_pixels=10, **kw):
+    return stages.run_describe(samples, images, work, captioner=create_captioner("rule", min_pixels=min_pixels),
+                               summarizer=create_summarizer("vote"), **kw)  # fmt: skip
+
+
+def _run_plan(samples, work, **kw):
+    return stages.run_plan(samples, work, k=1, seed=0, allow_same_person=True, num_partitions=1, dataset="toy",
+                           generator="recolor", **kw)  # fmt: skip
+
+
+def test_stale_inputs_are_refused_along_the_whole_chain(toy, tmp_path):
+    samples, _, images, labels, work = toy
+    _describe(samples, images, work)
+    _run_plan(samples, work)
+    stages.run_plan_queries(samples, work, l=1, seed=0, dataset="toy", generator="recolor")
+    stages.run_inpaint(work, images, backend="recolor", backend_options={})
+
+    def inpaint(**kw):
+        return stages.run_inpaint(work, images, backend="recolor", backend_options={}, **kw)
+
+    # describe replaced with another captioner, the plans not re-made: nothing may resume into them
+    _describe(samples, images, work, min_pixels=50, overwrite=True)
+    for queries, name, stage in [(False, "jobs.parquet", "plan"), (True, "query_jobs.parquet", "queries --plan-only")]:
+        for overwrite in (False, True):
+            with pytest.raises(ConfigError) as e:
+                inpaint(queries=queries, overwrite=overwrite)
+            assert str(e.value) == (f"{name} is out of date: outfits.parquet changed since it was made; "
+                                    f"re-run `dlcr generate {stage}` (with --overwrite)")
+    assert read_manifest(work / stages.GENERATED)  # nothing removed
+    _run_plan(samples, work, overwrite=True)
+    assert inpaint(overwrite=True).signature in ("same", "overwritten")
+    # new masks: the outfits (made from captions of the old masks) may not be planned from
+    other = tmp_path / "other_labels"
+    shutil.copytree(labels, other)
+    (other / "extra.txt").write_text("x")
+    stages.run_masks(create_parser("folder", labels_dir=other), samples, images, work, overwrite=True)
+    stale = ("captions.parquet is out of date: masks changed since it was made; "
+             "re-run `dlcr generate describe` (with --overwrite)")  # fmt: skip
+    for call in (lambda: _run_plan(samples, work, overwrite=True),
+                 lambda: stages.run_plan_queries(samples, work, l=1, seed=0, dataset="toy", generator="recolor"),
+                 lambda: inpaint(overwrite=True)):  # fmt: skip
+        with pytest.raises(ConfigError) as e:
+            call()
+        assert str(e.value) == stale
+    _describe(samples, images, work, min_pixels=50, overwrite=True)
+    _run_plan(samples, work, overwrite=True)
+    assert inpaint(overwrite=True).generated > 0
+
+
+def test_a_plan_for_another_backend_is_refused(toy):
+    samples, outfits, images, _, work = toy
+    _plan(samples, outfits, work, generator="recolor")
+    with pytest.raises(ConfigError) as e:
+        stages.run_inpaint(work, images, backend="diffusers", backend_options={"model": "x"})
+    assert str(e.value) == ("jobs.parquet was planned for backend 'recolor', not 'diffusers'; re-run "
+                            "`dlcr generate plan --set generate.backend=diffusers --overwrite`")
+    assert not (work / stages.GENERATED).exists()
+
+
+def test_missing_inputs_name_the_file_then_what_to_run(tmp_path):
+    from dlcr.errors import InputError
+
+    with pytest.raises(InputError) as e:
+        stages.run_inpaint(tmp_path, tmp_path, backend="recolor", backend_options={})
+    assert str(e.value) == f"the job plan {tmp_path / stages.JOBS} not found; run `dlcr generate plan` first"
+
+
+@pytest.mark.parametrize("driver", ["local", "torchrun", "ray"])
+def test_overwrite_with_a_model_that_fails_to_load_keeps_the_outputs(toy, monkeypatch, driver):
+    import dlcr.distributed.ray_backend as ray_backend
+    import dlcr.generation.inpainting as inpainting
+    from dlcr.errors import CheckpointError
+    from dlcr.generation.runner import GenerationWorker, run_local
+
+    samples, outfits, images, _, work = toy
+    _plan(samples, outfits, work, k=2)
+    out = work / stages.GENERATED
+    stages.run_inpaint(work, images, backend="recolor", backend_options={})
+    before = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    sig = recorded_hash(out)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    builds = []
+    real_create = inpainting.INPAINTERS.create
+
+    def create(name, **kw):
+        builds.append(kw)
+        if kw.get("jitter") == 0.5:
+            raise CheckpointError("cannot load the model")
+        return real_create(name, **kw)
+
+    def fake_ray(jobs, *, worker_kwargs, batch_size, **_):
+        return run_local(GenerationWorker(**worker_kwargs), jobs, batch_size)
+
+    monkeypatch.setattr(inpainting.INPAINTERS, "create", create)
+    monkeypatch.setattr(ray_backend, "run_with_ray", fake_ray)
+
+    def inpaint(opts, **kw):
+        return stages.run_inpaint(work, images, backend="recolor", backend_options=opts, driver=driver, **kw)
+
+    with pytest.raises(CheckpointError, match="cannot load the model"):
+        inpaint({"jitter": 0.5}, overwrite=True)
+    assert sorted(p.relative_to(out) for p in out.rglob("*.png")) == before and recorded_hash(out) == sig
+    assert len(read_manifest(out)) == len(before) == 8
+    builds.clear()
+    assert inpaint({}, overwrite=True).generated == 0 and builds == []  # a plain resume loads nothing
+    rep = inpaint({"jitter": 0.1}, overwrite=True)
+    assert (rep.signature, rep.generated) == ("overwritten", 8)
+    assert len(builds) == (2 if driver == "ray" else 1)  # ray: a probe in the driver, then the actor's
+
+
+def test_cli_backend_specs_have_the_signature_of_the_backends_built_from_them(tmp_path):
+    from dlcr.cli.common import get_config
+    from dlcr.cli.generate import _describer_specs, _describers, _parser, _parser_spec, _spec_signature
+    from dlcr.generation.describe import CAPTIONERS, SUMMARIZERS
+    from dlcr.generation.parsing import PARSERS
+
+    (tmp_path / "labels").mkdir()
+    for extra in ([], ["generate.parser=folder", f"generate.parser_model={tmp_path / 'labels'}"]):
+        cfg = get_config("synthcc", extra)
+        assert _spec_signature(PARSERS, _parser_spec(cfg)) == object_signature(_parser(cfg))
+        (cspec, sspec), (cap, summ) = _describer_specs(cfg), _describers(cfg)
+        assert _spec_signature(CAPTIONERS, cspec) == object_signature(cap)
+        assert _spec_signature(SUMMARIZERS, sspec) == object_signature(summ)
+
+
+def test_cli_masks_and_describe_refuse_before_building_a_backend(tmp_path, capsys, monkeypatch):
+    from dlcr.cli.main import main
+    from dlcr.generation.describe import CAPTIONERS, SUMMARIZERS
+    from dlcr.generation.parsing import PARSERS
+    from dlcr.synth.writer import render_world
+
+    render_world(tmp_path / "data", ids=4, seed=0, height=32, width=16)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "labels").mkdir()
+    sets = ["-c", "synthcc", "--set", "data.root=data", "--set", "generate.parser=synthcc",
+            "--set", "generate.backend=recolor", "--set", "generate.k=1"]  # fmt: skip
+
+    def run(*argv):
+        code = 0
+        try:
+            main([*argv])
+        except SystemExit as e:
+            code = int(e.code or 0)
+        return (code, *capsys.readouterr())
+
+    code, out, err = run("generate", "all", *sets, "--work", "w", "--no-queries")
+    assert code == 0, err
+
+    def never(*a, **kw):
+        raise AssertionError("a backend was built before the refusal")
+
+    for registry in (PARSERS, CAPTIONERS, SUMMARIZERS):
+        monkeypatch.setattr(registry, "create", never)
+    code, out, err = run("generate", "all", *sets, "--set", "generate.parser=folder",
+                         "--set", "generate.parser_model=labels", "--work", "w")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: label maps in ")
+    assert 'parser.backend: "synthcc" -> "folder"' in err and WHAT_TO_DO in err
+    code, out, err = run("generate", "describe", *sets, "--set", "generate.captioner=tiny", "--work", "w")
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: captions in ")
+    assert 'captioner.backend: "rule" -> "tiny"' in err and WHAT_TO_DO in err
+    code, out, err = run("generate", "describe", *sets, "--set", "generate.summarizer=tiny", "--work", "w")
+    assert code == 2 and err.startswith("error: outfits in ") and 'summarizer.backend: "vote" -> "tiny"' in err

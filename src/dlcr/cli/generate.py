@@ -30,9 +30,8 @@ def required(g: Any, key: str, who: str, what: str) -> Any:
     return value
 
 
-def _parser(cfg: Any) -> Any:
-    from dlcr.generation.parsing import create_parser
-
+def _parser_spec(cfg: Any) -> tuple[str, dict[str, Any]]:
+    """The configured parser as ``(name, options)``: nothing is built (see :func:`_parser`)."""
     g = cfg.generate
     opts: dict[str, Any] = {}
     if g.parser == "schp":
@@ -49,12 +48,18 @@ def _parser(cfg: Any) -> Any:
             raise ConfigError(f"generate.parser_label_map applies to the 'hf' and 'schp' parsers, "
                               f"not to parser {g.parser!r}")
         opts["label_map"] = dict(g.parser_label_map)
-    return create_parser(g.parser, **opts)
+    return g.parser, opts
 
 
-def _describers(cfg: Any) -> tuple[Any, Any]:
-    from dlcr.generation.describe import create_captioner, create_summarizer
+def _parser(cfg: Any) -> Any:
+    from dlcr.generation.parsing import create_parser
 
+    name, opts = _parser_spec(cfg)
+    return create_parser(name, **opts)
+
+
+def _describer_specs(cfg: Any) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+    """The configured captioner and summariser as ``(name, options)`` each: nothing is built."""
     g = cfg.generate
     copts: dict[str, Any] = {}
     sopts: dict[str, Any] = {}
@@ -66,24 +71,46 @@ def _describers(cfg: Any) -> tuple[Any, Any]:
     if g.summarizer == "hf":
         sopts.update(model=required(g, "summarizer_model", "summarizer 'hf'", "hub id or folder"),
                      trust_remote_code=g.trust_remote_code)
-    return create_captioner(g.captioner, **copts), create_summarizer(g.summarizer, **sopts)
+    return (g.captioner, copts), (g.summarizer, sopts)
+
+
+def _describers(cfg: Any) -> tuple[Any, Any]:
+    from dlcr.generation.describe import create_captioner, create_summarizer
+
+    (cname, copts), (sname, sopts) = _describer_specs(cfg)
+    return create_captioner(cname, **copts), create_summarizer(sname, **sopts)
+
+
+def _spec_signature(registry: Any, spec: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """The signature of a backend spec (what ``object_signature`` of the built backend gives)."""
+    from dlcr.generation.signature import backend_signature
+
+    return backend_signature(registry, *spec)
 
 
 def masks_stage(cfg: Any, ds: Any, work: Any, with_queries: bool = True, overwrite: bool = False) -> Any:
-    from dlcr.generation.stages import query_splits, run_masks
+    from dlcr.generation.parsing import PARSERS
+    from dlcr.generation.stages import check_masks, query_splits, run_masks
 
     samples = list(ds.train)
     if with_queries:
         for split in query_splits(ds.splits):
             samples += ds.splits[split]
+    spec = _parser_spec(cfg)
+    if not overwrite:  # refuse before the parser (its model) is built; --overwrite builds first, then replaces
+        check_masks(work, _spec_signature(PARSERS, spec))
     rep = run_masks(_parser(cfg), samples, ds.root, work, overwrite=overwrite)
     typer.echo(f"masks: {rep.summary()}")
     return rep
 
 
 def describe_stage(cfg: Any, ds: Any, work: Any, overwrite: bool = False) -> Any:
-    from dlcr.generation.stages import run_describe
+    from dlcr.generation.describe import CAPTIONERS, SUMMARIZERS
+    from dlcr.generation.stages import check_describe, run_describe
 
+    cspec, sspec = _describer_specs(cfg)
+    if not overwrite:  # refuse before any model is built; --overwrite builds first, then replaces
+        check_describe(work, _spec_signature(CAPTIONERS, cspec), _spec_signature(SUMMARIZERS, sspec))
     cap, summ = _describers(cfg)
     rep = run_describe(ds.train, ds.root, work, captioner=cap, summarizer=summ, overwrite=overwrite)
     typer.echo(f"describe: {rep.summary()}")
@@ -97,7 +124,8 @@ def plan_stage(cfg: Any, ds: Any, work: Any, overwrite: bool = False) -> list[An
     jobs = run_plan(ds.train, work, k=g.k, seed=g.seed, allow_same_person=g.allow_same_person,
                     num_partitions=cfg.sampler.num_partitions, dataset=ds.name, generator=g.backend,
                     overwrite=overwrite)
-    typer.echo(f"plan: {len(jobs)} jobs in {work}/jobs.parquet")
+    head = "replaced the earlier plan; " if getattr(jobs, "signature", "") == "overwritten" else ""
+    typer.echo(f"plan: {head}{len(jobs)} jobs in {work}/jobs.parquet")
     return jobs
 
 
@@ -118,7 +146,8 @@ def queries_plan_stage(cfg: Any, ds: Any, work: Any, overwrite: bool = False) ->
     qs = [s for split in query_splits(ds.splits) for s in ds.splits[split]]
     jobs = run_plan_queries(qs, work, l=cfg.generate.query_variants, seed=cfg.generate.seed, dataset=ds.name,
                             generator=cfg.generate.backend, overwrite=overwrite)
-    typer.echo(f"queries: {len(jobs)} jobs ({len(qs)} queries × l={cfg.generate.query_variants})")
+    head = "replaced the earlier plan; " if getattr(jobs, "signature", "") == "overwritten" else ""
+    typer.echo(f"queries: {head}{len(jobs)} jobs ({len(qs)} queries × l={cfg.generate.query_variants})")
     return jobs
 
 

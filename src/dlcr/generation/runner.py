@@ -27,7 +27,10 @@ Signatures: given a ``signature`` (the work-folder stages and the command line a
 and before any model is loaded: the same resumes, another one is a one-line ``ConfigError`` naming
 what differs, and ``overwrite=True`` removes the folder's generated images and records first (under
 torchrun rank 0 removes them and the other ranks wait for its new signature; every rank computes the
-same signature from the same job table).
+same signature from the same job table). Before anything is removed the inpainter is built (its model
+loaded), so a model that fails to load loses nothing already written: the local and torchrun drivers
+keep that worker for the run, the ray driver builds the inpainter once in the driver process and drops
+it before its actors build their own. A plain resume (same signature) builds it once, as usual.
 
 Command line (used by tests and by ``torchrun``)::
 
@@ -427,6 +430,24 @@ def remove_outputs(out_dir: str | os.PathLike) -> None:
             (out / name).unlink(missing_ok=True)
 
 
+def would_replace(out: str | os.PathLike, signature: dict[str, Any]) -> bool:
+    """Whether ``overwrite`` would remove outputs of ``out``: some are committed and the recorded
+    signature (if any) is not ``signature``."""
+    if recorded_hash(out) == signature_hash(signature):
+        return False
+    return bool(committed_job_ids(out, check_files=False))
+
+
+def _free_memory() -> None:
+    """Free what a dropped probe inpainter of the driver process held (GPU memory included)."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _check_output_signature(out: Path, signature: dict[str, Any], *, driver: str, overwrite: bool) -> str:
     """Check (and record) ``signature`` for ``out`` before any work; see the module docstring."""
     path = signature_file(out)
@@ -492,9 +513,19 @@ def run_jobs(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     checked, sig_hash = "", ""
+    worker: GenerationWorker | None = None
     if signature is not None:
-        checked = _check_output_signature(out, signature, driver=driver, overwrite=overwrite)
         sig_hash = signature_hash(signature) or ""
+        if overwrite and would_replace(out, signature):
+            # build (load) the inpainter before removing anything: a bad model loses nothing
+            if driver == "ray":
+                probe = make_worker()
+                del probe
+                _free_memory()
+            else:
+                worker = GenerationWorker(make_worker, image_root=image_root, label_root=label_root, out_dir=out,
+                                          signature=sig_hash)
+        checked = _check_output_signature(out, signature, driver=driver, overwrite=overwrite)
     # torchrun ranks share the folder: only temps too old to belong to a live writer are removed.
     removed = remove_stale_temps(out, older_than=60.0 if driver == "torchrun" else None)
     if removed:
@@ -542,8 +573,9 @@ def run_jobs(
                 num_gpus=ray_num_gpus,
             )
         else:
-            worker = GenerationWorker(make_worker, image_root=image_root, label_root=label_root, out_dir=out,
-                                      signature=sig_hash)
+            if worker is None:
+                worker = GenerationWorker(make_worker, image_root=image_root, label_root=label_root, out_dir=out,
+                                          signature=sig_hash)
             results = run_local(worker, pending, batch_size)
     generated = sum(st == STATUS_OK for _, st in results)
     found_empty = tuple(jid for jid, st in results if st == STATUS_EMPTY)

@@ -423,7 +423,10 @@ def check_signature(
       deletes the stage's outputs and the new signature is recorded (``"overwritten"``); without
       it a one-line :class:`~dlcr.errors.ConfigError` names what differs and what to do.
 
-    ``record=False`` only checks (a torchrun rank other than 0 leaves recording to rank 0).
+    ``what`` is the plural subject of that message ("label maps", "jobs of the plan jobs.parquet":
+    "<what> in <folder> were made with other settings ..." / "... have no signature ...").
+    ``record=False`` only checks (a torchrun rank other than 0 leaves recording to rank 0; a
+    pre-check before a backend is built records nothing either).
     """
     new = jsonable(sig)
     old = read_signature(path)
@@ -443,6 +446,43 @@ def check_signature(
     if record:
         record_signature(path, new)
     return "overwritten" if committed > 0 else "new"
+
+
+def check_inputs_current(
+    output: str | os.PathLike,
+    upstream: Mapping[str, tuple[str | os.PathLike, str]],
+    *,
+    name: str | None = None,
+    made_by: str | None = None,
+    _seen: frozenset[str] = frozenset(),
+) -> None:
+    """Check that the upstream outputs ``output`` was made from are still the ones recorded now.
+
+    ``output``'s recorded signature holds, under ``"inputs"``, the signature hash of each upstream
+    output it was made from; ``upstream`` maps such an input name (``masks``, ``captions``,
+    ``outfits``) to ``(path of that output, the stage that makes it)``. Every input is checked
+    recursively, the earliest stage first, against that output's current recorded hash
+    (:func:`recorded_hash`); a mismatch is a one-line :class:`~dlcr.errors.ConfigError` naming
+    the stale output, what changed and the stage to re-run. Outputs without a signature, inputs
+    not in ``upstream`` (e.g. a plan's content hash) and upstream outputs without a recorded
+    signature are left to the stages' other checks. ``name`` / ``made_by`` name ``output`` and its
+    stage in that message (default: its file name, and nothing to re-run).
+    """
+    out = Path(output)
+    sig = read_signature(signature_file(out))
+    inputs = sig.get("inputs") if isinstance(sig, dict) else None
+    if not isinstance(inputs, dict):
+        return
+    label = name or out.name
+    for key, made_with in sorted(inputs.items()):
+        if key not in upstream or key in _seen:
+            continue
+        up_path, up_stage = upstream[key]
+        check_inputs_current(up_path, upstream, name=Path(up_path).name, made_by=up_stage, _seen=_seen | {key})
+        current = recorded_hash(up_path)
+        if current is not None and current != made_with:
+            todo = f"re-run `dlcr generate {made_by}` (with --overwrite)" if made_by else "make it again"
+            raise ConfigError(f"{label} is out of date: {Path(up_path).name} changed since it was made; {todo}")
 
 
 def wait_for_signature(path: str | os.PathLike, sig: Mapping[str, Any], timeout: float = 600.0) -> None:
@@ -465,6 +505,7 @@ __all__ = [
     "NEUTRAL_OPTIONS",
     "SIGNATURE_FILE",
     "backend_signature",
+    "check_inputs_current",
     "check_signature",
     "file_sha256",
     "fingerprint",

@@ -28,7 +28,11 @@ them (``masks/signature.json``, ``captions.signature.json``, ``outfits.signature
 Each signature holds the hash of its input stage's signature (masks -> captions -> outfits ->
 plans; the inpainting stages hold the masks' hash and a hash of the job plan's content, prompts
 included), so replacing one stage's outputs makes every later stage refuse until it is re-run with
-``--overwrite`` too: nothing derived from replaced outputs is ever reused silently.
+``--overwrite`` too: nothing derived from replaced outputs is ever reused silently. Before a stage
+reads an input it also checks that input's recorded chain, recursively (:func:`check_current`:
+outfits -> captions -> masks for the plans, the plan -> outfits -> ... for inpainting): an input made
+from upstream outputs that were replaced since is one ``ConfigError`` line naming the stage to re-run.
+Inpainting also refuses a plan made for another backend (the jobs' ``generator``).
 """
 
 from __future__ import annotations
@@ -39,8 +43,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlcr.errors import InputError
-from dlcr.generation.signature import check_signature, object_signature, recorded_hash, signature_file
+from dlcr.errors import ConfigError, InputError
+from dlcr.generation.signature import (
+    check_inputs_current,
+    check_signature,
+    object_signature,
+    recorded_hash,
+    signature_file,
+)
 from dlcr.types import Sample
 from dlcr.utils.logging import get_logger
 
@@ -52,6 +62,14 @@ QUERY_GENERATED = "query_generated"
 JOBS = "jobs.parquet"
 QUERY_JOBS = "query_jobs.parquet"
 OUTFITS = "outfits.parquet"
+CAPTIONS = "captions.parquet"
+
+
+class PlannedJobs(list):
+    """The jobs :func:`run_plan` / :func:`run_plan_queries` wrote (a plain list), with ``signature``:
+    ``"same"``, ``"new"`` or ``"overwritten"`` (an earlier plan of another signature was replaced)."""
+
+    signature: str = ""
 
 
 def query_splits(splits: Mapping[str, Sequence[Sample]]) -> list[str]:
@@ -61,13 +79,48 @@ def query_splits(splits: Mapping[str, Sequence[Sample]]) -> list[str]:
 
 def _need(path: Path, what: str, hint: str) -> Path:
     if not path.exists():
-        raise InputError(f"{what} not found at {path}; run `{hint}` first")
+        raise InputError(f"{what} {path} not found; run `{hint}` first")
     return path
 
 
+def _upstream(work: Path) -> dict[str, tuple[Path, str]]:
+    """The work folder's outputs that later stages record as ``inputs``, and the stage making each."""
+    return {"masks": (work / MASKS, "masks"), "captions": (work / CAPTIONS, "describe"),
+            "outfits": (work / OUTFITS, "describe")}
+
+
+def check_current(work: str | os.PathLike, output: str) -> None:
+    """Refuse (one ``ConfigError`` line) to read ``work/output`` when an output it was made from has
+    been replaced since (recursively: masks -> captions -> outfits -> plans); see
+    :func:`~dlcr.generation.signature.check_inputs_current`."""
+    work = Path(work)
+    made_by = {JOBS: "plan", QUERY_JOBS: "queries --plan-only"}
+    made_by.update({p.name: stage for p, stage in _upstream(work).values()})
+    check_inputs_current(work / output, _upstream(work), name=output, made_by=made_by.get(output))
+
+
+def _signature_of(backend: Any) -> dict[str, Any]:
+    """A backend's signature: given as a mapping (from :func:`backend_signature`), or of a built object."""
+    return dict(backend) if isinstance(backend, Mapping) else object_signature(backend)
+
+
 def masks_signature(parser: Any) -> dict[str, Any]:
-    """The masks stage's signature: the parser's (backend, options with defaults, model fingerprint)."""
-    return {"stage": "masks", "parser": object_signature(parser)}
+    """The masks stage's signature: the parser's (backend, options with defaults, model fingerprint).
+
+    ``parser`` is a built parser or its signature (``backend_signature(PARSERS, name, options)``,
+    which equals ``object_signature`` of the parser built from them, so nothing need be loaded)."""
+    return {"stage": "masks", "parser": _signature_of(parser)}
+
+
+def check_masks(work: str | os.PathLike, parser: Any) -> None:
+    """The masks stage's refusal, before a parser is built: label maps in ``work/masks`` of another
+    signature are the one-line ``ConfigError`` that :func:`run_masks` gives (nothing is recorded)."""
+    from dlcr.generation.parsing import _label_maps
+
+    out = Path(work) / MASKS
+    committed = len(_label_maps(out)) if out.is_dir() else 0
+    check_signature(signature_file(out), masks_signature(parser), what="label maps", committed=committed,
+                    record=False)
 
 
 def run_masks(parser: Any, samples: Sequence[Sample], root: str | os.PathLike, work: str | os.PathLike,
@@ -83,14 +136,31 @@ def run_masks(parser: Any, samples: Sequence[Sample], root: str | os.PathLike, w
 
 def describe_signatures(work: str | os.PathLike, captioner: Any, summarizer: Any) -> dict[str, dict[str, Any]]:
     """The signatures of ``captions.parquet`` (captioner + the masks' signature hash) and
-    ``outfits.parquet`` (summariser + the captions' signature hash)."""
+    ``outfits.parquet`` (summariser + the captions' signature hash); the captioner and summariser
+    are built objects or their signatures (see :func:`masks_signature`)."""
     from dlcr.generation.signature import signature_hash
 
-    captions = {"stage": "captions", "captioner": object_signature(captioner),
+    captions = {"stage": "captions", "captioner": _signature_of(captioner),
                 "inputs": {"masks": recorded_hash(Path(work) / MASKS)}}
-    outfits = {"stage": "outfits", "summarizer": object_signature(summarizer),
+    outfits = {"stage": "outfits", "summarizer": _signature_of(summarizer),
                "inputs": {"captions": signature_hash(captions)}}
     return {"captions": captions, "outfits": outfits}
+
+
+def check_describe(work: str | os.PathLike, captioner: Any, summarizer: Any) -> None:
+    """The describe stage's refusals, before a captioner or summariser is built: missing label maps,
+    and captions / outfits of another signature (the one-line errors :func:`run_describe` gives;
+    nothing is recorded)."""
+    from dlcr.generation.describe import CAPTIONS_SCHEMA, OUTFITS_SCHEMA, _CommittedTable
+
+    work = Path(work)
+    _need(work / MASKS, "label maps", "dlcr generate masks")
+    check_current(work, MASKS)
+    sigs = describe_signatures(work, captioner, summarizer)
+    for name, table, schema, key in (("captions", CAPTIONS, CAPTIONS_SCHEMA, "path"),
+                                     ("outfits", OUTFITS, OUTFITS_SCHEMA, "clothes_key")):
+        tbl = _CommittedTable(work, table, schema, key)
+        check_signature(signature_file(tbl.path), sigs[name], what=name, committed=len(tbl.load()), record=False)
 
 
 def run_describe(train: Sequence[Sample], root: str | os.PathLike, work: str | os.PathLike, *,
@@ -99,18 +169,22 @@ def run_describe(train: Sequence[Sample], root: str | os.PathLike, work: str | o
 
     work = Path(work)
     _need(work / MASKS, "label maps", "dlcr generate masks")
+    check_current(work, MASKS)
     return describe_dataset(train, root, work / MASKS, work, captioner=captioner, summarizer=summarizer,
                             batch_size=batch_size, signatures=describe_signatures(work, captioner, summarizer),
                             overwrite=overwrite)
 
 
 def read_work_outfits(work: str | os.PathLike) -> dict[str, Any]:
+    """``work/outfits.parquet``, once its chain (captions, masks) is checked to be current."""
     from dlcr.generation.describe import read_outfits
 
-    return read_outfits(_need(Path(work) / OUTFITS, "outfits", "dlcr generate describe"))
+    path = _need(Path(work) / OUTFITS, "outfits", "dlcr generate describe")
+    check_current(work, OUTFITS)
+    return read_outfits(path)
 
 
-def _check_plan(path: Path, sig: dict[str, Any], overwrite: bool) -> None:
+def _check_plan(path: Path, sig: dict[str, Any], overwrite: bool) -> str:
     from dlcr.generation.planning import read_jobs
 
     committed = 0
@@ -119,8 +193,8 @@ def _check_plan(path: Path, sig: dict[str, Any], overwrite: bool) -> None:
             committed = len(read_jobs(path))
         except Exception:  # a damaged plan: there is nothing to keep
             committed = 0
-    check_signature(signature_file(path), sig, what=f"the job plan {path.name}", committed=committed,
-                    overwrite=overwrite, remove=lambda: path.unlink(missing_ok=True))
+    return check_signature(signature_file(path), sig, what=f"jobs of the plan {path.name}", committed=committed,
+                           overwrite=overwrite, remove=lambda: path.unlink(missing_ok=True))
 
 
 def run_plan(train: Sequence[Sample], work: str | os.PathLike, *, k: int, seed: int, allow_same_person: bool,
@@ -132,9 +206,10 @@ def run_plan(train: Sequence[Sample], work: str | os.PathLike, *, k: int, seed: 
     sig = {"stage": "plan", "k": int(k), "seed": int(seed), "allow_same_person": bool(allow_same_person),
            "num_partitions": int(num_partitions), "dataset": dataset, "generator": generator,
            "inputs": {"outfits": recorded_hash(work / OUTFITS)}}
-    _check_plan(work / JOBS, sig, overwrite)
-    jobs = plan_jobs(train, outfits, k=k, seed=seed, allow_same_person=allow_same_person,
-                     num_partitions=num_partitions, dataset=dataset, generator=generator)
+    state = _check_plan(work / JOBS, sig, overwrite)
+    jobs = PlannedJobs(plan_jobs(train, outfits, k=k, seed=seed, allow_same_person=allow_same_person,
+                                 num_partitions=num_partitions, dataset=dataset, generator=generator))
+    jobs.signature = state
     write_jobs(work / JOBS, jobs)
     log.info("planned %d jobs (%d images × K=%d) into %s", len(jobs), len(train), k, work / JOBS)
     return jobs
@@ -148,8 +223,9 @@ def run_plan_queries(queries: Sequence[Sample], work: str | os.PathLike, *, l: i
     outfits = read_work_outfits(work)
     sig = {"stage": "query_plan", "l": int(l), "seed": int(seed), "dataset": dataset, "generator": generator,
            "inputs": {"outfits": recorded_hash(work / OUTFITS)}}
-    _check_plan(work / QUERY_JOBS, sig, overwrite)
-    jobs = plan_query_jobs(queries, outfits, l=l, seed=seed, dataset=dataset, generator=generator)
+    state = _check_plan(work / QUERY_JOBS, sig, overwrite)
+    jobs = PlannedJobs(plan_query_jobs(queries, outfits, l=l, seed=seed, dataset=dataset, generator=generator))
+    jobs.signature = state
     write_jobs(work / QUERY_JOBS, jobs)
     return jobs
 
@@ -158,7 +234,11 @@ def run_inpaint(work: str | os.PathLike, root: str | os.PathLike, *, backend: st
                 backend_options: Mapping[str, Any], batch_size: int = 8, driver: str = "local",
                 queries: bool = False, ray_concurrency: int = 1, overwrite: bool = False) -> Any:
     """Generate the pending jobs of ``jobs.parquet`` (or ``query_jobs.parquet``); the generation
-    signature is checked before any model is loaded (``overwrite`` replaces other outputs)."""
+    signature is checked before any model is loaded (``overwrite`` replaces other outputs).
+
+    Refused first (one ``ConfigError`` line): a plan made for another backend (its jobs' ``generator``,
+    which their ids are hashed with) and a plan whose upstream outputs (outfits, captions, masks)
+    were replaced since it was made."""
     from dlcr.generation.inpainting import INPAINTERS, create_inpainter
     from dlcr.generation.planning import read_jobs
     from dlcr.generation.runner import inpaint_signature, run_jobs
@@ -168,6 +248,12 @@ def run_inpaint(work: str | os.PathLike, root: str | os.PathLike, *, backend: st
     hint = "dlcr generate queries --plan-only" if queries else "dlcr generate plan"
     jobs = read_jobs(_need(jobs_file, "the job plan", hint))
     INPAINTERS.get(backend)  # unknown names fail before any work
+    planned_for = sorted({str(j.generator).lower() for j in jobs})
+    if planned_for and planned_for != [str(backend).lower()]:
+        replan = ("dlcr generate queries --plan-only" if queries else "dlcr generate plan")
+        raise ConfigError(f"{jobs_file.name} was planned for backend {', '.join(map(repr, planned_for))}, not "
+                          f"{backend!r}; re-run `{replan} --set generate.backend={backend} --overwrite`")
+    check_current(work, jobs_file.name)
     make = functools.partial(create_inpainter, backend, **dict(backend_options))
     label_root = _need(work / MASKS, "label maps", "dlcr generate masks")
     sig = inpaint_signature(backend, dict(backend_options), jobs, label_root)
