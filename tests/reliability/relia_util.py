@@ -40,3 +40,14 @@ def snapshot(folder: Path) -> dict[str, str]:
 def clone(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+def replan(world: Path, work: Path, backend: str) -> None:
+    """Re-plan ``work`` (a copy of the shared recolor-planned folder) for ``backend``: a plan is made
+    for one backend (its job ids hold the backend's name) and inpainting refuses another's plan."""
+    from dlcr.data.datasets import create_dataset
+    from dlcr.generation import stages
+
+    ds = create_dataset("synthcc", world)
+    stages.run_plan(ds.train, work, k=2, seed=0, allow_same_person=False, num_partitions=2, dataset="synthcc",
+                    generator=backend, overwrite=True)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from relia_util import PYTHON, cli_env, clone
+from relia_util import PYTHON, cli_env, clone, replan
 
 from dlcr.generation.runner import committed_job_ids, read_manifest
 from dlcr.generation.stages import GENERATED
@@ -47,6 +47,7 @@ def test_interrupted_synth_says_so_and_exits_non_zero(tmp_path: Path, sig, code,
 def test_ctrl_c_during_inpaint_exits_130_and_the_folder_resumes(world: Path, work: Path, tmp_path: Path):
     w = clone(work, tmp_path / "work")
     shutil.rmtree(w / GENERATED)
+    replan(world, w, "tiny")
     cmd = [PYTHON, "-m", "dlcr", "generate", "inpaint", "--set", f"data.root={world}",
            "--set", "generate.backend=tiny", "--set", "generate.batch_size=2", "--work", str(w)]
     images = w / GENERATED / "images"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from relia_util import PYTHON, H, W, cli_env, clone
+from relia_util import PYTHON, H, W, cli_env, clone, replan
 
 from dlcr.generation.planning import read_jobs, write_jobs
 from dlcr.generation.runner import MANIFEST, PARTS_DIR, STATUS_OK, committed_job_ids
@@ -126,7 +126,8 @@ def test_tiny_diffusers_sigkill_at_random_moments_then_resume_is_byte_identical(
     env = cli_env(DLCR_CACHE_DIR=str(tmp_path_factory.mktemp("tiny-cache")))
     base = clone(work, tmp_path / "base")
     shutil.rmtree(base / GENERATED)
-    write_jobs(base / JOBS, read_jobs(work / JOBS)[:24])  # the tiny pipeline is ~0.1 s a job: keep it short
+    replan(world, base, "tiny")
+    write_jobs(base / JOBS, read_jobs(base / JOBS)[:24])  # the tiny pipeline is ~0.1 s a job: keep it short
     ref = clone(base, tmp_path / "ref")
     kill = clone(base, tmp_path / "kill")
     # the reference also builds the tiny pipeline into the cache, so no kill lands inside that build
