@@ -190,7 +190,6 @@ NEUTRAL_OPTIONS = frozenset(
 )
 #: Options that name a model, checkpoint, folder or file: recorded as a :func:`model_fingerprint`.
 MODEL_OPTIONS = ("model", "checkpoint", "labels_dir", "discriminator", "gguf_file")
-_MAX_LISTED_FILES = 64  # a fingerprint listing more files (a folder of label maps) keeps only their hash
 
 #: What a registry factory builds, for factories that forward ``**kwargs`` (their defaults live in
 #: the built class) and for the class's ``output_version``: ``(kind, name) -> "module:attr", ...``
@@ -285,15 +284,6 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def fingerprint(model: Any, revision: str | None = None) -> dict[str, Any]:
-    """:func:`model_fingerprint`, with a long file list (a folder of label maps) kept as its hash."""
-    fp = model_fingerprint(model, revision)
-    files = fp.get("weights")
-    if isinstance(files, list) and len(files) > _MAX_LISTED_FILES:
-        fp["weights"] = {"files": len(files), "sha256": stable_hash(files)}
-    return fp
-
-
 def _dtype_name(dtype: Any, device: Any) -> str | None:
     from dlcr.distributed.env import resolve_device
     from dlcr.generation.parsing import resolve_dtype
@@ -326,7 +316,7 @@ def backend_signature(registry: Any, name: str, options: Mapping[str, Any] | Non
         "backend": key,
         "options": {k: jsonable(v) for k, v in sorted(opts.items()) if k not in NEUTRAL_OPTIONS},
     }
-    models = {k: fingerprint(opts[k], opts.get("revision")) for k in MODEL_OPTIONS if opts.get(k)}
+    models = {k: model_fingerprint(opts[k], opts.get("revision")) for k in MODEL_OPTIONS if opts.get(k)}
     if models:
         sig["models"] = models
     if "dtype" in opts:
@@ -508,7 +498,6 @@ __all__ = [
     "check_inputs_current",
     "check_signature",
     "file_sha256",
-    "fingerprint",
     "flatten",
     "jsonable",
     "model_fingerprint",
