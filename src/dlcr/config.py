@@ -100,7 +100,7 @@ class TrainConfig:
 class GenerateConfig:
     parser: str = "schp"
     parser_model: str | None = None
-    # {segmenter label name: LIP id}: overrides the built-in name mapping of the `hf` parser
+    # {class name: LIP id}: overrides the built-in name mapping of the `hf` and `schp` parsers
     parser_label_map: dict[str, int] | None = None
     captioner: str = "rule"
     captioner_model: str | None = None
