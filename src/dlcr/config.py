@@ -9,6 +9,9 @@ Only the CLI reads configuration; library functions take plain arguments (DESIGN
   ``--set data.size=[128,64]``, ``--set model.pretrained=null``).
 * Building the schema checks every key and type. A misspelt key or a wrong type is a one-line
   :class:`~dlcr.errors.ConfigError` naming the full key and suggesting the closest valid one.
+* Every float must be finite, and every number meets its key's range in :data:`RULES` (one table for
+  the whole schema: positive sizes, batch sizes and epochs, non-negative workers, probabilities in
+  [0, 1], ...), so a bad value is refused when the config is loaded, not deep inside a run.
 
 The packaged configs live inside the package (``src/dlcr/configs``) rather than at the repo root as
 DESIGN §2 sketched, so that an installed ``dlcr`` finds them without a checkout.
@@ -16,6 +19,7 @@ DESIGN §2 sketched, so that an installed ``dlcr`` finds them without a checkout
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -155,6 +159,71 @@ class Config:
 
 
 # --------------------------------------------------------------------------------------------
+# Value ranges: one table for every numeric key of the schema
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a number (and of each item of a list / mapping of numbers): ``lo`` <= v <= ``hi``
+    (``lo_open``: ``lo`` < v, ``hi_open``: v < ``hi``); ``None``: unbounded on that side."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def allows(self, v: float) -> bool:
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def describe(self) -> str:
+        if self.lo == 1 and self.hi is None and not self.lo_open:
+            return "an integer >= 1"
+        lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        hi = "" if self.hi is None else f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return "a number " + " and ".join(x for x in (lo, hi) if x)
+
+
+POSITIVE_INT = Range(lo=1)  # sizes, batch sizes, counts, epochs
+NON_NEGATIVE = Range(lo=0)  # workers, seeds, weights, margins; 0 means "off" where the key says so
+POSITIVE = Range(lo=0, lo_open=True)  # learning rates, scales
+PROBABILITY = Range(lo=0, hi=1)
+
+# Section schema -> {key: range}. Every int / float key (or list / mapping of them) of the schema is
+# listed here; tests/reliability/test_config_sweep.py fails for one that is not.
+RULES: dict[type, dict[str, Range]] = {
+    DataConfig: {"height": POSITIVE_INT, "width": POSITIVE_INT, "workers": NON_NEGATIVE,
+                 "seq_len": POSITIVE_INT, "pad": NON_NEGATIVE, "random_erasing": PROBABILITY},
+    OptimConfig: {"lr": POSITIVE, "weight_decay": NON_NEGATIVE, "milestones": POSITIVE_INT,
+                  "gamma": POSITIVE, "clothes_lr": POSITIVE},
+    LossConfig: {"label_smooth": Range(lo=0, hi=1, hi_open=True), "triplet_margin": NON_NEGATIVE,
+                 "triplet_weight": NON_NEGATIVE, "clothes_scale": POSITIVE, "cal_epsilon": PROBABILITY,
+                 "cal_start_epoch": NON_NEGATIVE, "cal_weight": NON_NEGATIVE},
+    SamplerConfig: {"batch_size": POSITIVE_INT, "num_instances": POSITIVE_INT, "num_partitions": POSITIVE_INT,
+                    "progressive_every": POSITIVE_INT},
+    TrainConfig: {"epochs": POSITIVE_INT, "eval_every": NON_NEGATIVE, "seed": NON_NEGATIVE},
+    GenerateConfig: {"parser_label_map": NON_NEGATIVE, "k": POSITIVE_INT, "steps": POSITIVE_INT,
+                     "height": POSITIVE_INT, "width": POSITIVE_INT, "guidance_scale": NON_NEGATIVE,
+                     "batch_size": POSITIVE_INT, "micro_batch": POSITIVE_INT, "seed": NON_NEGATIVE,
+                     "query_variants": POSITIVE_INT, "query_steps": POSITIVE_INT,
+                     "guidance_weight": NON_NEGATIVE, "guidance_min_t": NON_NEGATIVE},
+    EvalConfig: {"batch_size": POSITIVE_INT, "refine_l": POSITIVE_INT, "refine_m": POSITIVE_INT},
+}
+
+
+def _check_range(value: Any, rule: Range, key: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_range(v, rule, f"{key}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_range(v, rule, f"{key}[{i}]")
+    elif isinstance(value, int | float) and not isinstance(value, bool) and not rule.allows(value):
+        raise ConfigError(f"config key {key!r} must be {rule.describe()}, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------
 # Building a schema from a mapping, with key and type checks
 
 T = TypeVar("T")
@@ -260,7 +329,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 raise bad() from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad()
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too large for a float
+            raise bad() from None
+        if not math.isfinite(value):
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+        return value
     if tp is str:
         if not isinstance(value, str):
             raise bad()
@@ -281,10 +356,13 @@ def build(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
             options = [f"{prefix}.{n}" if prefix else n for n in names]
             raise ConfigError(f"unknown config key {full!r}{_suggest(full, options)}")
     kwargs = {}
+    rules = RULES.get(cls, {})
     for f in fields(cls):  # type: ignore[arg-type]
         if f.name in data:
             full = f"{prefix}.{f.name}" if prefix else f.name
             kwargs[f.name] = _coerce(data[f.name], hints[f.name], full)
+            if f.name in rules:
+                _check_range(kwargs[f.name], rules[f.name], full)
     return cls(**kwargs)
 
 
@@ -347,6 +425,9 @@ def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"config {p} inherits from itself through _base_")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config {p} is not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r}); "
+                          "save it as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -193,9 +193,15 @@ def test_resolve_device_defaults_to_cpu_without_a_gpu_and_passes_names_through(m
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device() == resolve_device("auto") == "cpu"
-    assert resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(ConfigError, match="no usable CUDA GPU"):  # not a traceback at the first .to()
+        resolve_device("cuda:1")
+    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(ConfigError, match="has 2 CUDA GPU"):
+        resolve_device("cuda:2")
     monkeypatch.setenv("LOCAL_RANK", "3")
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "4")

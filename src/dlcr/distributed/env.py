@@ -63,12 +63,31 @@ def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
 
 def resolve_device(device: str | None = None) -> str:
     """``None`` / ``"auto"``: this process's GPU when one is visible (the local rank's under torchrun /
-    SLURM, so ranks on one node do not all land on ``cuda:0``), else ``"cpu"``; other values pass
-    through."""
-    if device not in (None, "auto"):
-        return str(device)
+    SLURM, so ranks on one node do not all land on ``cuda:0``), else ``"cpu"``. Other values must name
+    a device torch knows (``cpu``, ``cuda``, ``cuda:1``, ``mps`` ...) that this machine has; anything
+    else is a :class:`ConfigError`, not a traceback from deep inside the first ``.to(device)``."""
     import torch
 
-    if not torch.cuda.is_available():
-        return "cpu"
-    return f"cuda:{dist_env().local_rank % torch.cuda.device_count()}"
+    if device in (None, "auto"):
+        if not torch.cuda.is_available():
+            return "cpu"
+        return f"cuda:{dist_env().local_rank % torch.cuda.device_count()}"
+    name = str(device).strip()
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:<index> or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} was asked for, but this machine has no usable CUDA GPU "
+                              "(use --device cpu or auto)")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device {name!r} does not exist: this machine has {count} CUDA GPU(s)")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError(f"device {name!r} was asked for, but MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise ConfigError(f"device {name!r} is not supported (use auto, cpu, cuda, cuda:<index> or mps)")
+    return name
