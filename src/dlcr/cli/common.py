@@ -11,7 +11,33 @@ from dlcr.config import Config, load_config
 
 ConfigOpt = typer.Option("synthcc", "--config", "-c", help="packaged config name (e.g. prcc) or a YAML path")
 SetOpt = typer.Option([], "--set", help="override one config key, e.g. --set train.epochs=10 (repeatable)")
-WorkOpt = typer.Option(None, "--work", help="work folder of the generation stages [default: out/<dataset>]")
+WorkOpt = typer.Option(None, "--work", help="work folder of the generation stages", show_default="out/<dataset>")
+
+
+def flag(default: bool, *decls: str, help: str) -> Any:  # noqa: A002 - typer's own keyword
+    """A boolean option that takes no value (``--resume``, or ``--queries/--no-queries``).
+
+    The empty metavar keeps typer's help from printing ``<bool>`` next to it, which reads as if the
+    flag took a value (``--resume true`` is rejected). Put a default shown in ``[default: …]`` in
+    ``show_default`` of a value option instead of in its help text: rich markup eats bracketed text there.
+    """
+    return typer.Option(default, *decls, help=help, metavar="")
+
+
+def positive(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """Option callback: a number given on the command line must be >= 1 (0 never means "the default").
+
+    A :class:`ConfigError`, so the CLI prints one ``error:`` line (exit 2), like every other bad setting.
+    """
+    if value is not None and value < 1:
+        from dlcr.errors import ConfigError
+
+        raise ConfigError(f"{param.opts[0]} must be a positive integer, got {value}")
+    return value
+
+
+DEVICE_HELP = "cpu | cuda | cuda:N"
+DEVICE_DEFAULT = "this process's GPU when one is visible, else cpu"
 
 
 def get_config(config: str, sets: list[str]) -> Config:

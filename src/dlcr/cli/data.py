@@ -10,14 +10,16 @@ from typing import Any
 
 import typer
 
+from dlcr.cli.common import flag
 from dlcr.errors import DlcrError, InputError
 
 app = typer.Typer(help="Datasets: inspect, stats, prepare, synth.", no_args_is_help=True)
 
 _ROOT = typer.Option(..., "--root", help="Folder that contains the dataset's top folder (e.g. LTCC_ReID/).")
-_STRICT = typer.Option(True, "--strict/--no-strict",
-                       help="Fail on a file that breaks the naming pattern (--no-strict: skip and warn).")
-_CSV = typer.Option(None, "--csv", help="custom only: CSV with columns path,pid,camid,clothes,split.")
+_STRICT = flag(True, "--strict/--no-strict",
+               help="Fail on a file that breaks the naming pattern (--no-strict: skip and warn).")
+_CSV = typer.Option(None, "--csv", help="custom only: CSV with columns path,pid,camid,clothes,split.",
+                   show_default="none")
 
 
 def _load(name: str, root: Path, strict: bool, csv: Path | None, check: bool = False):
@@ -33,8 +35,8 @@ def _load(name: str, root: Path, strict: bool, csv: Path | None, check: bool = F
 def inspect(
     name: str = typer.Argument(..., help="Dataset name (prcc, ltcc, vcclothes, ..., synthcc, custom)."),
     root: Path = _ROOT,
-    as_json: bool = typer.Option(False, "--json", help="Print every record as JSON (DESIGN §7)."),
-    check: bool = typer.Option(False, "--check", help="Decode every image; fail on unreadable ones."),
+    as_json: bool = flag(False, "--json", help="Print every record as JSON (DESIGN §7)."),
+    check: bool = flag(False, "--check", help="Decode every image; fail on unreadable ones."),
     strict: bool = _STRICT,
     csv: Path | None = _CSV,
 ) -> None:
@@ -98,7 +100,7 @@ def prepare(
     root: Path = _ROOT,
     out: Path = typer.Option(..., "--out", help="Output folder; samples.parquet is written there."),
     strict: bool = _STRICT,
-    check: bool = typer.Option(False, "--check", help="Decode every image first."),
+    check: bool = flag(False, "--check", help="Decode every image first."),
     csv: Path | None = _CSV,
 ) -> None:
     """Parse a dataset and write OUT/samples.parquet (the input of every later stage)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from dlcr.cli.common import flag, positive
+
 
 def _seeds(text: str) -> tuple[int, ...]:
     from dlcr.errors import ConfigError
@@ -19,18 +21,24 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 def demo_cmd(
     out: str = typer.Option("out/demo", "--out", help="output folder (resumable)"),
-    quick: bool = typer.Option(False, "--quick", help="~2-minute smoke version (small world, few epochs)"),
+    quick: bool = flag(False, "--quick", help="~2-minute smoke version (small world, few epochs)"),
     seeds: str = typer.Option("0", "--seeds", help="training seeds, comma-separated, e.g. 0,1,2"),
     backend: str = typer.Option("recolor", "--backend",
                                 help="inpainting backend: recolor (offline baseline) | tiny (real diffusers code, "
                                      "tiny random weights: plumbing only)"),
-    ids: int = typer.Option(None, "--ids", help="identities in the world"),
-    epochs: int = typer.Option(None, "--epochs", help="training epochs per arm"),
-    k: int = typer.Option(None, "--k", help="generated variants per training image"),
-    l: int = typer.Option(None, "--l", help="generated variants per query (refinement)"),  # noqa: E741
-    m: int = typer.Option(None, "--m", help="top-m retrievals ensembled by refinement"),
-    workers: int = typer.Option(None, "--workers", help="data-loading worker processes"),
-    threads: int = typer.Option(None, "--threads", help="torch threads [default: 1]"),
+    ids: int = typer.Option(None, "--ids", callback=positive, help="identities in the world",
+                            show_default="150; --quick: 40"),
+    epochs: int = typer.Option(None, "--epochs", callback=positive, help="training epochs per arm",
+                               show_default="20; --quick: 4"),
+    k: int = typer.Option(None, "--k", callback=positive, help="generated variants per training image",
+                          show_default="8; --quick: 4"),
+    l: int = typer.Option(None, "--l", callback=positive,  # noqa: E741
+                          help="generated variants per query (refinement)", show_default="6; --quick: 3"),
+    m: int = typer.Option(None, "--m", callback=positive, help="top-m retrievals ensembled by refinement",
+                          show_default="5"),
+    workers: int = typer.Option(None, "--workers", min=0, help="data-loading worker processes (0: in the main "
+                                "process)", show_default="0"),
+    threads: int = typer.Option(None, "--threads", callback=positive, help="torch threads", show_default="1"),
     sets: list[str] = typer.Option([], "--set", help="extra config override for every arm (repeatable)"),
 ) -> None:
     """Render synthcc → masks → descriptions → inpainting → train 3 arms → evaluate (+ refinement) → report."""

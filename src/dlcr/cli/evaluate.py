@@ -7,7 +7,17 @@ from typing import Any
 
 import typer
 
-from dlcr.cli.common import ConfigOpt, SetOpt, WorkOpt, get_config, open_dataset, work_dir
+from dlcr.cli.common import (
+    DEVICE_DEFAULT,
+    DEVICE_HELP,
+    ConfigOpt,
+    SetOpt,
+    WorkOpt,
+    get_config,
+    open_dataset,
+    positive,
+    work_dir,
+)
 
 
 def load_model(checkpoint: str | Path, fallback_arch: str, device: Any = None) -> tuple[Any, dict]:
@@ -41,12 +51,15 @@ def evaluate_cmd(
     config: str = ConfigOpt,
     sets: list[str] = SetOpt,
     work: str = WorkOpt,
-    refine: bool = typer.Option(False, "--refine", help="prediction refinement with generated query variants"),
-    l: int = typer.Option(None, "--l", help="variants per query [default: eval.refine_l]"),  # noqa: E741
-    m: int = typer.Option(None, "--m", help="top-m retrievals [default: eval.refine_m]"),
-    variant: str = typer.Option(None, "--variant", help="paper | official [default: eval.refine_variant]"),
-    out: str = typer.Option(None, "--out", help="folder for metrics.json [default: <run>/eval]"),
-    device: str = typer.Option(None, "--device"),
+    refine: bool = typer.Option(False, "--refine", metavar="",  # a flag: no <bool> in the help
+                                help="prediction refinement with generated query variants (also on when "
+                                     "eval.refine is set)"),
+    l: int = typer.Option(None, "--l", callback=positive, help="variants per query (>= 1)",  # noqa: E741
+                          show_default="eval.refine_l"),
+    m: int = typer.Option(None, "--m", callback=positive, help="top-m retrievals (>= 1)", show_default="eval.refine_m"),
+    variant: str = typer.Option(None, "--variant", help="paper | official", show_default="eval.refine_variant"),
+    out: str = typer.Option(None, "--out", help="folder for metrics.json", show_default="<run>/eval"),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP, show_default=DEVICE_DEFAULT),
 ) -> None:
     """Standard / same-clothes / clothes-changing CMC, mAP, mINP (and refined) → metrics.json."""
     import torch
@@ -61,7 +74,7 @@ def evaluate_cmd(
 
     cfg = get_config(config, sets)
     ev = cfg.eval
-    variant = variant or ev.refine_variant
+    variant = ev.refine_variant if variant is None else variant
     if variant not in ("paper", "official"):
         raise ConfigError(f"--variant must be 'paper' or 'official', got {variant!r}")
     dev = torch.device(resolve_device(device))
@@ -76,7 +89,8 @@ def evaluate_cmd(
         rows = read_table(qdir / MANIFEST)
     st = EvalSettings.from_config(cfg)
     metrics = evaluate_model(model, ds.splits, ds.root, ds.protocols, st, device=dev, video=ds.video,
-                             refine_rows=rows, refine_root=qdir, l=l or ev.refine_l, m=m or ev.refine_m,
+                             refine_rows=rows, refine_root=qdir, l=ev.refine_l if l is None else l,
+                             m=ev.refine_m if m is None else m,
                              variant=variant)
     ck = Path(checkpoint)
     out_dir = Path(out) if out else (ck.parent if ck.suffix else ck).parent / "eval"

@@ -12,14 +12,25 @@ from typing import Any
 
 import typer
 
-from dlcr.cli.common import ConfigOpt, SetOpt, WorkOpt, get_config, open_dataset, work_dir
+from dlcr.cli.common import (
+    DEVICE_DEFAULT,
+    DEVICE_HELP,
+    ConfigOpt,
+    SetOpt,
+    WorkOpt,
+    flag,
+    get_config,
+    open_dataset,
+    positive,
+    work_dir,
+)
 from dlcr.errors import ConfigError
 
 app = typer.Typer(help="DLCR data generation: masks, descriptions, plans, inpainting.", no_args_is_help=True)
 
 DriverOpt = typer.Option("local", "--driver", help="local | torchrun | ray")
-OverwriteOpt = typer.Option(False, "--overwrite",
-                            help="replace this stage's outputs in --work when they were made with other settings")
+OverwriteOpt = flag(False, "--overwrite",
+                    help="replace this stage's outputs in --work when they were made with other settings")
 
 
 def required(g: Any, key: str, who: str, what: str) -> Any:
@@ -153,7 +164,7 @@ def queries_plan_stage(cfg: Any, ds: Any, work: Any, overwrite: bool = False) ->
 
 @app.command("masks")
 def masks_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
-              queries: bool = typer.Option(True, help="also parse the query images (for refinement)"),
+              queries: bool = flag(True, "--queries/--no-queries", help="also parse the query images (for refinement)"),
               overwrite: bool = OverwriteOpt) -> None:
     """Human parsing → LIP label maps of the training (and query) images."""
     cfg = get_config(config, sets)
@@ -188,7 +199,7 @@ def inpaint_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = W
 @app.command("queries")
 def queries_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
                 driver: str = DriverOpt,
-                plan_only: bool = typer.Option(False, "--plan-only", help="only write query_jobs.parquet"),
+                plan_only: bool = flag(False, "--plan-only", help="only write query_jobs.parquet"),
                 overwrite: bool = OverwriteOpt) -> None:
     """l clothes-changed variants per query image, for prediction refinement."""
     cfg = get_config(config, sets)
@@ -201,7 +212,7 @@ def queries_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = W
 
 @app.command("all")
 def all_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt, driver: str = DriverOpt,
-            queries: bool = typer.Option(True, help="also generate the query variants"),
+            queries: bool = flag(True, "--queries/--no-queries", help="also generate the query variants"),
             overwrite: bool = OverwriteOpt) -> None:
     """masks → describe → plan → inpaint (→ queries), skipping what is already done.
 
@@ -222,18 +233,20 @@ def all_cmd(config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkO
 @app.command("guidance-train")
 def guidance_train_cmd(
     config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
-    out: str = typer.Option(None, "--out", help="checkpoint path (default: <work>/guidance/discriminator.safetensors)"),
-    steps: int = typer.Option(2000, help="optimisation steps"),
-    batch_size: int = typer.Option(32, "--batch-size", help="latents per step (half real, half generated)"),
-    lr: float = typer.Option(2e-4, help="Adam learning rate"),
-    seed: int = typer.Option(None, help="(default: generate.seed)"),
+    out: str = typer.Option(None, "--out", help="checkpoint path",
+                            show_default="<work>/guidance/discriminator.safetensors"),
+    steps: int = typer.Option(2000, "--steps", callback=positive, help="optimisation steps (>= 1)"),
+    batch_size: int = typer.Option(32, "--batch-size", callback=positive,
+                                   help="latents per step (half real, half generated; >= 1)"),
+    lr: float = typer.Option(2e-4, "--lr", help="Adam learning rate"),
+    seed: int = typer.Option(None, "--seed", help="random seed", show_default="generate.seed"),
     mask_mode: str = typer.Option("none", "--mask-mode",
                                   help="none | input (mask multiplies the latents) | weight (mask weights the logits)"),
     max_images: int = typer.Option(5000, "--max-images",
                                    help="at most this many real and as many generated images, a seeded random "
                                         "subset; their latents are kept in memory (0: all)"),
-    device: str = typer.Option(None, help="(default: cuda when available, else cpu)"),
-    force: bool = typer.Option(False, "--force", help="retrain even if the checkpoint exists"),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP, show_default=DEVICE_DEFAULT),
+    force: bool = flag(False, "--force", help="retrain even if the checkpoint exists"),
 ) -> None:
     """Train the discriminator for discriminator guidance: real training images vs generated ones.
 

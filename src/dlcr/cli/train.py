@@ -10,17 +10,27 @@ from pathlib import Path
 
 import typer
 
-from dlcr.cli.common import ConfigOpt, SetOpt, WorkOpt, get_config, open_dataset, work_dir
+from dlcr.cli.common import (
+    DEVICE_DEFAULT,
+    DEVICE_HELP,
+    ConfigOpt,
+    SetOpt,
+    WorkOpt,
+    flag,
+    get_config,
+    open_dataset,
+    work_dir,
+)
 
 
 def train_cmd(
     config: str = ConfigOpt,
     sets: list[str] = SetOpt,
     work: str = WorkOpt,
-    name: str = typer.Option(None, "--name", help="run name [default: train.name]"),
-    out: str = typer.Option(None, "--out", help="runs folder [default: train.out_dir]"),
-    resume: bool = typer.Option(False, "--resume", help="continue runs/<name> from its last checkpoint"),
-    device: str = typer.Option(None, "--device", help="cpu | cuda | cuda:N [default: cuda when available]"),
+    name: str = typer.Option(None, "--name", help="run name", show_default="train.name"),
+    out: str = typer.Option(None, "--out", help="runs folder", show_default="train.out_dir"),
+    resume: bool = flag(False, "--resume", help="continue <out>/<name> from its last checkpoint"),
+    device: str = typer.Option(None, "--device", help=DEVICE_HELP, show_default=DEVICE_DEFAULT),
 ) -> None:
     """Train a CC-ReID model (CAL losses; sampler.mode none | concat | paired)."""
     from dlcr.engine.trainer import GeneratedData, TrainData, train
@@ -40,7 +50,11 @@ def train_cmd(
             raise InputError(f"sampler.mode={cfg.sampler.mode} needs generated images, but {manifest} is missing; "
                              "run `dlcr generate all` first or pass --set sampler.mode=none")
         generated = GeneratedData(rows=read_table(manifest), root=gen_dir)
-    run_dir = Path(out or cfg.train.out_dir) / (name or cfg.train.name)
+    if name is not None and not name.strip():
+        from dlcr.errors import ConfigError
+
+        raise ConfigError("--name must not be empty")
+    run_dir = Path(cfg.train.out_dir if out is None else out) / (cfg.train.name if name is None else name)
     res = train(cfg, TrainData.from_dataset(ds), run_dir, generated=generated, resume=resume, device=device)
     typer.echo(f"trained {res.epochs_run} epoch(s); last checkpoint: {res.last_checkpoint}")
     if res.metrics:
