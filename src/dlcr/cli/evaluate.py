@@ -79,7 +79,7 @@ def evaluate_cmd(
         raise ConfigError(f"--variant must be 'paper' or 'official', got {variant!r}")
     dev = torch.device(resolve_device(device))
     ds = open_dataset(cfg)
-    model, _ = load_model(checkpoint, cfg.model.name, dev)
+    model, state = load_model(checkpoint, cfg.model.name, dev)
     rows = None
     qdir = work_dir(cfg, work) / QUERY_GENERATED
     if refine or ev.refine:
@@ -87,7 +87,9 @@ def evaluate_cmd(
             raise InputError(f"refinement needs query variants, but {qdir / MANIFEST} is missing; "
                              "run `dlcr generate queries` first")
         rows = read_table(qdir / MANIFEST)
-    st = EvalSettings.from_config(cfg)
+    # the input size the model was trained at wins over the config's, unless set explicitly (then warned)
+    explicit = {item.split("=", 1)[0].strip() for item in sets}
+    st = EvalSettings.for_checkpoint(cfg, state.get("config"), explicit, source=str(state.get("path") or checkpoint))
     metrics = evaluate_model(model, ds.splits, ds.root, ds.protocols, st, device=dev, video=ds.video,
                              refine_rows=rows, refine_root=qdir, l=ev.refine_l if l is None else l,
                              m=ev.refine_m if m is None else m,

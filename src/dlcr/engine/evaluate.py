@@ -4,25 +4,33 @@ Refinement (DESIGN §7, §8) needs, for every query image, ``l`` generated cloth
 (``kind == "query"`` rows of a manifest). Their features are stacked into an ``(l, n_query, D)``
 tensor; a query with fewer than ``l`` usable variants (e.g. an empty clothes mask) is padded with its
 own feature, which is counted and logged.
+
+A model is evaluated at the input size it was trained at: :meth:`EvalSettings.for_checkpoint` takes
+``data.height`` / ``data.width`` / ``data.seq_len`` from the training config a checkpoint records
+(the normalisation is the fixed ImageNet one of :mod:`dlcr.data.transforms`, so nothing to record),
+unless the user set the key explicitly (``--set``), which wins with a warning naming both values.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from dlcr.errors import InputError
+from dlcr.errors import CheckpointError, InputError
 from dlcr.io.paths import safe_join
 from dlcr.types import EvalProtocol, Sample
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
+
+# keys of the recorded training config that decide what input the model expects (EvalSettings field)
+CHECKPOINT_INPUT_KEYS = {"data.height": "height", "data.width": "width", "data.seq_len": "seq_len"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,38 @@ class EvalSettings:
         """The evaluation sizes of a :class:`~dlcr.config.Config` (its ``data`` and ``eval`` sections)."""
         return cls(height=cfg.data.height, width=cfg.data.width, batch_size=cfg.eval.batch_size,
                    workers=cfg.data.workers, flip=cfg.eval.flip, seq_len=cfg.data.seq_len)
+
+    @classmethod
+    def for_checkpoint(cls, cfg: Any, recorded: Mapping[str, Any] | None, explicit: Collection[str] = (),
+                       source: str = "the checkpoint") -> EvalSettings:
+        """:meth:`from_config`, with the input keys (:data:`CHECKPOINT_INPUT_KEYS`) taken from
+        ``recorded``, the training config a checkpoint saved, unless named in ``explicit`` (the keys the
+        user set with ``--set``): then the user's value wins and a differing one is warned about."""
+        st = cls.from_config(cfg)
+        if not recorded:  # a pickle, or a checkpoint saved without its config: nothing to follow
+            return st
+        changes: dict[str, int] = {}
+        adopted = []
+        for key, attr in CHECKPOINT_INPUT_KEYS.items():
+            section, leaf = key.split(".")
+            part = recorded.get(section)
+            saved = part.get(leaf) if isinstance(part, Mapping) else None
+            if saved is None:
+                continue
+            if isinstance(saved, bool) or not isinstance(saved, int) or saved < 1:
+                raise CheckpointError(f"{source} records {key}={saved!r}, not a positive integer")
+            mine = getattr(st, attr)
+            if saved == mine:
+                continue
+            if key in explicit or section in explicit:
+                log.warning("%s=%s was set explicitly, but %s was trained with %s=%s; evaluating with %s as asked",
+                            key, mine, source, key, saved, mine)
+            else:
+                changes[attr] = saved
+                adopted.append(f"{key}={saved} (config: {mine})")
+        if adopted:
+            log.info("evaluating with %s's %s", source, ", ".join(adopted))
+        return replace(st, **changes) if changes else st
 
 
 def split_features(model: torch.nn.Module, splits: Mapping[str, Sequence[Sample]], root: str | os.PathLike,
