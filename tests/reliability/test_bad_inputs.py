@@ -209,6 +209,37 @@ def test_image_with_an_empty_clothes_mask_is_skipped_with_one_warning(world, wor
     assert len(read_table(wk / GENERATED / MANIFEST)) == len(jobs) - len(skipped)
 
 
+def _custom_csv(world: Path, tmp_path: Path, rows: list[str]) -> Path:
+    """A custom-dataset CSV over the world's first training images ({0}, {1} ... in ``rows``)."""
+    names = [f.relative_to(world).as_posix() for f in train_files(world)[:4]]
+    csv = tmp_path / "d.csv"
+    csv.write_text("path,pid,camid,clothes,split\n" + "".join(r.format(*names) + "\n" for r in rows))
+    return csv
+
+
+def test_custom_csv_split_names_are_case_insensitive(world, tmp_path):
+    from dlcr.data.datasets import create_dataset
+
+    csv = _custom_csv(world, tmp_path, ["{0},1,0,a,Train", "{1},2,0,a,train", "{2},1,1,b,QUERY", "{3},1,2,b,Gallery"])
+    ds = create_dataset("custom", world, csv=csv)
+    assert sorted(ds.splits) == ["gallery", "query", "train"] and len(ds.train) == 2  # not a 4th split "Train"
+    assert [p.name for p in ds.protocols] == ["standard", "sc", "cc"]
+
+
+def test_custom_csv_listing_an_image_twice_is_one_error(world, tmp_path, capsys, caplog):
+    csv = _custom_csv(world, tmp_path, ["{0},1,0,a,train", "{1},2,0,a,train", "{0},1,0,a,train"])
+    one_error(cli(["data", "inspect", "custom", "--root", str(world), "--csv", str(csv)], capsys, caplog),
+              "d.csv:4", "already listed on line 2")
+
+
+def test_an_output_on_a_pseudo_file_system_cannot_be_written(world, capsys, caplog):
+    if not Path("/proc/self/mounts").is_file():
+        pytest.skip("no /proc here")
+    msg = one_error(cli(["data", "prepare", "synthcc", "--root", str(world), "--out", "/proc/dlcr-out"], capsys,
+                        caplog), "/proc/dlcr-out", "cannot be written", "proc")
+    assert "No such file or directory" not in msg
+
+
 # ----------------------------------------------------------------------------------------- names, config
 def test_unknown_dataset_backend_scheduler_and_model_names(world, work, tmp_path, capsys, caplog):
     wk = clone(work, tmp_path / "work")

@@ -69,6 +69,31 @@ def _interrupted() -> None:
     sys.exit(143 if _received else 130)
 
 
+_PSEUDO_FS = {"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "configfs", "devpts",
+              "pstore", "bpf", "efivarfs", "fusectl", "binfmt_misc"}
+
+
+def _pseudo_fs(path: object) -> str | None:
+    """The type of the kernel pseudo file system (``proc``, ``sysfs`` ...) holding ``path``, else None."""
+    import os
+    from pathlib import Path
+
+    try:
+        mounts = Path("/proc/self/mounts").read_text(encoding="utf-8", errors="replace").splitlines()
+        p = os.path.abspath(os.fsdecode(path))  # type: ignore[arg-type]
+    except (OSError, TypeError, ValueError):
+        return None
+    best, fstype = "", None
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mnt = parts[1].replace("\\040", " ")
+        if (p == mnt or p.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+            best, fstype = mnt, parts[2]
+    return fstype if fstype in _PSEUDO_FS else None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors become ``error: <one line>`` and exit status 2."""
     import signal
@@ -97,6 +122,11 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:
         # The environment refused a file operation (a file where a folder must be, disk full, read-only
         # file system ...): the user can fix it, so one line, not a traceback.
+        fs = _pseudo_fs(e.filename) if e.filename else None
+        if fs is not None:  # /proc says "No such file or directory" to a file it cannot hold
+            print(f"error: {e.filename} cannot be written: it is on the {fs} pseudo file system "
+                  "(choose an output folder on a disk)", file=sys.stderr)
+            sys.exit(2)
         what = e.strerror or first_line(e)
         print(f"error: {what}: {e.filename}" if e.filename else f"error: {what}", file=sys.stderr)
         sys.exit(2)

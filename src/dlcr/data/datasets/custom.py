@@ -1,9 +1,10 @@
 """Any dataset described by a CSV: ``path,pid,camid,clothes,split`` (one row per image).
 
-``path`` is relative to the root and may not leave it. ``clothes`` is an outfit label, compared
-only within a person (the outfit key is ``"<pid>_<clothes>"``). ``split`` is ``train`` or any
-test split name; all non-training splits share one clothes numbering. With ``query`` and
-``gallery`` splits the dataset gets the standard, SC and CC protocols.
+``path`` is relative to the root and may not leave it; an image listed twice is an error. ``clothes``
+is an outfit label, compared only within a person (the outfit key is ``"<pid>_<clothes>"``).
+``split`` is ``train`` or any test split name, read case-insensitively (``Train`` is ``train``);
+all non-training splits share one clothes numbering. With ``query`` and ``gallery`` splits the
+dataset gets the standard, SC and CC protocols.
 """
 
 from __future__ import annotations
@@ -61,17 +62,22 @@ def load_custom(root: str | os.PathLike, *, csv: str | os.PathLike | None = None
 
     rejects = Rejects("custom", strict)
     by_split: dict[str, list[Record]] = {}
+    first_line: dict[str, int] = {}  # image -> the CSV line that listed it first
     for line, row in enumerate(track(rows, desc="custom", unit="row"), 2):
         where = f"{csv_p}:{line}"
         if not row["path"] or not row["split"] or not row["clothes"]:
             raise DatasetError(f"{where}: path, clothes and split must not be empty")
         safe_join(root_p, row["path"])  # raises UnsafePathError for paths leaving the root
         p = Path(os.path.normpath(root_p / row["path"]))
+        if str(p) in first_line:
+            raise DatasetError(f"{where}: image {row['path']!r} is already listed on line {first_line[str(p)]}; "
+                               "each image may appear once")
+        first_line[str(p)] = line
         if not (is_image(p.name) and p.is_file()):
             rejects(row["path"], "an existing image file under the root")
             continue
         pid = _int(row["pid"], "pid", where)
-        by_split.setdefault(row["split"], []).append(Record(
+        by_split.setdefault(row["split"].lower(), []).append(Record(
             path=rel(root_p, p), pid=pid, camid=_int(row["camid"], "camid", where),
             clothes_key=f"{pid:03d}_{row['clothes']}",
         ))
