@@ -177,12 +177,10 @@ class Range:
             return False
         return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
 
-    def describe(self) -> str:
-        if self.lo == 1 and self.hi is None and not self.lo_open:
-            return "an integer >= 1"
+    def describe(self, integer: bool = False) -> str:
         lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo:g}"
         hi = "" if self.hi is None else f"{'<' if self.hi_open else '<='} {self.hi:g}"
-        return "a number " + " and ".join(x for x in (lo, hi) if x)
+        return ("an integer " if integer else "a number ") + " and ".join(x for x in (lo, hi) if x)
 
 
 POSITIVE_INT = Range(lo=1)  # sizes, batch sizes, counts, epochs
@@ -220,7 +218,7 @@ def _check_range(value: Any, rule: Range, key: str) -> None:
         for i, v in enumerate(value):
             _check_range(v, rule, f"{key}[{i}]")
     elif isinstance(value, int | float) and not isinstance(value, bool) and not rule.allows(value):
-        raise ConfigError(f"config key {key!r} must be {rule.describe()}, got {value!r}")
+        raise ConfigError(f"config key {key!r} must be {rule.describe(isinstance(value, int))}, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------
