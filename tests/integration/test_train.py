@@ -149,3 +149,89 @@ def test_missing_manifest_is_a_clear_error(world, tmp_path, capsys):
 def test_generated_paths_stay_inside_the_work_folder(world):
     rows = read_table(world["work"] / stages.GENERATED / MANIFEST)
     assert rows and all(not Path(r["file"]).is_absolute() and ".." not in Path(r["file"]).parts for r in rows)
+
+
+def test_resume_is_exact_with_loader_workers(world, tmp_path):
+    """With data.workers=2 the augmentations come from workers seeded per epoch from the checkpointed
+    state, so a run resumed after epoch 1 ends with the uninterrupted run's weights."""
+    data = TrainData.from_dataset(world["ds"])
+    kw = {"data.workers": 2, "data.random_erasing": 0.5}
+    steps = 3  # a few batches per epoch keep the test short; the workers still prefetch past them
+
+    def trainer(epochs: int, out: str) -> Trainer:
+        tr = Trainer(_cfg(world, "paired", epochs=epochs, **kw), data, tmp_path / out, generated=_gen(world))
+        tr.max_steps = steps
+        return tr
+
+    torch.manual_seed(0)
+    full = trainer(2, "full")
+    full.fit()
+    torch.manual_seed(0)
+    trainer(1, "part").fit()
+    torch.manual_seed(123)
+    again = trainer(2, "part")
+    assert again.loader.num_workers == 2
+    assert again.resume() and again.start_epoch == 1
+    again.fit()
+    ref = full.model.state_dict()
+    differ = [k for k, v in again.model.state_dict().items() if not torch.equal(v, ref[k])]
+    assert not differ, f"{len(differ)}/{len(ref)} tensors differ from the uninterrupted run"
+    ck = "checkpoints/last.safetensors"  # identical states, identical files
+    assert (tmp_path / "full" / ck).read_bytes() == (tmp_path / "part" / ck).read_bytes()
+
+
+def _cli_common(world: dict) -> list[str]:
+    return ["--config", "synthcc", "--set", f"data.root={world['root']}", "--set", f"data.height={H}",
+            "--set", f"data.width={W}", "--set", "data.workers=0", "--work", str(world["work"]),
+            "--set", "train.eval_every=0", "--set", "sampler.batch_size=8", "--set", "sampler.num_instances=2"]
+
+
+def test_damaged_last_checkpoint_stops_the_run_with_and_without_resume(world, tmp_path, capsys):
+    from dlcr.cli.main import main
+
+    common = [*_cli_common(world), "--name", "run", "--out", str(tmp_path)]
+    main(["train", *common, "--set", "train.epochs=1"])
+    run = tmp_path / "run"
+    st = run / "checkpoints" / "last.safetensors"
+    st.write_bytes(st.read_bytes()[:-100])  # truncated
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    for resume in (["--resume"], []):
+        with pytest.raises(SystemExit) as e:
+            main(["train", *common, "--set", "train.epochs=2", *resume])
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: "), err
+        if resume:
+            assert "cannot resume" in err[0] and "truncated" in err[0] and "last.safetensors" in err[0]
+        else:
+            assert "already holds a run" in err[0] and "--resume" in err[0]
+        assert {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing overwritten
+
+
+def test_damaged_last_checkpoint_falls_back_to_an_intact_previous_one(world, tmp_path, monkeypatch, caplog):
+    from dlcr.engine import checkpoint
+
+    data = TrainData.from_dataset(world["ds"])
+    out = tmp_path / "run"
+    first = Trainer(_cfg(world, "paired", epochs=1), data, out, generated=_gen(world))
+    first.max_steps = 2  # two batches an epoch are enough here
+    first.fit()
+    # a run killed after writing checkpoint 2 but before removing the kept copy of checkpoint 1
+    monkeypatch.setattr(checkpoint, "_drop_previous", lambda d, name: None)
+    tr = Trainer(_cfg(world, "paired", epochs=2), data, out, generated=_gen(world))
+    tr.max_steps = 2
+    assert tr.resume()
+    tr.fit()
+    monkeypatch.undo()
+    ck = out / "checkpoints"
+    assert json.loads((ck / "last.prev.json").read_text())["epoch"] == 0
+    st = ck / "last.optim.safetensors"
+    raw = bytearray(st.read_bytes())
+    raw[-1] ^= 0xFF  # same size, different bytes
+    st.write_bytes(bytes(raw))
+    again = Trainer(_cfg(world, "paired", epochs=2), data, out, generated=_gen(world))
+    with caplog.at_level("WARNING", logger="dlcr"):
+        assert again.resume() and again.start_epoch == 1
+    notes = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("last.json is damaged" in m and "corrupt" in m and "last.prev" in m for m in notes), notes

@@ -194,3 +194,29 @@ def test_resave_same_name_replaces_atomically(tmp_path: Path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     m, *_ = build(0)
     assert load_checkpoint(tmp_path, model=m)["epoch"] == 2
+
+
+def test_identical_states_give_identical_files(tmp_path: Path):
+    files = set()
+    for i in range(6):  # the metadata order used to change from one save to the next
+        path, _ = save_trained(tmp_path / str(i))
+        meta = json.loads(path.read_text())
+        files.add(tuple((path.parent / f).read_bytes() for f in ("last.safetensors", "last.optim.safetensors")))
+        files.add(tuple(e["sha256"] for e in meta["files"].values()))
+    assert len(files) == 2
+    model, clothes, *_ = build(9)
+    load_checkpoint(tmp_path / "0", model=model, clothes_classifier=clothes)  # still a valid file
+
+
+def test_resume_checkpoint_refuses_a_damaged_last_without_an_intact_previous_one(tmp_path: Path):
+    from dlcr.engine.checkpoint import resume_checkpoint
+
+    path, _ = save_trained(tmp_path)
+    assert resume_checkpoint(tmp_path) == (path, None)
+    st = tmp_path / "last.safetensors"
+    st.write_bytes(st.read_bytes()[:-8])
+    with pytest.raises(CheckpointError, match="cannot resume: .*last.safetensors is truncated"):
+        resume_checkpoint(tmp_path)
+    (tmp_path / "last.json").write_text("{")
+    with pytest.raises(CheckpointError, match="cannot resume: cannot read checkpoint"):
+        resume_checkpoint(tmp_path)

@@ -212,7 +212,7 @@ def save_checkpoint(directory: str | os.PathLike, *, model: nn.Module, clothes_c
     files = {}
     for role, fname, tensors in (("weights", f"{name}.safetensors", weights),
                                  ("state", f"{name}.optim.safetensors", state_tensors)):
-        data = st_save(tensors, metadata={"format": FORMAT, "role": role})
+        data = _canonical_safetensors(st_save(tensors, metadata={"format": FORMAT, "role": role}))
         atomic_write_bytes(d / fname, data)
         files[role] = {"file": fname, "bytes": len(data), "sha256": _sha256(data)}
 
@@ -231,6 +231,27 @@ def save_checkpoint(directory: str | os.PathLike, *, model: nn.Module, clothes_c
     atomic_write_text(json_path, json.dumps(meta, indent=1) + "\n")
     _drop_previous(d, name)
     return json_path
+
+
+def _canonical_safetensors(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its header rewritten in a fixed order.
+
+    safetensors keeps the metadata in a Rust hash map whose iteration order changes from one save to
+    the next, so identical tensors gave files with different bytes (and sha256). The header is
+    re-serialised with the metadata keys sorted and the tensor entries in file order; the tensor
+    bytes are untouched (their offsets are relative to the end of the header).
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    fixed: dict[str, Any] = {}
+    meta = header.pop("__metadata__", None)
+    if meta:
+        fixed["__metadata__"] = dict(sorted(meta.items()))
+    for k, v in sorted(header.items(), key=lambda kv: (list(kv[1]["data_offsets"]), kv[0])):
+        fixed[k] = v
+    text = json.dumps(fixed, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # the alignment safetensors itself pads to
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
 
 
 def _keep_previous(d: Path, name: str) -> Path | None:
@@ -346,6 +367,59 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
         if best is None or key > best:
             best, best_path = key, p
     return best_path
+
+
+def verify_checkpoint(json_path: str | os.PathLike) -> str | None:
+    """None when the checkpoint is intact (its JSON reads, both tensor files have the recorded size
+    and sha256); otherwise one line saying what is wrong. Reads both files."""
+    json_path = Path(json_path)
+    try:
+        meta = _read_meta(json_path)
+        for role in ("weights", "state"):
+            entry = meta["files"][role]
+            p = _file_of(json_path, meta, role)
+            h = hashlib.sha256()
+            size = 0
+            try:
+                with open(p, "rb") as fh:
+                    while chunk := fh.read(1 << 24):
+                        h.update(chunk)
+                        size += len(chunk)
+            except OSError as e:
+                return f"cannot read {p}: {e.strerror or e}"
+            if size != int(entry["bytes"]):
+                return f"{p} is truncated or was replaced: {size} bytes, expected {entry['bytes']}"
+            if h.hexdigest() != entry["sha256"]:
+                return f"{p} is corrupt: sha256 does not match {json_path.name}"
+    except CheckpointError as e:
+        return str(e)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return f"{json_path} is not a complete checkpoint record"
+    return None
+
+
+def resume_checkpoint(directory: str | os.PathLike) -> tuple[Path | None, str | None]:
+    """The checkpoint a resumed run continues from, and a note when it is a fallback.
+
+    A damaged ``last`` (its JSON exists but it does not verify) is never skipped silently: the kept
+    previous version ``last.prev`` is used when it verifies (the note says so), otherwise this is a
+    :class:`CheckpointError`. Without a ``last.json`` (a save killed after it removed the old one),
+    the newest complete checkpoint is used, as :func:`latest_checkpoint` finds it; None when there is
+    none.
+    """
+    d = Path(directory)
+    last = d / "last.json"
+    if last.exists():
+        why = verify_checkpoint(last)
+        if why is not None:
+            prev = d / f"last{PREV}.json"
+            if prev.is_file() and verify_checkpoint(prev) is None:
+                epoch = int(_read_meta(prev).get("epoch", -1))
+                return prev, (f"checkpoint {last.name} is damaged ({why}); resuming from the kept previous "
+                              f"checkpoint {prev.name} (after epoch {epoch + 1})")
+            raise CheckpointError(f"cannot resume: {why}; no intact previous checkpoint to fall back to "
+                                  f"(move {d.parent} away to start the run over)")
+    return latest_checkpoint(d), None
 
 
 def _resolve(path: Path) -> Path:

@@ -136,6 +136,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def loader_seed(seed: int, epoch: int, rank: int) -> int:
+    """Seed of the data loader's generator for one epoch on one rank (its workers' base seed comes
+    from it): a function of the checkpointed state only, never of the process's RNG."""
+    return int(np.random.default_rng([int(seed), int(epoch), int(rank), 0x10AD]).integers(2**63))
+
+
 @contextlib.contextmanager
 def frozen(module: nn.Module) -> Iterator[None]:
     """Parameters of ``module`` take no gradient inside the block (inputs still do)."""
@@ -251,8 +257,15 @@ class Trainer:
                               random_erasing=cfg.data.random_erasing)
         cache = (cfg.data.height, cfg.data.width) if cfg.data.cache_images else None
         ds = make_dataset(self.pool, data.root, tf, data.video, cfg.data.seq_len, cache_hw=cache)
+        # Loader workers are started afresh every epoch and seeded from (train.seed, epoch, rank) through
+        # this generator (re-seeded in train_epoch): the DataLoader draws its workers' base seed from it,
+        # and each worker seeds torch / random / numpy from that base seed + its worker id. A resumed
+        # epoch therefore draws the augmentations the uninterrupted run drew, for any worker count.
+        # (Persistent workers, seeded once from the global RNG when the first epoch starts and carrying
+        # their RNG state across epochs, made a resumed run diverge.)
+        self.loader_generator = torch.Generator()
         loader_kw: dict[str, Any] = {"num_workers": cfg.data.workers, "pin_memory": self.device.type == "cuda",
-                                     "persistent_workers": cfg.data.workers > 0}
+                                     "persistent_workers": False, "generator": self.loader_generator}
         self.max_steps: int | None = None
         if sc.mode == "paired":
             self.loader = DataLoader(ds, batch_sampler=self.sampler, **loader_kw)
@@ -326,12 +339,18 @@ class Trainer:
                                name=name)
 
     def resume(self) -> bool:
-        """Continue from ``checkpoints/last`` when it exists; returns whether it did."""
-        from dlcr.engine.checkpoint import latest_checkpoint, load_checkpoint
+        """Continue from ``checkpoints/last`` when it exists; returns whether it did.
 
-        last = latest_checkpoint(self.ckpt_dir)
+        A damaged ``last`` is a :class:`CheckpointError` unless its kept previous version verifies
+        (then that one is used, with a warning); see :func:`dlcr.engine.checkpoint.resume_checkpoint`.
+        """
+        from dlcr.engine.checkpoint import load_checkpoint, resume_checkpoint
+
+        last, note = resume_checkpoint(self.ckpt_dir)
         if last is None:
             return False
+        if note:
+            log.warning("%s", note)
         state = load_checkpoint(last, model=self.model, clothes_classifier=self.clothes,
                                 optimizers={"model": self.opt, "clothes": self.opt_c},
                                 schedulers={"model": self.sched, "clothes": self.sched_c},
@@ -353,6 +372,7 @@ class Trainer:
         self.model.train()
         self.clothes.train()
         self.sampler.set_epoch(epoch)
+        self.loader_generator.manual_seed(loader_seed(cfg.train.seed, epoch, self.env.rank))
         use_cal = epoch >= cfg.loss.cal_start_epoch and self.data.num_clothes > 1
         sums = {"loss": 0.0, "id": 0.0, "tri": 0.0, "clothes": 0.0, "adv": 0.0, "acc": 0.0}
         n = 0
@@ -482,13 +502,21 @@ def init_distributed(env: DistEnv) -> None:
 def train(cfg: Config, data: TrainData, out_dir: str | os.PathLike, *, generated: GeneratedData | None = None,
           resume: bool = False, device: str | None = None) -> TrainResult:
     """Train one model; ``resume=True`` continues from ``out_dir/checkpoints/last`` when present."""
-    from dlcr.engine.checkpoint import latest_checkpoint
+    from dlcr.engine.checkpoint import latest_checkpoint, resume_checkpoint
 
-    if not resume:  # any complete checkpoint counts, e.g. last.prev.json left by a run killed mid-save
-        found = latest_checkpoint(Path(out_dir) / "checkpoints")
+    if resume:  # a damaged checkpoint stops the run here, before anything is built or written
+        resume_checkpoint(Path(out_dir) / "checkpoints")
+    else:  # any checkpoint counts, e.g. last.prev.json left by a run killed mid-save, or a damaged one
+        ck = Path(out_dir) / "checkpoints"
+        found = latest_checkpoint(ck)
         if found is not None:
             raise ConfigError(f"{out_dir} already holds a run ({found.name}); pass --resume to continue it "
                               "or choose another name")
+        held = sorted(p.name for p in ck.glob("*") if not p.name.startswith(".")
+                      and p.name.endswith((".json", ".safetensors"))) if ck.is_dir() else []
+        if held:
+            raise ConfigError(f"{out_dir} already holds a run whose checkpoint is incomplete or damaged "
+                              f"({', '.join(held)}); pass --resume to continue it or choose another name")
     env = dist_env()
     init_distributed(env)
     trainer = Trainer(cfg, data, out_dir, generated=generated, device=device, env=env)
