@@ -15,7 +15,7 @@ def test_recorded_input_keys_win_unless_set_explicitly(caplog):
     with caplog.at_level(logging.WARNING):
         st = EvalSettings.for_checkpoint(cfg, rec, {"data.height"}, source="ck.json")
     assert (st.height, st.width) == (128, 32)
-    (msg,) = [r.getMessage() for r in caplog.records]
+    (msg,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "data.height=128" in msg and "data.height=64" in msg and "ck.json" in msg
     assert EvalSettings.for_checkpoint(cfg, {"data": {"height": 64}}, {"data"}).height == 128
     assert EvalSettings.for_checkpoint(cfg, None) == EvalSettings.from_config(cfg)  # a pickle records nothing
