@@ -4,7 +4,7 @@ Every run is a real ``dlcr train`` process (``train_hook.py`` wraps the CLI entr
 hooks: a log of the training items the loader fetched, and a pause inside a chosen checkpoint file's
 write, so the kill lands inside the save every time instead of by luck). The resumed runs must
 consume exactly the sampler stream of an uninterrupted run from the last complete checkpoint on and
-end with bit-identical weights (CPU, one thread, no loader workers).
+end with bit-identical weights (CPU, one thread; no loader workers, and once with two).
 """
 
 from __future__ import annotations
@@ -195,3 +195,22 @@ def test_resume_keeps_the_history_of_completed_epochs(world, work, tmp_path):
     again = Trainer(load_config("synthcc", [*sets, "train.epochs=2"]), data, tmp_path, generated=gen, device="cpu")
     assert again.resume() and again.start_epoch == 1
     assert [h["epoch"] for h in again.fit().history] == [1, 2]
+
+
+def test_sigkill_with_loader_workers_then_resume_ends_with_the_uninterrupted_weights(world, work, tmp_path):
+    """``data.workers=2``: the augmentations are drawn in loader worker processes, seeded per epoch
+    from the checkpointed state, so a run killed mid-epoch and resumed still ends bit-identical to an
+    uninterrupted run with the same workers (the fetch order across workers is not compared)."""
+    workers = ["--set", "data.workers=2"]
+    _finish(_args(world, work, tmp_path / "ref") + workers, tmp_path / "ref.jsonl", tmp_path / "ref.err")
+    ref = _model_weights(tmp_path / "ref" / "run")
+    out, run = tmp_path / "runs", tmp_path / "runs" / "run"
+    a_log, err = tmp_path / "a.jsonl", tmp_path / "a.err"
+    proc = _start(_args(world, work, out) + workers, a_log, err)
+    _wait_for(lambda: _count(a_log, 1) >= 2 * PER_BATCH, proc, err)  # the workers are fetching epoch 2
+    _kill(proc)
+    assert _ckpt_epoch(run) == 0, "the kill should land inside epoch 1, after checkpoint 0"
+    _finish(_args(world, work, out, resume=True) + workers, tmp_path / "b.jsonl", tmp_path / "b.err")
+    assert sorted(_log(tmp_path / "b.jsonl")) == [1, 2]
+    _assert_same_weights(run, ref)
+    _assert_clean_run(run)
