@@ -122,9 +122,13 @@ def test_remote_code_reaches_transformers_only_when_the_user_sets_it(world, tmp_
 
     monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", fake_from_pretrained)
     monkeypatch.setattr(transformers.AutoImageProcessor, "from_pretrained", fake_from_pretrained)
-    base = ["generate", "describe", *data_sets(world), "--work", str(tmp_path / "work"),
+    # describe needs label maps before it builds a captioner: made here by the ground-truth parser
+    main(["generate", "masks", *data_sets(world), "--work", str(tmp_path / "work_d"),
+          "--set", "generate.parser=synthcc"])
+    capsys.readouterr()
+    base = ["generate", "describe", *data_sets(world), "--work", str(tmp_path / "work_d"),
             "--set", "generate.captioner=hf", "--set", "generate.captioner_model=some-org/some-vlm"]
-    parse = ["generate", "masks", *data_sets(world), "--work", str(tmp_path / "work"),
+    parse = ["generate", "masks", *data_sets(world), "--work", str(tmp_path / "work_m"),
              "--set", "generate.parser=hf", "--set", "generate.parser_model=some-org/some-segformer"]
     with caplog.at_level(logging.WARNING):
         for argv, trusted in ((base, False), (parse, False), ([*base, "--set", "generate.trust_remote_code=true"], True),
