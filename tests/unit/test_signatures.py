@@ -355,7 +355,9 @@ def test_tiny_backend_steps_and_size_refuse(toy, tiny_model):
 
 
 # --------------------------------------------------------------------------- the real command line
-def test_cli_inpaint_with_other_settings_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch):
+def _cli_world(tmp_path, capsys, monkeypatch):
+    """A 4-id synthcc world in the current folder; ``run(*argv) -> (exit code, stdout, stderr)`` of the
+    real entry point, and the ``--set`` options of the fast offline backends."""
     from dlcr.cli.main import main
     from dlcr.synth.writer import render_world
 
@@ -371,6 +373,12 @@ def test_cli_inpaint_with_other_settings_is_one_error_line_and_exit_2(tmp_path, 
         except SystemExit as e:
             code = int(e.code or 0)
         return (code, *capsys.readouterr())
+
+    return run, sets
+
+
+def test_cli_inpaint_with_other_settings_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    run, sets = _cli_world(tmp_path, capsys, monkeypatch)
 
     code, out, err = run("generate", "all", *sets, "--work", "w", "--no-queries")
     assert code == 0, err
@@ -524,24 +532,11 @@ def test_cli_backend_specs_have_the_signature_of_the_backends_built_from_them(tm
 
 
 def test_cli_masks_and_describe_refuse_before_building_a_backend(tmp_path, capsys, monkeypatch):
-    from dlcr.cli.main import main
     from dlcr.generation.describe import CAPTIONERS, SUMMARIZERS
     from dlcr.generation.parsing import PARSERS
-    from dlcr.synth.writer import render_world
 
-    render_world(tmp_path / "data", ids=4, seed=0, height=32, width=16)
-    monkeypatch.chdir(tmp_path)
+    run, sets = _cli_world(tmp_path, capsys, monkeypatch)
     (tmp_path / "labels").mkdir()
-    sets = ["-c", "synthcc", "--set", "data.root=data", "--set", "generate.parser=synthcc",
-            "--set", "generate.backend=recolor", "--set", "generate.k=1"]  # fmt: skip
-
-    def run(*argv):
-        code = 0
-        try:
-            main([*argv])
-        except SystemExit as e:
-            code = int(e.code or 0)
-        return (code, *capsys.readouterr())
 
     code, out, err = run("generate", "all", *sets, "--work", "w", "--no-queries")
     assert code == 0, err
