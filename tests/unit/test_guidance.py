@@ -12,7 +12,8 @@ from torch import nn
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:diffusers.*")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:diffusers.*"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 from dlcr.errors import CheckpointError, ConfigError  # noqa: E402
 from dlcr.generation import guidance as G  # noqa: E402
@@ -38,15 +39,6 @@ class SumDisc(nn.Module):
         if self.uses_mask:
             x = x * mask
         return self.a * x.flatten(1).sum(1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Many small ops: on a shared 2-core machine one thread is several times faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ import pytest
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:diffusers.*")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:diffusers.*"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 import torch  # noqa: E402
 
@@ -27,14 +28,6 @@ from public_formats.sd import build_sd2_inpainting, build_sd15_inpainting, build
 
 PROMPTS = ["a person wearing red shirt, blue jeans, white sneakers", "a person wearing black coat, gray pants",
            "a person wearing green dress"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")
