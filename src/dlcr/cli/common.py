@@ -46,14 +46,18 @@ def get_config(config: str, sets: list[str]) -> Config:
 
 def open_dataset(cfg: Config, root: str | None = None) -> Any:
     from dlcr.data.datasets import create_dataset
+    from dlcr.errors import ConfigError
 
     extra: dict[str, Any] = {}
-    if cfg.data.csv is not None:
+    if cfg.data.csv:  # null or empty: unset
         if cfg.data.name != "custom":
-            from dlcr.errors import ConfigError
-
             raise ConfigError(f"data.csv is read only by the 'custom' dataset, not by {cfg.data.name!r}")
         extra["csv"] = cfg.data.csv
+    elif cfg.data.name == "custom":
+        from dlcr.data.datasets.custom import COLUMNS
+
+        raise ConfigError(f"dataset 'custom' needs config key data.csv: --set data.csv=<CSV with columns "
+                          f"{','.join(COLUMNS)}> (a relative path is read from the working directory)")
     return create_dataset(cfg.data.name, root or cfg.data.root, strict=cfg.data.strict, **extra)
 
 

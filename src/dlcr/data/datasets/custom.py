@@ -1,7 +1,9 @@
 """Any dataset described by a CSV: ``path,pid,camid,clothes,split`` (one row per image).
 
-``path`` is relative to the root and may not leave it; an image listed twice is an error. ``clothes``
-is an outfit label, compared only within a person (the outfit key is ``"<pid>_<clothes>"``).
+``path`` is relative to the root and may not leave it; an image listed twice is an error. The CSV's
+own path, when relative, is read from the working directory (like every path option), not from the
+root. ``clothes`` is an outfit label, compared only within a person (the outfit key is
+``"<pid>_<clothes>"``).
 ``split`` is ``train`` or any test split name, read case-insensitively (``Train`` is ``train``);
 all non-training splits share one clothes numbering. With ``query`` and ``gallery`` splits the
 dataset gets the standard, SC and CC protocols.
@@ -49,7 +51,11 @@ def load_custom(root: str | os.PathLike, *, csv: str | os.PathLike | None = None
         raise DatasetError(f"dataset root {root_p} does not exist or is not a folder")
     csv_p = Path(csv).expanduser()
     if not csv_p.is_file():
-        raise DatasetError(f"CSV {csv_p} not found")
+        hint = ""
+        if not csv_p.is_absolute() and (root_p / csv_p).is_file():
+            hint = (f" (a relative CSV path is read from the working directory, not from the dataset root; "
+                    f"did you mean {root_p / csv_p}?)")
+        raise DatasetError(f"CSV {csv_p} not found{hint}")
     with open(csv_p, newline="", encoding="utf-8") as fh:
         reader = csv_mod.DictReader(fh)
         header = [c.strip() for c in reader.fieldnames or []]
