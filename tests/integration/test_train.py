@@ -235,3 +235,55 @@ def test_damaged_last_checkpoint_falls_back_to_an_intact_previous_one(world, tmp
         assert again.resume() and again.start_epoch == 1
     notes = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("last.json is damaged" in m and "corrupt" in m and "last.prev" in m for m in notes), notes
+
+
+def _as_prcc(world: dict, dst: Path) -> Path:
+    """The synthetic world re-filed in PRCC's layout, with a ``val`` folder: per person the first
+    outfit is seen by cameras A and B, another outfit by camera C (PRCC's clothes rule)."""
+    import shutil
+
+    by_pid: dict[int, dict[str, list]] = {}
+    for split in world["ds"].splits.values():
+        for s in split:
+            by_pid.setdefault(s.pid, {}).setdefault(s.clothes_key, []).append(s)
+    people = sorted(p for p, outfits in by_pid.items() if len(outfits) >= 2)
+    assert len(people) >= 8, people
+    rgb = dst / "prcc" / "rgb"
+    for i, pid in enumerate(people):
+        outfits = [by_pid[pid][k] for k in sorted(by_pid[pid])]
+        same, other = outfits[0], outfits[1]
+        files = [("A" if j % 2 == 0 else "B", s) for j, s in enumerate(same)] + [("C", s) for s in other]
+        for j, (cam, s) in enumerate(files):
+            if i < 4 or i >= 6:  # 4 training, 2 validation, the rest test identities
+                folder = "train" if i < 4 else None
+            else:
+                folder = "val"
+            if folder is None:
+                target = rgb / "test" / cam / f"{pid:03d}" / f"{j:03d}.png"
+            else:
+                target = rgb / folder / f"{pid:03d}" / f"{cam}_{j:03d}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(world["root"] / s.path, target)
+    return dst
+
+
+def test_prcc_validation_split_selects_the_best_checkpoint(world, tmp_path):
+    """PRCC's val folder (C -> A, like its clothes-changing test) is evaluated every eval_every epochs
+    and keeps ``best``; the test protocols are logged but never select."""
+    root = _as_prcc(world, tmp_path / "data")
+    ds = create_dataset("prcc", root)
+    data = TrainData.from_dataset(ds)
+    assert [p.name for p in data.validation_protocols()] == ["val"]
+    sets = [f"data.root={root}", f"data.height={H}", f"data.width={W}", "data.workers=0", "model.name=small_resnet",
+            "model.pretrained=null", "train.epochs=3", "train.eval_every=1", "loss.cal_start_epoch=1",
+            "sampler.batch_size=8", "sampler.num_instances=2", "sampler.mode=none"]
+    tr = Trainer(load_config("prcc", sets), data, tmp_path / "run")
+    res = tr.fit()
+    vals = [h["val_mAP"] for h in res.history]
+    assert len(vals) == 3 and all(0.0 <= v <= 1.0 for v in vals)
+    assert all("cc_mAP" in h and "sc_mAP" in h for h in res.history)  # test metrics are still logged
+    best_epoch = 1 + int(np.argmax(vals))  # the first epoch with the highest validation mAP
+    assert res.best_checkpoint is not None and res.best_checkpoint.is_file()
+    meta = json.loads(res.best_checkpoint.read_text())
+    assert tuple(tr.best) == (vals[best_epoch - 1], best_epoch)
+    assert meta["epoch"] + 1 == best_epoch, meta["epoch"]

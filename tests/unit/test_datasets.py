@@ -146,7 +146,7 @@ def make_prcc(root: Path, *, val: bool = True) -> None:
 def test_prcc_splits_clothes_and_protocols(root: Path):
     make_prcc(root)
     ds = create_dataset("prcc", root)
-    assert list(ds.splits) == ["train", "query_same", "query_diff", "gallery", "val"]
+    assert list(ds.splits) == ["train", "query_same", "query_diff", "gallery", "val_query", "val_gallery"]
     tr = by_path(ds.train)
     # clothes keys 001_AB, 001_C, 003_AB, 003_C -> 0..3; A and B share clothes
     a, b, c = (tr[f"prcc/rgb/train/001/{n}"] for n in ("A_1.jpg", "B_2.jpg", "C_3.jpg"))
@@ -166,12 +166,17 @@ def test_prcc_splits_clothes_and_protocols(root: Path):
                             EvalProtocol("cc", "query_diff", "gallery", "standard"))
     with pytest.raises(DatasetError, match="query_same"):
         _ = ds.query
-    assert {s.pid for s in ds.split("val")} == {1, 3}  # val keeps the dataset's ids
+    # val is split like the test set, for the clothes-changing case: C -> A; it keeps the dataset's ids
+    vq, vg = ds.val_query, ds.val_gallery
+    assert sorted(s.path for s in vq) == ["prcc/rgb/val/001/C_3.jpg", "prcc/rgb/val/003/C_2.jpg"]
+    assert sorted(s.path for s in vg) == ["prcc/rgb/val/001/A_1.jpg", "prcc/rgb/val/003/A_1.jpg"]
+    assert {s.pid for s in vq} == {s.pid for s in vg} == {1, 3}
+    assert all(q.clothes_id != g.clothes_id for q in vq for g in vg if q.pid == g.pid)
 
 
 def test_prcc_val_optional_and_bad_camera_letter(root: Path):
     make_prcc(root, val=False)
-    assert "val" not in create_dataset("prcc", root).splits
+    assert not {"val", "val_query", "val_gallery"} & set(create_dataset("prcc", root).splits)
     img(root / "prcc" / "rgb" / "train" / "001" / "D_1.jpg")
     with pytest.raises(DatasetError, match="D_1.jpg"):
         create_dataset("prcc", root)

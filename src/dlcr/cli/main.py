@@ -39,6 +39,25 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root(
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="",
+                               help="only warnings and errors; no progress bars"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", metavar="",
+                                 help="also debug messages, with the logger's name and time"),
+) -> None:
+    """DLCR: clothes-changing person re-identification with diffusion-generated clothes variants.
+
+    Put -q / -v before the command: `dlcr -q train -c prcc`.
+    """
+    from dlcr.errors import ConfigError
+    from dlcr.utils.logging import setup_logging
+
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose exclude each other; give one")
+    setup_logging("quiet" if quiet else "verbose" if verbose else "normal")
+
+
 def _register() -> None:
     from dlcr.cli import data, demo, evaluate, generate, report, train
 

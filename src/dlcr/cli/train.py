@@ -57,6 +57,8 @@ def train_cmd(
     run_dir = Path(cfg.train.out_dir if out is None else out) / (cfg.train.name if name is None else name)
     res = train(cfg, TrainData.from_dataset(ds), run_dir, generated=generated, resume=resume, device=device)
     typer.echo(f"trained {res.epochs_run} epoch(s); last checkpoint: {res.last_checkpoint}")
+    if res.best_checkpoint is not None:
+        typer.echo(f"best checkpoint (highest validation mAP): {res.best_checkpoint}")
     if res.metrics:
         shown = {k: round(v, 4) for k, v in res.metrics.items() if k.endswith(("top1", "mAP"))}
         typer.echo(f"final: {shown}")

@@ -449,6 +449,12 @@ class Trainer:
         if main and not val:
             log.info("%s has no validation split: the last checkpoint is the default model; test metrics "
                      "are logged but never used for selection", self.data.name or "this dataset")
+        elif main and cfg.train.eval_every > 0:
+            log.info("model selection: checkpoints/best keeps the highest validation mAP (%d queries, %d "
+                     "gallery images), evaluated every %d epoch(s)", len(self.data.eval_splits["val_query"]),
+                     len(self.data.eval_splits["val_gallery"]), cfg.train.eval_every)
+        elif main:
+            log.info("train.eval_every=0: the validation split is not evaluated, so no best checkpoint is kept")
         last_ckpt: Path | None = None
         for epoch in range(self.start_epoch, cfg.train.epochs):
             stats = self.train_epoch(epoch)

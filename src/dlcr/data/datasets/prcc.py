@@ -9,8 +9,10 @@ Layout (as parsed by the established CAL code)::
 The person id is the name of the image's own folder. Outfit keys: ``"<pid>_AB"`` for cameras A
 and B, ``"<pid>_C"`` for camera C, on every split (training clothes ids follow the same rule).
 Test splits: ``gallery`` = camera A, ``query_same`` = B (same clothes), ``query_diff`` = C
-(clothes changed); both protocols use the standard rule (DESIGN §8). ``val`` keeps the dataset's
-person ids, like the test splits.
+(clothes changed); both protocols use the standard rule (DESIGN §8). The optional ``val`` folder
+(3 ids, 18 images in the release) is split the way the test set is, for the clothes-changing case
+that PRCC is ranked by: ``val_gallery`` = camera A, ``val_query`` = camera C. It keeps the dataset's
+person ids, like the test splits, and the trainer selects ``best`` on it.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ def load_prcc(root: str | os.PathLike, *, strict: bool = True, check_images: boo
 
     if (rgb / "val").is_dir():
         val = _parse_train_dir(root_p, rgb / "val", rejects, "prcc val")
-        if val:
-            splits.update(relabel_test({"val": val}))
+        query = [r for r in val if r.camid == CAMS["C"]]
+        gallery = [r for r in val if r.camid == CAMS["A"]]
+        if query and gallery:  # a val folder without both cameras cannot rank anything
+            splits.update(relabel_test({"val_query": query, "val_gallery": gallery}))
     return finish("prcc", root_p, splits, rejects, protocols=PROTOCOLS, check_images=check_images)
