@@ -128,3 +128,16 @@ def test_rich_handler_is_used_for_a_terminal(restore_dlcr_logger, monkeypatch):
     assert len(hs) == 1 and isinstance(hs[0], RichHandler)
     get_logger("t").info("epoch 1: loss=2")
     assert "epoch 1: loss=2" in buf.getvalue()
+
+
+def test_a_run_records_the_configuration_config_show_prints(trained, world):
+    """``<run>/config.yaml`` is byte for byte what ``dlcr config show`` prints for the same settings."""
+    normal, _, _ = trained
+    run_dir = normal.stdout.split("last checkpoint: ")[1].split()[0]
+    from pathlib import Path
+
+    recorded = (Path(run_dir).parents[1] / "config.yaml").read_text()
+    sets = [a for a in [*data_sets(world), *TRAIN] if a not in ("--device", "cpu")]
+    shown = dlcr("config", "show", *sets)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == recorded

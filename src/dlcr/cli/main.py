@@ -59,8 +59,9 @@ def _root(
 
 
 def _register() -> None:
-    from dlcr.cli import data, demo, evaluate, generate, report, train
+    from dlcr.cli import config, data, demo, evaluate, generate, report, train
 
+    app.add_typer(config.app, name="config")
     app.add_typer(data.app, name="data")
     app.add_typer(generate.app, name="generate")
     app.command("train")(train.train_cmd)

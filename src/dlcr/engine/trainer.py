@@ -441,9 +441,9 @@ class Trainer:
         main = self.env.is_main
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            import yaml
+            from dlcr.config import dump_yaml
 
-            atomic_write_text(self.out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            atomic_write_text(self.out_dir / "config.yaml", dump_yaml(cfg))  # as `dlcr config show` prints it
         logger = JsonlLog(self.out_dir, main)
         val = self.data.validation_protocols()
         if main and not val:
