@@ -1,7 +1,7 @@
-"""Pictures for the demo report: thumbnails, mask overlays, retrieval ranking, curves and PCA.
+"""Pictures for the reports: thumbnails, mask overlays, retrieval ranking, curves and PCA.
 
-The functions here take arrays and plain records and write PNGs; finding files in a demo folder and
-assembling the page is :mod:`dlcr.report.html`'s job. Matplotlib is imported inside the plotting
+The functions here take arrays and plain records and write PNGs; finding files in a demo, work or
+run folder and assembling the page is :mod:`dlcr.report.html`'s and :mod:`dlcr.report.folders`' job. Matplotlib is imported inside the plotting
 functions with the ``Agg`` backend, so importing this module is cheap and never needs a display.
 """
 
@@ -288,15 +288,81 @@ def plot_curves(curves: Sequence[Curve], path: str | os.PathLike, labels: Mappin
     if not any(len(c.eval_epochs) for c in curves):
         ax_c.text(0.5, 0.5, "no evaluation during training", ha="center", va="center",
                   transform=ax_c.transAxes, color="#777")
+    _finish(fig, (ax_l, ax_c), path)
+
+
+def _finish(fig: Any, axes: Sequence[Any], path: str | os.PathLike) -> None:
+    """Integer epochs, a light grid and a legend where something is labelled; then write the PNG."""
     from matplotlib.ticker import MaxNLocator
 
-    for ax in (ax_l, ax_c):
+    for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+#: The per-epoch loss terms :class:`dlcr.engine.trainer.Trainer` logs (total, identity, triplet,
+#: clothes classifier, clothes-adversarial).
+LOSS_KEYS = ("loss", "id", "tri", "clothes", "adv")
+Series = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def run_series(records: Sequence[Mapping[str, Any]]) -> tuple[Series, Series]:
+    """(losses, metrics) of a run's per-epoch records (``log.jsonl``): {key: (epochs, values)}.
+
+    Losses are the :data:`LOSS_KEYS` present; metrics every ``<protocol>_top1`` / ``<protocol>_mAP``
+    (and ``val_mAP``) logged at an evaluation epoch, in percent. Non-numbers are left out.
+    """
+
+    def num(v: Any) -> float | None:
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else None
+
+    losses: dict[str, tuple[list[float], list[float]]] = {}
+    metrics: dict[str, tuple[list[float], list[float]]] = {}
+    for i, row in enumerate(records):
+        e = num(row.get("epoch"))
+        e = float(i + 1) if e is None else e
+        for k, v in row.items():
+            if (y := num(v)) is None:
+                continue
+            if k in LOSS_KEYS:
+                xs, ys = losses.setdefault(k, ([], []))
+            elif k.endswith(("_top1", "_mAP")):
+                xs, ys = metrics.setdefault(k, ([], []))
+                y *= 100.0
+            else:
+                continue
+            xs.append(e)
+            ys.append(y)
+
+    def arrays(d: dict[str, tuple[list[float], list[float]]], order: Sequence[str]) -> Series:
+        keys = [k for k in order if k in d] + sorted(k for k in d if k not in order)
+        return {k: (np.asarray(d[k][0]), np.asarray(d[k][1])) for k in keys}
+
+    return arrays(losses, LOSS_KEYS), arrays(metrics, ())
+
+
+def plot_run_curves(losses: Series, metrics: Series, path: str | os.PathLike) -> None:
+    """One run: its loss terms per epoch (left) and its evaluation metrics per evaluated epoch (right;
+    one colour per protocol, top-1 solid, mAP dashed)."""
+    plt = _pyplot()
+    fig, (ax_l, ax_m) = plt.subplots(1, 2, figsize=(12, 4))
+    for i, (k, (x, y)) in enumerate(losses.items()):
+        ax_l.plot(x, y, color=ARM_COLOURS[i % len(ARM_COLOURS)], lw=2.0 if k == "loss" else 1.2,
+                  marker="o" if len(x) == 1 else None, ms=4, label=k)
+    protocols = list(dict.fromkeys(k.rsplit("_", 1)[0] for k in metrics))  # one colour per protocol
+    for k, (x, y) in metrics.items():
+        colour = plt.cm.tab10(protocols.index(k.rsplit("_", 1)[0]) % 10)
+        ax_m.plot(x, y, color=colour, marker="o", ms=3, lw=1.5, ls="-" if k.endswith("top1") else "--", label=k)
+    ax_l.set(title="training losses", xlabel="epoch", ylabel="loss")
+    ax_m.set(title="evaluation during training", xlabel="epoch", ylabel="%")
+    if not metrics:
+        ax_m.text(0.5, 0.5, "no evaluation during training", ha="center", va="center",
+                  transform=ax_m.transAxes, color="#777")
+    _finish(fig, (ax_l, ax_m), path)
 
 
 def _sort_key(x: Any) -> tuple[int, Any]:

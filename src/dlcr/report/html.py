@@ -1,13 +1,18 @@
-"""The demo report: one self-contained HTML page (inline CSS, no scripts) plus PNGs in ``figures/``.
+"""The demo report, and the page machinery every report shares: one self-contained HTML page
+(inline CSS, no scripts) plus PNGs in ``figures/``.
 
 :func:`build_demo_report` reads what ``dlcr demo`` left in its folder (results, generated images,
 masks, training histories, test features) and writes ``report.html`` next to them. Each section is
-built on its own; when its inputs are missing or unreadable the section says so in a note and the
-rest of the page is still written, so a partial demo still gets a useful report.
+built on its own; when its inputs are missing or unreadable the section says so in a note (naming
+the path it looked for) and the rest of the page is still written, so a partial demo still gets a
+useful report. The reports of a generation work folder and of a training run
+(:mod:`dlcr.report.folders`) are assembled by the same :func:`write_page` from the same pieces
+(:func:`generation_grid`, :func:`ranked_lists`, the figures of :mod:`dlcr.report.figures`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -15,6 +20,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -121,6 +127,34 @@ def _rel(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
+class Skip(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a section that cannot be built; the message says precisely what is missing (and where)."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """What :func:`write_page` wrote: the page, the kind of folder, the sections built and those skipped."""
+
+    path: Path
+    kind: str
+    built: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]  # (section id, reason)
+
+
+def pose_extra_missing() -> str | None:
+    """Why the ``pose`` extra (mediapipe) cannot run here, or None: the import is really tried, so an
+    installed mediapipe is never reported missing."""
+    try:
+        import mediapipe  # noqa: F401
+    except Exception as e:  # a broken install raises anything (e.g. a protobuf mismatch)
+        from dlcr.errors import first_line
+
+        return f"mediapipe cannot be imported ({first_line(e)})"
+    from dlcr.generation.parsers.pose import mediapipe_missing
+
+    return mediapipe_missing()  # installed, but perhaps another release than the one the backend needs
+
+
 class _Assets:
     """Writes thumbnails into ``figures/thumbs`` once each and hands back their relative links."""
 
@@ -136,21 +170,32 @@ class _Assets:
     def href(self, path: Path) -> str:
         return _rel(self.root, path)
 
-    def image(self, src: Path, overlay: Path | None = None) -> str | None:
-        """Link to a thumbnail of ``src`` (with the mask ``overlay`` blended in); None if unreadable."""
+    def image(self, src: Path | None, overlay: Path | None = None) -> str | None:
+        """Link to a thumbnail of ``src`` (with the mask ``overlay`` blended in); None if unreadable.
+
+        With ``src=None`` the label map ``overlay`` is drawn on a plain grey image of its size (the
+        mask of an image whose original is not at hand)."""
         from dlcr.report.figures import mask_overlay, save_png, thumbnail
 
         key = f"{src}|{overlay}"
         if key in self._done:
             return self._done[key]
         try:
-            rgb = read_rgb(src)
-            if overlay is not None:
-                rgb = mask_overlay(rgb, read_label_map(overlay))
+            if src is None:
+                if overlay is None:
+                    return None
+                labels = read_label_map(overlay)
+                rgb = mask_overlay(np.full((*labels.shape, 3), 190, np.uint8), labels)
+            else:
+                rgb = read_rgb(src)
+                if overlay is not None:
+                    rgb = mask_overlay(rgb, read_label_map(overlay))
         except DlcrError as e:
             log.warning("report: %s", e)
             return None
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", src.stem)[-48:]
+        named = src if src is not None else overlay
+        assert named is not None
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", named.stem)[-48:]
         tag = hashlib.sha1(key.encode()).hexdigest()[:10]
         out = self.thumbs / f"{stem}{'-mask' if overlay else ''}-{tag}.png"
         save_png(out, thumbnail(rgb))
@@ -197,12 +242,18 @@ def fmt_pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}"
 
 
+def _to_percent(v: Any) -> str:
+    """A fraction as a percentage with two decimals (as ``dlcr evaluate`` prints it); – when not a number."""
+    n = _num(v)
+    return "–" if n is None else f"{100 * n:.2f}"
+
+
 def _results_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
     if results is None:
-        return _note(f"skipped: {root / 'results.json'} not found")
+        raise Skip(f"{root / 'results.json'} not found")
     arms = arm_names(results)
     if not arms:
-        return _note("skipped: results.json holds no arm")
+        raise Skip(f"{root / 'results.json'} holds no arm")
     stats = {a: {k: metric_stats(results[a], k) for k, _ in METRICS} for a in arms}
     best = {}
     for k, _ in METRICS:
@@ -332,19 +383,22 @@ _PART_LEGEND = (
 )
 
 
-def _gen_row(root: Path, assets: _Assets, source: str, variants: Sequence[Mapping[str, Any]],
-             gen_dir: Path, outfits: Mapping[str, str]) -> str:
+def _gen_row(assets: _Assets, source: str, variants: Sequence[Mapping[str, Any]], *, images: Path | None,
+             masks: Path, gen_dir: Path, outfits: Mapping[str, str]) -> str:
+    """One row: the original (from ``images``; a placeholder when None), its clothes mask, its variants."""
     from dlcr.generation.parsing import label_path
 
-    world = root / "world"
-    src = safe_join(world, source)
+    src = safe_join(images, source) if images is not None else None
     figs = []
     key = variants[0].get("source_clothes_key")
     cap = f"<b>original</b> {_e(PurePosixPath(source).stem)}"
     if key is not None and outfits.get(str(key)):
         cap += f"<br>{_e(outfits[str(key)])}"
-    figs.append(f'<figure class="src">{_img(assets.image(src), source)}<figcaption>{cap}</figcaption></figure>')
-    mask = label_path(root / "work" / MASKS, source)
+    if src is None:
+        cap += "<br>(not at hand)"
+    figs.append(f'<figure class="src">{_img(assets.image(src) if src else None, source)}<figcaption>{cap}'
+                "</figcaption></figure>")
+    mask = label_path(masks, source)
     if mask.is_file():
         figs.append(f'<figure class="src">{_img(assets.image(src, overlay=mask), "mask " + source)}'
                     "<figcaption><b>clothes mask</b><br>" + _PART_LEGEND + "</figcaption></figure>")
@@ -359,31 +413,64 @@ def _gen_row(root: Path, assets: _Assets, source: str, variants: Sequence[Mappin
     return f'<div class="genrow">{"".join(figs)}</div>'
 
 
-def _generation_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+def pending_parts(out_dir: Path) -> int:
+    """Part files of a generation folder not yet merged into its manifest (committed images of a
+    killed or still running ``dlcr generate inpaint``)."""
+    from dlcr.generation.runner import PARTS_DIR
+
+    parts = out_dir / PARTS_DIR
+    return sum(1 for p in parts.glob("*.parquet") if p.is_file()) if parts.is_dir() else 0
+
+
+def missing_manifest(out_dir: Path, command: str) -> str:
+    """Why ``out_dir`` has no manifest, precisely: the path looked for, and what is there instead."""
     from dlcr.generation.runner import MANIFEST
 
-    work = root / "work"
+    manifest = out_dir / MANIFEST
+    if not out_dir.is_dir():
+        return f"no {manifest} ({out_dir} does not exist; run `{command}`)"
+    n = pending_parts(out_dir)
+    if n:
+        return (f"no {manifest}, but {n} part file(s) in {out_dir / 'parts'} hold committed images not yet "
+                f"consolidated (run `{command}` again to finish and consolidate)")
+    return f"no {manifest} (run `{command}`)"
+
+
+def generation_grid(assets: _Assets, work: Path, images: Path | None, *, n_rows: int = N_GEN_ROWS,
+                    images_note: str = "") -> str:
+    """Originals, clothes masks and generated variants of a few training images of the work folder
+    ``work`` (and one query's variants), originals read from ``images`` (None: not at hand, and
+    ``images_note`` says why). :class:`Skip` when there is no generation manifest."""
+    from dlcr.generation.runner import MANIFEST
+
     manifest = work / GENERATED / MANIFEST
     if not manifest.is_file():
-        return _note(f"skipped: no generated images ({_rel(root, manifest)} not found)")
+        raise Skip("no generated images (" + missing_manifest(work / GENERATED, "dlcr generate inpaint") + ")")
     rows = _read_rows(manifest)
-    chosen = pick_sources(rows, N_GEN_ROWS)
+    chosen = pick_sources(rows, n_rows)
     if not chosen:
-        return _note("skipped: the generation manifest is empty")
+        raise Skip(f"the generation manifest {manifest} is empty")
     outfits = _outfit_prompts(work)
     n_src = len({r.get("source") for r in rows})
     out = [f'<p class="expl">{len(rows)} images were generated for {n_src} training images. Each row: the '
            "original, its clothes mask (red = upper garment, blue = lower, green = shoes; the rest is "
            "dimmed), and its variants with the outfit prompt each was made from.</p>"]
-    out += [_gen_row(root, assets, s, v, work / GENERATED, outfits) for s, v in chosen]
+    if images is None and images_note:
+        out.append(_note(images_note))
+    grid = functools.partial(_gen_row, assets, images=images, masks=work / MASKS, outfits=outfits)
+    out += [grid(s, v, gen_dir=work / GENERATED) for s, v in chosen]
     qman = work / QUERY_GENERATED / MANIFEST
     if qman.is_file():
         qrows = _read_rows(qman)
         qchosen = pick_sources(qrows, 1)
         if qchosen:
             out.append(f"<h3>Query variants (used by the refinement step; {len(qrows)} in all)</h3>")
-            out += [_gen_row(root, assets, s, v, work / QUERY_GENERATED, outfits) for s, v in qchosen]
+            out += [grid(s, v, gen_dir=work / QUERY_GENERATED) for s, v in qchosen]
     return "\n".join(out)
+
+
+def _generation_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    return generation_grid(assets, root / "work", root / "world")
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,16 +484,24 @@ def _realphoto_section(root: Path, results: Mapping[str, Any] | None, assets: _A
     base = root / REALPHOTO_DIRNAME
     path = base / MANIFEST
     if not path.is_file():
-        return _note(f"skipped: the real-photo stage did not run ({REALPHOTO_DIRNAME}/{MANIFEST} not found; "
-                     "it needs the pose extra: mediapipe 0.10.21)")
+        # Say why only when it is true here: the pose extra is tried for real (an import), not assumed.
+        from dlcr.testing.photos import available_photos
+
+        why = pose_extra_missing()
+        if why is None and not available_photos():
+            why = "no photograph is installed (pip install scikit-image; matplotlib ships grace_hopper.jpg)"
+        raise Skip(f"the real-photo stage did not run (no {path}; "
+                   + (f"it cannot run here: {why})" if why else
+                      "everything it needs is installed here: re-run `dlcr demo` on this folder to add it)"))
     m = _read_json(path)
     if not isinstance(m, Mapping):
         raise InputError(f"{path} does not hold an object")
     if m.get("status") != "ok":
-        return _note(f"skipped: {m.get('reason') or 'the real-photo stage did not finish'}")
+        raise Skip(str(m.get("reason") or f"the real-photo stage did not finish ({path} has status "
+                                            f"{m.get('status')!r})"))
     rows = [r for r in m.get("photos") or [] if isinstance(r, Mapping)]
     if not rows:
-        return _note("skipped: the real-photo manifest lists no photograph")
+        raise Skip(f"the real-photo manifest {path} lists no photograph")
     secs = m.get("seconds") if isinstance(m.get("seconds"), Mapping) else {}
     timing = ", ".join(f"{_e(k)} {_fmt_s(_num(v))}" for k, v in secs.items())
     credits = "; ".join(_e(r.get("credit", r.get("name", "?"))) for r in rows)
@@ -523,23 +618,68 @@ def _align(order: Sequence[str], other: Sequence[str], what: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _retrieval_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+LEGEND = ('<p class="legend">outline:<span style="background:#3b6fd6"></span>query'
+          '<span style="background:#1a9850"></span>same person (correct)'
+          '<span style="background:#d73027"></span>other person (wrong)</p>')
+
+
+def cc_ranks(f: Mapping[str, np.ndarray], arms: Sequence[tuple[str, np.ndarray]]) -> list[tuple[str, Any]]:
+    """Clothes-changing top-k of each (name, similarity matrix) over the labels of features ``f``."""
     from dlcr.evaluation.metrics import match_masks
-    from dlcr.report.figures import pick_queries, rank_cc
+    from dlcr.report.figures import rank_cc
+
+    good, junk = match_masks(f["q_pids"], f["g_pids"], f["q_camids"], f["g_camids"], f["q_clothes"],
+                             f["g_clothes"], mode="CC")
+    return [(name, rank_cc(sims, good, junk, k=TOP_K)) for name, sims in arms]
+
+
+def ranked_lists(assets: _Assets, chosen: Sequence[int], ranks: Sequence[tuple[str, Any]],
+                 f: Mapping[str, np.ndarray], paths: Mapping[str, Sequence[str]], images: Path) -> str:
+    """Panels of the ``chosen`` queries: the query, then one row of its top-k per ranking in ``ranks``."""
+    panels = []
+    for q in chosen:
+        qpath = paths["query"][q]
+        qcap = (f"query<br>id {_e(f['q_pids'][q])}, clothes {_e(f['q_clothes'][q])}, "
+                f"cam {_e(f['q_camids'][q])}")
+        block = [f'<figure class="q">{_img(assets.image(safe_join(images, qpath)), qpath)}'
+                 f"<figcaption>{qcap}</figcaption></figure>", '<div class="ranks">']
+        for name, rk in ranks:
+            cells = [f'<div class="lab">{_e(name)}</div>']
+            for j in range(rk.top.shape[1]):
+                g = int(rk.top[q, j])
+                if g < 0:
+                    cells.append('<figure class="empty"><figcaption>–</figcaption></figure>')
+                    continue
+                cls = "hit" if rk.correct[q, j] else "miss"
+                gpath = paths["gallery"][g]
+                cells.append(f'<figure class="{cls}">{_img(assets.image(safe_join(images, gpath)), gpath)}'
+                             f"<figcaption>#{j + 1} id {_e(f['g_pids'][g])}<br>clothes "
+                             f"{_e(f['g_clothes'][g])}</figcaption></figure>")
+            block.append(f'<div class="rankrow">{"".join(cells)}</div>')
+        block.append("</div>")
+        panels.append(f'<div class="query">{"".join(block)}</div>')
+    return f'<div class="panels">{"".join(panels)}</div>'
+
+
+def check_paths(run: Path, f: Mapping[str, np.ndarray], p: Mapping[str, Sequence[str]]) -> None:
+    if len(p["query"]) != len(f["q_pids"]) or len(p["gallery"]) != len(f["g_pids"]):
+        raise InputError(f"{run}/eval: paths.json and features.npz disagree in length")
+
+
+def _retrieval_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    from dlcr.report.figures import pick_queries
 
     pair = _compared_runs(root, results)
     if pair is None:
-        return _note(f"skipped: needs runs/{BASELINE}_s* and runs/{DLCR}_s* with eval/features.npz")
+        raise Skip(f"needs {root / 'runs'}/{BASELINE}_s* and {root / 'runs'}/{DLCR}_s* with eval/features.npz")
     (rb, fb), (rd, fd) = pair
     pb, pd = load_paths(rb), load_paths(rd)
     if pb is None or pd is None:
-        return _note("skipped: eval/paths.json missing, so the images of the ranked lists are unknown")
+        missing = [str(r / "eval" / "paths.json") for r, p in ((rb, pb), (rd, pd)) if p is None]
+        raise Skip(f"no {' and no '.join(missing)}, so the images of the ranked lists are unknown")
     for f, p, run in ((fb, pb, rb), (fd, pd, rd)):
-        if len(p["query"]) != len(f["q_pids"]) or len(p["gallery"]) != len(f["g_pids"]):
-            raise InputError(f"{run}/eval: paths.json and features.npz disagree in length")
+        check_paths(run, f, p)
     qi, gi = _align(pb["query"], pd["query"], "query"), _align(pb["gallery"], pd["gallery"], "gallery")
-    good, junk = match_masks(fb["q_pids"], fb["g_pids"], fb["q_camids"], fb["g_camids"], fb["q_clothes"],
-                             fb["g_clothes"], mode="CC")
     arms: list[tuple[str, np.ndarray]] = [
         ("baseline", fb["q_feats"] @ fb["g_feats"].T),
         ("DLCR progressive", (fd["q_feats"] @ fd["g_feats"].T)[np.ix_(qi, gi)]),
@@ -551,11 +691,11 @@ def _retrieval_section(root: Path, results: Mapping[str, Any] | None, assets: _A
             arms.append(("DLCR + refinement", r[np.ix_(qi, gi)]))
         else:
             log.warning("report: %s has shape %s, expected %s; not shown", refined, r.shape, arms[1][1].shape)
-    ranks = [(name, rank_cc(s, good, junk, k=TOP_K)) for name, s in arms]
+    ranks = cc_ranks(fb, arms)
     eligible = ranks[0][1].eligible
     n_el = int(eligible.sum())
     if n_el == 0:
-        return _note("skipped: no query has a clothes-changing match in the gallery")
+        raise Skip("no query has a clothes-changing match in the gallery")
     top1 = [(name, rk.correct[:, 0] & eligible) for name, rk in ranks]
     b1, d1 = top1[0][1], top1[1][1]
     chosen = pick_queries(b1, d1, eligible, fb["q_pids"], n=N_QUERIES)
@@ -567,34 +707,9 @@ def _retrieval_section(root: Path, results: Mapping[str, Any] | None, assets: _A
         f"{n_el} clothes-changing queries: {acc}. DLCR right where the baseline is wrong: "
         f"{int((d1 & ~b1).sum())} queries; the reverse: {int((b1 & ~d1).sum())}. Queries shown are "
         "taken from both kinds of disagreement first.</p>",
-        '<p class="legend">outline:<span style="background:#3b6fd6"></span>query'
-        '<span style="background:#1a9850"></span>same person (correct)'
-        '<span style="background:#d73027"></span>other person (wrong)</p>',
+        LEGEND,
+        ranked_lists(assets, chosen, ranks, fb, pb, root / "world"),
     ]
-    world = root / "world"
-    panels = []
-    for q in chosen:
-        qpath = pb["query"][q]
-        qcap = (f"query<br>id {_e(fb['q_pids'][q])}, clothes {_e(fb['q_clothes'][q])}, "
-                f"cam {_e(fb['q_camids'][q])}")
-        block = [f'<figure class="q">{_img(assets.image(safe_join(world, qpath)), qpath)}'
-                 f"<figcaption>{qcap}</figcaption></figure>", '<div class="ranks">']
-        for name, rk in ranks:
-            cells = [f'<div class="lab">{_e(name)}</div>']
-            for j in range(rk.top.shape[1]):
-                g = int(rk.top[q, j])
-                if g < 0:
-                    cells.append('<figure class="empty"><figcaption>–</figcaption></figure>')
-                    continue
-                cls = "hit" if rk.correct[q, j] else "miss"
-                gpath = pb["gallery"][g]
-                cells.append(f'<figure class="{cls}">{_img(assets.image(safe_join(world, gpath)), gpath)}'
-                             f"<figcaption>#{j + 1} id {_e(fb['g_pids'][g])}<br>clothes "
-                             f"{_e(fb['g_clothes'][g])}</figcaption></figure>")
-            block.append(f'<div class="rankrow">{"".join(cells)}</div>')
-        block.append("</div>")
-        panels.append(f'<div class="query">{"".join(block)}</div>')
-    out.append(f'<div class="panels">{"".join(panels)}</div>')
     return "\n".join(out)
 
 
@@ -619,7 +734,7 @@ def _curves_section(root: Path, results: Mapping[str, Any] | None, assets: _Asse
             if len(c.epochs) or len(c.eval_epochs):
                 curves.append(c)
     if not curves:
-        return _note("skipped: no runs/*/history.json with per-epoch losses")
+        raise Skip(f"no runs/*/history.json with per-epoch losses in {root}")
     out = assets.figure_path("curves.png")
     plot_curves(curves, out, ARM_LABELS)
     n_seeds = len({c.seed for c in curves})
@@ -638,14 +753,14 @@ def _features_section(root: Path, results: Mapping[str, Any] | None, assets: _As
 
     pair = _compared_runs(root, results)
     if pair is None:
-        return _note(f"skipped: needs runs/{BASELINE}_s* and runs/{DLCR}_s* with eval/features.npz")
+        raise Skip(f"needs {root / 'runs'}/{BASELINE}_s* and {root / 'runs'}/{DLCR}_s* with eval/features.npz")
     (_, fb), (_, fd) = pair
     ids = pick_identities(fb["g_pids"], fb["g_clothes"], n=N_IDS)
     views, ratios = [], []
     for name, f in (("baseline", fb), ("DLCR progressive", fd)):
         sel = np.isin(f["g_pids"], ids)
         if sel.sum() < 3:
-            return _note("skipped: too few gallery images for the chosen identities")
+            raise Skip("too few gallery images for the chosen identities")
         x, pids, clothes = f["g_feats"][sel], f["g_pids"][sel], f["g_clothes"][sel]
         coords, ratio = pca_2d(x)
         views.append(FeatureView(name, coords, ratio, pids, clothes))
@@ -668,7 +783,7 @@ def _world_section(root: Path, results: Mapping[str, Any] | None, assets: _Asset
     """The synthetic world's contact sheet (rows: a person's outfits; columns: cameras)."""
     sheet = root / "figures" / "contact_sheet.png"
     if not sheet.is_file():
-        raise InputError("figures/contact_sheet.png not found")
+        raise Skip(f"{sheet} not found (`dlcr demo` draws it when it renders the world)")
     return ('<figure><img src="figures/contact_sheet.png" alt="synthcc contact sheet" '
             'style="max-width:100%;image-rendering:pixelated"><figcaption>every outfit of four training '
             'identities (rows) across the cameras (columns); gray: that camera never saw that outfit'
@@ -686,12 +801,52 @@ SECTIONS: tuple[tuple[str, str, Callable[[Path, Any, _Assets], str]], ...] = (
 )
 
 
-def build_demo_report(demo_dir: str | Path) -> Path:
-    """Write ``<demo_dir>/report.html`` (and ``figures/``) from a ``dlcr demo`` folder; return its path."""
-    root = Path(demo_dir)
-    if not root.is_dir():
-        raise InputError(f"demo folder not found: {root}")
-    root = root.resolve()
+Section = tuple[str, str, Callable[[], str]]
+
+
+def write_page(root: Path, *, kind: str, title: str, subtitle: str, sections: Sequence[Section],
+               t0: float | None = None) -> Report:
+    """Build every section (a :class:`Skip` or a damaged input makes that section a note saying why,
+    never the page fail) and write ``root/report.html``."""
+    t0 = time.perf_counter() if t0 is None else t0
+    body, built, skipped = [], [], []
+    for sid, heading, fn in sections:
+        try:
+            content = fn()
+            built.append(sid)
+        except Skip as e:
+            content = _note(f"skipped: {e}")
+            skipped.append((sid, str(e)))
+        except _SECTION_ERRORS as e:
+            log.warning("report: section %r skipped: %s", sid, e)
+            content = _note(f"skipped: {e}")
+            skipped.append((sid, str(e)))
+        body.append(f'<section id="{sid}"><h2>{_e(heading)}</h2>\n{content}\n</section>')
+    nav = "".join(f'<a href="#{sid}">{_e(heading)}</a>' for sid, heading, _ in sections)
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>"
+        f"<h1>{_e(title)}</h1>"
+        f'<p class="sub">{_e(subtitle)}</p><nav>{nav}</nav>'
+        + "\n".join(body)
+        + f"<footer>Written by <code>dlcr report</code> in {time.perf_counter() - t0:.1f} s.</footer>"
+        "</main></body></html>\n"
+    )
+    out = root / "report.html"
+    atomic_write_text(out, page)
+    log.info("report written to %s", out)
+    return Report(path=out, kind=kind, built=tuple(built), skipped=tuple(skipped))
+
+
+def is_demo_folder(root: Path) -> bool:
+    """A folder ``dlcr demo --out`` wrote: its ``results.json``, or (a demo still running or killed)
+    its ``world/`` and ``work/`` folders."""
+    return (root / "results.json").is_file() or ((root / "world").is_dir() and (root / "work").is_dir())
+
+
+def demo_report(root: Path) -> Report:
+    """:func:`build_demo_report`, returning the :class:`Report` (sections built and skipped)."""
     t0 = time.perf_counter()
     results_path = root / "results.json"
     results: Mapping[str, Any] | None = None
@@ -702,20 +857,19 @@ def build_demo_report(demo_dir: str | Path) -> Path:
             if isinstance(loaded, Mapping):
                 results = loaded
             else:
-                results_err = "results.json does not hold an object"
+                results_err = f"{results_path} does not hold an object"
         except InputError as e:
             results_err = str(e)
     assets = _Assets(root)
-    body = []
-    for sid, title, fn in SECTIONS:
-        try:
+
+    def section(sid: str, fn: Callable[[Path, Any, _Assets], str]) -> Callable[[], str]:
+        def build() -> str:
             if sid == "results" and results_err:
                 raise InputError(results_err)
-            content = fn(root, results, assets)
-        except _SECTION_ERRORS as e:
-            log.warning("report: section %r skipped: %s", sid, e)
-            content = _note(f"skipped: {e}")
-        body.append(f'<section id="{sid}"><h2>{_e(title)}</h2>\n{content}\n</section>')
+            return fn(root, results, assets)
+
+        return build
+
     meta = results.get("meta") if results and isinstance(results.get("meta"), Mapping) else {}
     sub = []
     if meta.get("backend"):
@@ -725,18 +879,13 @@ def build_demo_report(demo_dir: str | Path) -> Path:
             sub.append(f"{k.upper()}={meta[k]}")
     if meta.get("quick"):
         sub.append("quick mode")
-    nav = "".join(f'<a href="#{sid}">{_e(title)}</a>' for sid, title, _ in SECTIONS)
-    page = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>DLCR demo report</title><style>{CSS}</style></head><body><main>"
-        "<h1>DLCR demo report</h1>"
-        f'<p class="sub">{_e(" · ".join(sub)) if sub else _e(root.name)}</p><nav>{nav}</nav>'
-        + "\n".join(body)
-        + f"<footer>Written by <code>dlcr report</code> in {time.perf_counter() - t0:.1f} s.</footer>"
-        "</main></body></html>\n"
-    )
-    out = root / "report.html"
-    atomic_write_text(out, page)
-    log.info("report written to %s", out)
-    return out
+    return write_page(root, kind="demo", title="DLCR demo report", subtitle=" · ".join(sub) if sub else root.name,
+                      sections=[(sid, title, section(sid, fn)) for sid, title, fn in SECTIONS], t0=t0)
+
+
+def build_demo_report(demo_dir: str | Path) -> Path:
+    """Write ``<demo_dir>/report.html`` (and ``figures/``) from a ``dlcr demo`` folder; return its path."""
+    root = Path(demo_dir)
+    if not root.is_dir():
+        raise InputError(f"demo folder not found: {root}")
+    return demo_report(root.resolve()).path
