@@ -45,8 +45,19 @@ class DataConfig:
     workers: int = 2
     strict: bool = True  # a file name that breaks the dataset's pattern is an error (False: skip + warn)
     seq_len: int = 4  # frames per clip for video datasets (CCVID)
-    pad: int | None = None  # pad-and-crop augmentation; None: CAL's 10 px at 384 high, scaled to `height`
-    random_erasing: float = 0.5
+    # Training augmentation; defaults are CAL's image recipe (docs/recipes.md, dlcr.data.transforms).
+    # crop: "cal" = with p=crop_prob enlarge 1.125x and crop back at a random position (CAL
+    # RandomCroping); "pad" = BoT's zero-pad `pad` px + random crop (not CAL: an ablation option);
+    # "none" = no crop (CAL's video recipe).
+    crop: Literal["cal", "pad", "none"] = "cal"
+    crop_prob: float = 0.5  # CAL AUG.RC_PROB
+    flip_prob: float = 0.5  # CAL AUG.RF_PROB
+    pad: int | None = None  # crop="pad" only; None: BoT's 10 px at 384 high, scaled to `height`
+    random_erasing: float = 0.5  # probability (CAL AUG.RE_PROB; 0 in CAL's video recipe)
+    # "cal": CAL's RandomErasing (uniform aspect, 100 tries, fill 0.4914/0.4822/0.4465 after
+    # normalisation); "torchvision": v2.RandomErasing (log-uniform aspect, 10 tries, fill 0)
+    erasing: Literal["cal", "torchvision"] = "cal"
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # resize; CAL's video recipe: bicubic
     cache_images: bool = False  # keep decoded, resized training images in RAM (small datasets)
 
 
@@ -63,13 +74,18 @@ class OptimConfig:
     milestones: tuple[int, ...] = (20, 40)
     gamma: float = 0.1
     clothes_lr: float = 3.5e-4
+    # CAL builds its MultiStepLR for the identity optimiser only: the clothes classifier keeps
+    # clothes_lr for the whole run. True decays it at `milestones` too (not CAL).
+    clothes_lr_decay: bool = False
 
 
 @dataclass(frozen=True)
 class LossConfig:
     label_smooth: float = 0.1
     triplet_margin: float = 0.3
-    triplet_weight: float = 1.0
+    triplet_weight: float = 0.0  # CAL LOSS.PAIR_LOSS_WEIGHT: 0, except LaST (1.0, configs/last.yaml)
+    # CAL's TripletLoss: 1 - cosine of L2-normalised features; "euclidean": BoT's distance (not CAL)
+    triplet_metric: Literal["cosine", "euclidean"] = "cosine"
     clothes_scale: float = 16.0
     cal_epsilon: float = 0.1
     cal_start_epoch: int = 25
@@ -79,9 +95,15 @@ class LossConfig:
 @dataclass(frozen=True)
 class SamplerConfig:
     batch_size: int = 32  # real images per batch (paired mode adds as many generated ones)
-    num_instances: int = 4  # K images per identity in a P×K batch
+    num_instances: int = 8  # K images per identity in a P×K batch (CAL DATA.NUM_INSTANCES)
+    # "cal": CAL's DistributedRandomIdentitySampler (all K-chunks shuffled, P consecutive chunks per
+    # batch, an identity may fill two); "distinct": P distinct identities per batch (BoT, not CAL)
+    batching: Literal["cal", "distinct"] = "cal"
     mode: Literal["none", "concat", "paired"] = "paired"
-    schedule: Literal["progressive", "official", "all"] = "progressive"
+    # "official": the released DLCR curriculum (CL.THRESHOLDS 5/10/15, CL.PERCENTAGES .25/.5/.75 of
+    # each image's variants); "progressive": planner partitions, one more every `progressive_every`
+    # epochs (the demo's, scaled to its short runs); "all": no curriculum
+    schedule: Literal["progressive", "official", "all"] = "official"
     num_partitions: int = 4
     progressive_every: int = 5
     generated_clothes_label: Literal["none", "target"] = "none"
@@ -94,8 +116,8 @@ class SamplerConfig:
 class TrainConfig:
     epochs: int = 60
     eval_every: int = 5
-    seed: int = 0
-    amp: bool = True
+    seed: int = 1  # CAL SEED
+    amp: bool = False  # CAL TRAIN.AMP (its script.sh adds --amp for DeepChange and LaST only)
     out_dir: str = "runs"
     name: str = "default"
 
@@ -192,7 +214,8 @@ PROBABILITY = Range(lo=0, hi=1)
 # listed here; tests/reliability/test_config_sweep.py fails for one that is not.
 RULES: dict[type, dict[str, Range]] = {
     DataConfig: {"height": POSITIVE_INT, "width": POSITIVE_INT, "workers": NON_NEGATIVE,
-                 "seq_len": POSITIVE_INT, "pad": NON_NEGATIVE, "random_erasing": PROBABILITY},
+                 "seq_len": POSITIVE_INT, "pad": NON_NEGATIVE, "random_erasing": PROBABILITY,
+                 "crop_prob": PROBABILITY, "flip_prob": PROBABILITY},
     OptimConfig: {"lr": POSITIVE, "weight_decay": NON_NEGATIVE, "milestones": POSITIVE_INT,
                   "gamma": POSITIVE, "clothes_lr": POSITIVE},
     LossConfig: {"label_smooth": Range(lo=0, hi=1, hi_open=True), "triplet_margin": NON_NEGATIVE,

@@ -150,3 +150,72 @@ def test_scheduler_null_keeps_the_checkpoints_scheduler():
     cfg = load_config(None, ["generate.scheduler=null"])
     assert cfg.generate.scheduler is None
     assert load_config(None, ["generate.scheduler=euler"]).generate.scheduler == "euler"
+
+
+# --------------------------------------------------------------------------------------------
+# The packaged recipes pin the official values (docs/recipes.md gives the source of each):
+# guxinqian/Simple-CCReID configs/default_img.py, default_vid.py, res50_cels_cal*.yaml,
+# c2dres50_ce_cal.yaml, script.sh, main.py; CroitoruAlin/dlcr Simple-CCReID/configs/default_img.py.
+
+CAL_IMAGE = {
+    "model.name": "cal_resnet50", "model.pretrained": "imagenet",
+    "data.height": 384, "data.width": 192, "data.crop": "cal", "data.crop_prob": 0.5, "data.flip_prob": 0.5,
+    "data.random_erasing": 0.5, "data.erasing": "cal", "data.interpolation": "bilinear",
+    "optim.lr": 3.5e-4, "optim.weight_decay": 5e-4, "optim.milestones": (20, 40), "optim.gamma": 0.1,
+    "optim.clothes_lr": 3.5e-4, "optim.clothes_lr_decay": False,
+    "loss.label_smooth": 0.1, "loss.triplet_weight": 0.0, "loss.triplet_margin": 0.3,
+    "loss.triplet_metric": "cosine", "loss.clothes_scale": 16.0, "loss.cal_epsilon": 0.1,
+    "loss.cal_start_epoch": 25, "loss.cal_weight": 1.0,
+    "sampler.batch_size": 32, "sampler.num_instances": 8, "sampler.batching": "cal", "sampler.mode": "paired",
+    "sampler.schedule": "official",
+    "train.epochs": 60, "train.eval_every": 5, "train.seed": 1, "train.amp": False,
+    "eval.batch_size": 128, "eval.flip": True,
+}
+RECIPES = {
+    "prcc": CAL_IMAGE, "ltcc": CAL_IMAGE, "vcclothes": CAL_IMAGE, "vcclothes_sc": CAL_IMAGE,
+    "vcclothes_cc": CAL_IMAGE,
+    # res50_cels_cal_16x4.yaml + --amp
+    "deepchange": {**CAL_IMAGE, "sampler.num_instances": 4, "train.amp": True},
+    # res50_cels_cal_tri_16x4.yaml + --amp
+    "last": {**CAL_IMAGE, "sampler.num_instances": 4, "loss.triplet_weight": 1.0, "loss.triplet_margin": 0.3,
+             "train.amp": True},
+    # default_vid.py + c2dres50_ce_cal.yaml (16 clips per GPU x 2 GPUs)
+    "ccvid": {**CAL_IMAGE, "data.height": 256, "data.width": 128, "data.seq_len": 8, "data.crop": "none",
+              "data.random_erasing": 0.0, "data.interpolation": "bicubic", "optim.milestones": (40, 80, 120),
+              "loss.label_smooth": 0.0, "loss.cal_start_epoch": 50, "sampler.batch_size": 32,
+              "sampler.num_instances": 4, "train.epochs": 150, "train.eval_every": 10, "eval.flip": False},
+}
+
+
+def _get(cfg, key):
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_packaged_recipe_is_the_official_one(name):
+    cfg = load_config(name)
+    got = {k: _get(cfg, k) for k in RECIPES[name]}
+    assert got == RECIPES[name]
+
+
+def test_recipe_batch_is_four_identities_of_eight_real_images_plus_their_pairs():
+    s = load_config("prcc").sampler
+    assert s.batch_size // s.num_instances == 4 and s.num_instances == 8  # + 32 generated in paired mode
+
+
+def test_schema_defaults_are_the_cal_image_recipe():
+    cfg = load_config()
+    for k, v in CAL_IMAGE.items():
+        if k != "data.height" and not k.startswith("model."):
+            assert _get(cfg, k) == v, k
+    assert (cfg.data.height, cfg.data.width) == (384, 192)
+
+
+def test_synthcc_inherits_the_recipe_but_keeps_its_size_and_model():
+    syn = load_config("synthcc")
+    own = {"data.height": 128, "data.width": 64, "model.name": "small_resnet", "model.pretrained": None,
+           "sampler.schedule": "progressive"}  # the demo scales the curriculum with progressive_every
+    for k, v in CAL_IMAGE.items():
+        assert _get(syn, k) == own.get(k, v), k
