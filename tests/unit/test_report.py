@@ -436,6 +436,38 @@ def test_damaged_results_and_empty_folder(tmp_path):
         build_demo_report(tmp_path / "nope")
 
 
+def test_real_photo_note_claims_mediapipe_missing_only_when_its_import_fails(tmp_path, monkeypatch):
+    import html as h
+    import sys
+
+    from dlcr.report.html import pose_extra_missing
+
+    root = make_fake_demo(tmp_path / "d", seeds=(0,), test_ids=3)
+    shutil.rmtree(root / "realphoto")
+    did_not_run = f"skipped: the real-photo stage did not run (no {root.resolve() / 'realphoto' / 'manifest.json'}; "
+    note = h.unescape(section(build_demo_report(root).read_text(), "realphoto"))
+    assert did_not_run in note
+    why = pose_extra_missing()
+    if why is None:  # mediapipe imports here: the note must not say it is missing
+        assert "mediapipe" not in note and "everything it needs is installed here" in note
+    else:
+        assert f"it cannot run here: {why})" in note
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # now `import mediapipe` fails
+    note = h.unescape(section(build_demo_report(root).read_text(), "realphoto"))
+    assert did_not_run + "it cannot run here: mediapipe cannot be imported (" in note
+
+
+def test_skipped_sections_name_the_paths_they_checked(tmp_path):
+    root = make_fake_demo(tmp_path / "d", seeds=(0,), test_ids=3)
+    shutil.rmtree(root / "work" / "generated")
+    (root / "figures" / "contact_sheet.png").unlink()
+    html = build_demo_report(root).read_text()
+    gen = root.resolve() / "work" / "generated"
+    assert (f"skipped: no generated images (no {gen / 'manifest.parquet'} ({gen} does not exist; run "
+            "`dlcr generate inpaint`))") in section(html, "generation")
+    assert f"skipped: {root.resolve() / 'figures' / 'contact_sheet.png'} not found" in section(html, "world")
+
+
 def test_paths_leaving_the_world_are_refused(tmp_path):
     root = make_fake_demo(tmp_path / "d", seeds=(0,), test_ids=3)
     for arm in ("baseline", "dlcr_progressive"):
