@@ -424,14 +424,14 @@ def pending_parts(out_dir: Path) -> int:
 
 def missing_manifest(out_dir: Path, command: str) -> str:
     """Why ``out_dir`` has no manifest, precisely: the path looked for, and what is there instead."""
-    from dlcr.generation.runner import MANIFEST
+    from dlcr.generation.runner import MANIFEST, PARTS_DIR
 
     manifest = out_dir / MANIFEST
     if not out_dir.is_dir():
         return f"no {manifest} ({out_dir} does not exist; run `{command}`)"
     n = pending_parts(out_dir)
     if n:
-        return (f"no {manifest}, but {n} part file(s) in {out_dir / 'parts'} hold committed images not yet "
+        return (f"no {manifest}, but {n} part file(s) in {out_dir / PARTS_DIR} hold committed images not yet "
                 f"consolidated (run `{command}` again to finish and consolidate)")
     return f"no {manifest} (run `{command}`)"
 
