@@ -149,6 +149,12 @@ class GenerateConfig:
     micro_batch: int = 4
     seed: int = 0
     allow_same_person: bool = False
+    # what may be repainted: "clothes" (the paper's ID-preserving mask) or "person" (every non-background
+    # label, identity cues included: Table A1's "standard diffusion" ablation); in the generation signature
+    mask_region: Literal["clothes", "person"] = "clothes"
+    # target prompts: "dataset" (the described outfits of other training clothes, the paper) or
+    # "vocabulary" (random garment-vocabulary prompts, Table A3 row 1); in the plan signature
+    prompt_source: Literal["dataset", "vocabulary"] = "dataset"
     query_variants: int = 6
     query_steps: int = 10
     trust_remote_code: bool = False

@@ -134,7 +134,7 @@ def plan_stage(cfg: Any, ds: Any, work: Any, overwrite: bool = False) -> list[An
     g = cfg.generate
     jobs = run_plan(ds.train, work, k=g.k, seed=g.seed, allow_same_person=g.allow_same_person,
                     num_partitions=cfg.sampler.num_partitions, dataset=ds.name, generator=g.backend,
-                    overwrite=overwrite)
+                    prompt_source=g.prompt_source, overwrite=overwrite)
     head = "replaced the earlier plan; " if getattr(jobs, "signature", "") == "overwritten" else ""
     typer.echo(f"plan: {head}{len(jobs)} jobs in {work}/jobs.parquet")
     return jobs
@@ -146,7 +146,8 @@ def inpaint_stage(cfg: Any, work: Any, root: Any, *, queries: bool, driver: str 
 
     g = cfg.generate
     rep = run_inpaint(work, root, backend=g.backend, backend_options=inpainter_options(g.backend, g),
-                      batch_size=g.batch_size, driver=driver, queries=queries, overwrite=overwrite)
+                      batch_size=g.batch_size, driver=driver, queries=queries, mask_region=g.mask_region,
+                      overwrite=overwrite)
     typer.echo(f"{'queries' if queries else 'inpaint'}: {rep.summary()}")
     return rep
 

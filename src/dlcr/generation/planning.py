@@ -17,6 +17,14 @@ derived from the plan seed and the ``job_id``.
 Too few candidates (fewer than ``k`` eligible outfits for some image) is an error by default;
 ``strict=False`` clamps that image's variant count to the candidates available and logs a warning.
 
+``prompt_source="vocabulary"`` (the paper's Table A3 row 1, "random clothing prompts") draws each
+target from a fixed garment vocabulary instead of the dataset's described outfits: per variant one
+colour (and, one time in three, a pattern) and one garment for each part (upper / lower / footwear),
+from :data:`VOCABULARY` (words the ``recolor`` backend parses), seeded per image like the outfit
+draw (``image_rng(seed, dataset, "vocabulary:" + source)``). Such a target's clothes key is
+``vocab-<sha1 of its prompt>``; a drawn prompt equal to the image's own described outfit, or to another
+variant of the same image, is drawn again.
+
 Outfits in which the describer found no garment (an :class:`~dlcr.types.Outfit` with empty
 ``upper``, ``lower`` and ``footwear``, whose prompt is just "a person") are never drawn as targets:
 they would ask the inpainter to paint nothing in particular. A warning counts them.
@@ -40,6 +48,20 @@ from dlcr.utils.logging import get_logger
 log = get_logger(__name__)
 
 JOB_KINDS = ("train", "query")
+PROMPT_SOURCES = ("dataset", "vocabulary")
+
+#: The random-prompt vocabulary (``prompt_source="vocabulary"``): one synonym per colour, garments
+#: per part, patterns; every word is one the ``recolor`` backend parses (tested).
+VOCABULARY: dict[str, tuple[str, ...]] = {
+    "colour": ("black", "white", "gray", "silver", "red", "maroon", "pink", "orange", "yellow", "gold", "beige",
+               "cream", "khaki", "tan", "brown", "olive", "green", "teal", "cyan", "blue", "navy", "purple",
+               "lavender"),
+    "pattern": ("striped", "checked", "dotted"),
+    "upper": ("t-shirt", "shirt", "blouse", "sweater", "hoodie", "jacket", "coat", "cardigan", "polo", "blazer"),
+    "lower": ("jeans", "trousers", "shorts", "skirt", "leggings", "chinos", "joggers"),
+    "footwear": ("sneakers", "boots", "shoes", "sandals", "loafers"),
+}
+VOCAB_KEY_PREFIX = "vocab-"
 
 
 @dataclass(frozen=True)
@@ -176,6 +198,38 @@ def _draw(
     return [candidates[i] for i in idx]
 
 
+def vocabulary_prompt(rng: np.random.Generator) -> str:
+    """One random outfit prompt from :data:`VOCABULARY` (a colour, sometimes a pattern, and a garment
+    per part), e.g. ``"a person wearing red striped hoodie, navy jeans, white sneakers"``."""
+    phrases = []
+    for part in ("upper", "lower", "footwear"):
+        words = [str(rng.choice(VOCABULARY["colour"]))]
+        if part != "footwear" and rng.random() < 1 / 3:
+            words.append(str(rng.choice(VOCABULARY["pattern"])))
+        words.append(str(rng.choice(VOCABULARY[part])))
+        phrases.append(" ".join(words))
+    return "a person wearing " + ", ".join(phrases)
+
+
+def vocabulary_key(prompt: str) -> str:
+    """The clothes key of a vocabulary target: ``vocab-`` + 12 hex digits of its prompt's SHA-1."""
+    return VOCAB_KEY_PREFIX + _sha1("vocab", prompt)[:12]
+
+
+def _draw_vocabulary(rng: np.random.Generator, k: int, own_prompt: str | None) -> dict[str, str]:
+    """``k`` distinct vocabulary prompts (key -> prompt), none equal to ``own_prompt``."""
+    out: dict[str, str] = {}
+    own = (own_prompt or "").strip().lower()
+    for _ in range(1000 * k):
+        if len(out) == k:
+            break
+        prompt = vocabulary_prompt(rng)
+        if prompt.lower() == own:
+            continue
+        out.setdefault(vocabulary_key(prompt), prompt)
+    return out
+
+
 def _make_jobs(
     kind: str,
     sample: Sample,
@@ -220,15 +274,22 @@ def plan_jobs(
     dataset: str = "",
     generator: str = "recolor",
     strict: bool = True,
+    prompt_source: str = "dataset",
 ) -> list[Job]:
     """Plan ``k`` inpainting jobs per training image (see the module docstring for the rules).
 
     ``outfits`` maps clothes key -> prompt (or :class:`Outfit`); the candidate targets of an image
     are the outfit keys other than its own, minus the keys worn by the same person in ``samples``
     unless ``allow_same_person``, and minus the outfits that name no garment. Returns the jobs in
-    sample order, variants in order.
+    sample order, variants in order. ``prompt_source="vocabulary"`` draws the targets from
+    :data:`VOCABULARY` instead (``outfits`` then only names each image's own outfit, never drawn).
     """
     samples = list(samples)
+    if prompt_source not in PROMPT_SOURCES:
+        raise ConfigError(f"unknown prompt source {prompt_source!r}; known: {', '.join(PROMPT_SOURCES)}")
+    if prompt_source == "vocabulary":
+        return _plan_vocabulary(samples, outfits, k=k, seed=seed, num_partitions=num_partitions, dataset=dataset,
+                                generator=generator)
     keys = _check_common(k, outfits)
     worn_by: dict[int, set[str]] = {}
     for s in samples:
@@ -255,6 +316,24 @@ def plan_jobs(
                 num_partitions=num_partitions,
             )
         )
+    return jobs
+
+
+def _plan_vocabulary(samples: list[Sample], outfits: Mapping[str, str | Outfit], *, k: int, seed: int,
+                     num_partitions: int, dataset: str, generator: str) -> list[Job]:
+    if k < 1:
+        raise ConfigError(f"the number of variants per image must be >= 1, got {k}")
+    jobs: list[Job] = []
+    seen: set[str] = set()
+    for s in samples:
+        if s.path in seen:
+            raise InputError(f"image {s.path!r} is listed twice in the samples")
+        seen.add(s.path)
+        own = outfits.get(clothes_key_of(s))
+        drawn = _draw_vocabulary(image_rng(seed, dataset, "vocabulary:" + s.path), k,
+                                 prompt_of(own) if own is not None else None)
+        jobs.extend(_make_jobs("train", s, list(drawn), drawn, seed=seed, dataset=dataset, generator=generator,
+                               num_partitions=num_partitions))
     return jobs
 
 

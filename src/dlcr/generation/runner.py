@@ -32,10 +32,18 @@ loaded), so a model that fails to load loses nothing already written: the local 
 keep that worker for the run, the ray driver builds the inpainter once in the driver process and drops
 it before its actors build their own. A plain resume (same signature) builds it once, as usual.
 
+Mask region (``mask_region``, :func:`region_mask`): ``clothes`` (default, the paper's ID-preserving
+mask: the clothes labels of the LIP map) or ``person`` (every non-background label: face, hair, skin and
+clothes, the "standard diffusion" ablation of the paper's Table A1, in which identity cues are
+repainted too; for the diffusers backends that is inpainting with a whole-person mask, our stand-in for
+img2img on the whole image, and ``recolor`` paints the person's skin and hair in the style of the
+nearest garment part). The region is recorded in the generation signature when it is not ``clothes``.
+
 Command line (used by tests and by ``torchrun``)::
 
     python -m dlcr.generation.runner --jobs jobs.parquet --image-root R --label-root L --out O \
-        [--backend recolor] [--option key=value ...] [--batch-size 8] [--driver local|torchrun|ray] [--overwrite]
+        [--backend recolor] [--option key=value ...] [--batch-size 8] [--driver local|torchrun|ray] \
+        [--mask-region clothes|person] [--overwrite]
 """
 
 from __future__ import annotations
@@ -84,6 +92,21 @@ LOCK_FILE = ".manifest.lock"
 DRIVERS = ("local", "torchrun", "ray")
 STATUS_OK = "ok"
 STATUS_EMPTY = "empty_mask"
+MASK_REGIONS = ("clothes", "person")
+
+
+def check_mask_region(region: str) -> str:
+    if region not in MASK_REGIONS:
+        raise ConfigError(f"unknown generate.mask_region {region!r}; known: {', '.join(MASK_REGIONS)}")
+    return region
+
+
+def region_mask(labels: np.ndarray, region: str = "clothes") -> np.ndarray:
+    """The pixels an inpainter may change: the clothes (``clothes``) or the whole person (``person``:
+    every label but background)."""
+    if check_mask_region(region) == "person":
+        return np.asarray(labels) != 0
+    return clothes_mask(labels)
 
 
 @dataclass(frozen=True)
@@ -332,7 +355,9 @@ class GenerationWorker:
         label_root: str | os.PathLike,
         out_dir: str | os.PathLike,
         signature: str = "",
+        mask_region: str = "clothes",
     ):
+        self.mask_region = check_mask_region(mask_region)
         self.image_root = Path(image_root)
         self.label_root = Path(label_root)
         self.out_dir = Path(out_dir)
@@ -347,7 +372,7 @@ class GenerationWorker:
         if labels.shape != image.shape[:2]:  # parsed at another size: bring it back, no new labels
             h, w = image.shape[:2]
             labels = np.asarray(Image.fromarray(labels).resize((w, h), Image.Resampling.NEAREST))
-        return image, labels, clothes_mask(labels)
+        return image, labels, region_mask(labels, self.mask_region)
 
     def __call__(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
         """Generate ``jobs``; return the committed part rows (one per job)."""
@@ -406,17 +431,22 @@ def plan_hash(jobs: Sequence[Job]) -> str:
 
 
 def inpaint_signature(
-    backend: str, options: dict[str, Any] | None, jobs: Sequence[Job], label_root: str | os.PathLike
+    backend: str, options: dict[str, Any] | None, jobs: Sequence[Job], label_root: str | os.PathLike,
+    *, mask_region: str = "clothes",
 ) -> dict[str, Any]:
     """The generation signature of an output folder: the inpainter's
     (:func:`~dlcr.generation.signature.backend_signature`: name, options with defaults, model
     fingerprints, resolved dtype, ``output_version``), the plan's content hash and the hash of the
-    masks' signature (``label_root/signature.json``; ``None`` for label maps made without one)."""
-    return {
+    masks' signature (``label_root/signature.json``; ``None`` for label maps made without one), and
+    the mask region when it is not ``clothes`` (outputs made before the option existed still resume)."""
+    sig: dict[str, Any] = {
         "stage": "inpaint",
         "inpainter": backend_signature(INPAINTERS, backend, options or {}),
         "inputs": {"plan": plan_hash(jobs), "masks": recorded_hash(label_root)},
     }
+    if check_mask_region(mask_region) != "clothes":
+        sig["mask_region"] = mask_region
+    return sig
 
 
 def remove_outputs(out_dir: str | os.PathLike) -> None:
@@ -491,6 +521,7 @@ def run_jobs(
     ray_num_gpus: float | None = None,
     signature: dict[str, Any] | None = None,
     overwrite: bool = False,
+    mask_region: str = "clothes",
 ) -> RunReport:
     """Run the jobs not yet committed in ``out_dir``, then consolidate the manifest.
 
@@ -524,7 +555,7 @@ def run_jobs(
                 _free_memory()
             else:
                 worker = GenerationWorker(make_worker, image_root=image_root, label_root=label_root, out_dir=out,
-                                          signature=sig_hash)
+                                          signature=sig_hash, mask_region=mask_region)
         checked = _check_output_signature(out, signature, driver=driver, overwrite=overwrite)
     # torchrun ranks share the folder: only temps too old to belong to a live writer are removed.
     removed = remove_stale_temps(out, older_than=60.0 if driver == "torchrun" else None)
@@ -567,6 +598,7 @@ def run_jobs(
                     "label_root": str(label_root),
                     "out_dir": str(out),
                     "signature": sig_hash,
+                    "mask_region": mask_region,
                 },
                 batch_size=batch_size,
                 concurrency=ray_concurrency,
@@ -575,7 +607,7 @@ def run_jobs(
         else:
             if worker is None:
                 worker = GenerationWorker(make_worker, image_root=image_root, label_root=label_root, out_dir=out,
-                                          signature=sig_hash)
+                                          signature=sig_hash, mask_region=mask_region)
             results = run_local(worker, pending, batch_size)
     generated = sum(st == STATUS_OK for _, st in results)
     found_empty = tuple(jid for jid, st in results if st == STATUS_EMPTY)
@@ -628,6 +660,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--masks-table", default=None)
     ap.add_argument("--no-consolidate", action="store_true")
     ap.add_argument("--ray-concurrency", type=int, default=1)
+    ap.add_argument("--mask-region", choices=MASK_REGIONS, default="clothes",
+                    help="what may be repainted: the clothes (the paper) or the whole person (ablation)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace outputs in --out made with another generation signature")
     args = ap.parse_args(argv)
@@ -647,8 +681,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             masks_table=args.masks_table,
             consolidate=not args.no_consolidate,
             ray_concurrency=args.ray_concurrency,
-            signature=inpaint_signature(args.backend, options, jobs, args.label_root),
+            signature=inpaint_signature(args.backend, options, jobs, args.label_root, mask_region=args.mask_region),
             overwrite=args.overwrite,
+            mask_region=args.mask_region,
         )
     except DlcrError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -197,18 +197,37 @@ def _check_plan(path: Path, sig: dict[str, Any], overwrite: bool) -> str:
                            overwrite=overwrite, remove=lambda: path.unlink(missing_ok=True))
 
 
-def run_plan(train: Sequence[Sample], work: str | os.PathLike, *, k: int, seed: int, allow_same_person: bool,
-             num_partitions: int, dataset: str, generator: str, overwrite: bool = False) -> list[Any]:
-    from dlcr.generation.planning import plan_jobs, write_jobs
+def plan_signature(work: str | os.PathLike, *, k: int, seed: int, allow_same_person: bool, num_partitions: int,
+                   dataset: str, generator: str, prompt_source: str = "dataset") -> dict[str, Any]:
+    """The signature of ``jobs.parquet``. ``prompt_source`` is recorded when it is not the default
+    ``dataset`` (so plans made before the option existed still resume), and always differs between
+    the two sources: a vocabulary plan never resumes into a dataset one, nor the other way round."""
+    sig: dict[str, Any] = {"stage": "plan", "k": int(k), "seed": int(seed), "allow_same_person": bool(allow_same_person),
+                           "num_partitions": int(num_partitions), "dataset": dataset, "generator": generator,
+                           "inputs": {"outfits": recorded_hash(Path(work) / OUTFITS)}}
+    if prompt_source != "dataset":
+        sig["prompt_source"] = str(prompt_source)
+    return sig
 
+
+def run_plan(train: Sequence[Sample], work: str | os.PathLike, *, k: int, seed: int, allow_same_person: bool,
+             num_partitions: int, dataset: str, generator: str, prompt_source: str = "dataset",
+             overwrite: bool = False) -> list[Any]:
+    """Plan K jobs per training image into ``work/jobs.parquet``; targets are the dataset's described
+    outfits (``prompt_source="dataset"``, the paper) or random garment-vocabulary prompts
+    (``"vocabulary"``, the Table A3 ablation; see :mod:`dlcr.generation.planning`)."""
+    from dlcr.generation.planning import PROMPT_SOURCES, plan_jobs, write_jobs
+
+    if prompt_source not in PROMPT_SOURCES:
+        raise ConfigError(f"unknown generate.prompt_source {prompt_source!r}; known: {', '.join(PROMPT_SOURCES)}")
     work = Path(work)
     outfits = read_work_outfits(work)
-    sig = {"stage": "plan", "k": int(k), "seed": int(seed), "allow_same_person": bool(allow_same_person),
-           "num_partitions": int(num_partitions), "dataset": dataset, "generator": generator,
-           "inputs": {"outfits": recorded_hash(work / OUTFITS)}}
+    sig = plan_signature(work, k=k, seed=seed, allow_same_person=allow_same_person, num_partitions=num_partitions,
+                         dataset=dataset, generator=generator, prompt_source=prompt_source)
     state = _check_plan(work / JOBS, sig, overwrite)
     jobs = PlannedJobs(plan_jobs(train, outfits, k=k, seed=seed, allow_same_person=allow_same_person,
-                                 num_partitions=num_partitions, dataset=dataset, generator=generator))
+                                 num_partitions=num_partitions, dataset=dataset, generator=generator,
+                                 prompt_source=prompt_source))
     jobs.signature = state
     write_jobs(work / JOBS, jobs)
     log.info("planned %d jobs (%d images × K=%d) into %s", len(jobs), len(train), k, work / JOBS)
@@ -232,17 +251,23 @@ def run_plan_queries(queries: Sequence[Sample], work: str | os.PathLike, *, l: i
 
 def run_inpaint(work: str | os.PathLike, root: str | os.PathLike, *, backend: str,
                 backend_options: Mapping[str, Any], batch_size: int = 8, driver: str = "local",
-                queries: bool = False, ray_concurrency: int = 1, overwrite: bool = False) -> Any:
+                queries: bool = False, ray_concurrency: int = 1, mask_region: str = "clothes",
+                overwrite: bool = False) -> Any:
     """Generate the pending jobs of ``jobs.parquet`` (or ``query_jobs.parquet``); the generation
     signature is checked before any model is loaded (``overwrite`` replaces other outputs).
+
+    ``mask_region`` is what may be repainted (:func:`~dlcr.generation.runner.region_mask`):
+    ``clothes`` (the paper's ID-preserving mask) or ``person`` (every non-background label, identity
+    cues included: the "standard diffusion" ablation). It is part of the generation signature.
 
     Refused first (one ``ConfigError`` line): a plan made for another backend (its jobs' ``generator``,
     which their ids are hashed with) and a plan whose upstream outputs (outfits, captions, masks)
     were replaced since it was made."""
     from dlcr.generation.inpainting import INPAINTERS, create_inpainter
     from dlcr.generation.planning import read_jobs
-    from dlcr.generation.runner import inpaint_signature, run_jobs
+    from dlcr.generation.runner import check_mask_region, inpaint_signature, run_jobs
 
+    check_mask_region(mask_region)
     work = Path(work)
     jobs_file = work / (QUERY_JOBS if queries else JOBS)
     hint = "dlcr generate queries --plan-only" if queries else "dlcr generate plan"
@@ -256,10 +281,11 @@ def run_inpaint(work: str | os.PathLike, root: str | os.PathLike, *, backend: st
     check_current(work, jobs_file.name)
     make = functools.partial(create_inpainter, backend, **dict(backend_options))
     label_root = _need(work / MASKS, "label maps", "dlcr generate masks")
-    sig = inpaint_signature(backend, dict(backend_options), jobs, label_root)
+    sig = inpaint_signature(backend, dict(backend_options), jobs, label_root, mask_region=mask_region)
     return run_jobs(jobs, make_worker=make, image_root=root, label_root=label_root,
                     out_dir=work / (QUERY_GENERATED if queries else GENERATED), batch_size=batch_size,
-                    driver=driver, ray_concurrency=ray_concurrency, signature=sig, overwrite=overwrite)
+                    driver=driver, ray_concurrency=ray_concurrency, signature=sig, overwrite=overwrite,
+                    mask_region=mask_region)
 
 
 def inpainter_options(backend: str, gen: Any) -> dict[str, Any]:

@@ -12,6 +12,11 @@ so folds, shadows and highlights survive. Patterns (stripes, checks, dots) are d
 coordinates with a period proportional to the image height; their phase, the exact period and a
 small colour jitter come from the job seed, so a job is deterministic and two variants of the same
 outfit still differ slightly. Nothing here knows anything about where the image came from.
+
+A mask that covers more than the clothes (``generate.mask_region: person``, the "standard diffusion"
+ablation: identity cues repainted too) makes the person's other pixels part of the nearest garment
+part (:data:`SKIN_PART`: hat, hair, face and arms join the upper garment, legs the lower one), so
+skin and hair take the garment's colour and pattern. With the default clothes mask nothing changes.
 """
 
 from __future__ import annotations
@@ -23,9 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlcr.generation.inpainting import InpaintItem, composite
-from dlcr.generation.parsing import part_masks
+from dlcr.generation.parsing import CLOTHES_LABELS, labels_mask, part_masks
 
 PARTS = ("upper", "lower", "footwear")
+#: LIP labels outside the clothes -> the garment part whose style paints them when the mask covers them
+#: (``mask_region: person``); any other non-clothes label joins the upper part.
+SKIN_PART: dict[int, str] = {1: "upper", 2: "upper", 13: "upper", 14: "upper", 15: "upper", 16: "lower",
+                             17: "lower"}
 
 # RGB in 0..255; several names per colour where people use both.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -262,6 +271,11 @@ class RecolorInpainter:
         mask = item.mask.astype(bool)
         if item.labels is not None:
             parts = {k: v & mask for k, v in part_masks(item.labels).items()}
+            extra = mask & ~labels_mask(item.labels, CLOTHES_LABELS)  # only with a mask beyond the clothes
+            if extra.any():
+                lower = extra & np.isin(item.labels, [k for k, v in SKIN_PART.items() if v == "lower"])
+                parts["upper"] = parts["upper"] | (extra & ~lower)
+                parts["lower"] = parts["lower"] | lower
         else:  # no label map: treat the whole mask as one garment (the upper one)
             parts = {"upper": mask}
         styles = parse_outfit_prompt(item.job.prompt)
