@@ -147,6 +147,8 @@ def test_work_folder_report_shows_counts_settings_masks_and_variants(folders, ca
 
 def test_work_folder_without_its_originals_says_where_it_looked(folders, capsys, monkeypatch):
     work = folders["work"]
+    from dlcr.config import load_config
+
     monkeypatch.chdir(folders["base"])  # the packaged synthcc data.root (out/synthcc) does not exist here
     code, out, err = run_cli("report", work, capsys=capsys)
     assert code == 0, err
@@ -157,7 +159,8 @@ def test_work_folder_without_its_originals_says_where_it_looked(folders, capsys,
         (note,) = notes(section(html, sid))
         assert note.startswith("originals not shown: they are not part of a work folder")
         assert f"{work / first} (the work folder itself)" in note
-        assert f"{folders['base'] / 'out' / 'synthcc' / first} (data.root of the packaged 'synthcc' config)" in note
+        packaged = (Path(load_config("synthcc").data.root) / first).absolute()
+        assert f"{packaged} (data.root of the packaged 'synthcc' config)" in note
         assert note.endswith("pass --root <dataset root>")
     assert section(html, "masks").count("<b>mask</b>") == 6  # the label maps are still drawn (on grey)
     assert "(not at hand)" in section(html, "generation")
