@@ -7,9 +7,9 @@ from dlcr.losses.cal import (
     positive_clothes_mask,
 )
 from dlcr.losses.ce import CrossEntropyLabelSmooth
-from dlcr.losses.triplet import TripletLoss, pairwise_distances
+from dlcr.losses.triplet import TripletLoss, cross_distances, pairwise_distances
 
 __all__ = [
     "ClothesAdversarialLoss", "ClothesCrossEntropy", "CrossEntropyLabelSmooth", "TripletLoss",
-    "build_pid2clothes", "pairwise_distances", "positive_clothes_mask",
+    "build_pid2clothes", "cross_distances", "pairwise_distances", "positive_clothes_mask",
 ]
