@@ -54,17 +54,18 @@ def brute_force_triplet(x: torch.Tensor, y: list[int], margin: float) -> float |
 def test_triplet_matches_brute_force(labels):
     torch.manual_seed(len(labels))
     x = torch.randn(len(labels), 4)
-    got = TripletLoss(0.3)(x, torch.tensor(labels))
+    got = TripletLoss(0.3, metric="euclidean", anchors="valid")(x, torch.tensor(labels))
     assert math.isclose(float(got), brute_force_triplet(x, labels, 0.3), rel_tol=1e-5, abs_tol=1e-6)
 
 
 def test_triplet_hand_case_and_no_valid_anchor():
     x = torch.tensor([[0.0], [2.0], [1.0], [3.0]])
     # every anchor: hardest positive 2, hardest negative 1 → 2 - 1 + 0.3
-    assert math.isclose(float(TripletLoss(0.3)(x, torch.tensor([0, 0, 1, 1]))), 1.3, rel_tol=1e-6)
+    euclid = TripletLoss(0.3, metric="euclidean", anchors="valid")
+    assert math.isclose(float(euclid(x, torch.tensor([0, 0, 1, 1]))), 1.3, rel_tol=1e-6)
     xs = torch.randn(3, 4, requires_grad=True)
     for labels in ([0, 1, 2], [4, 4, 4]):  # no positives / no negatives
-        loss = TripletLoss(0.3)(xs, torch.tensor(labels))
+        loss = euclid(xs, torch.tensor(labels))
         assert float(loss.detach()) == 0.0
         loss.backward()
         assert torch.equal(xs.grad, torch.zeros_like(xs))

@@ -21,7 +21,7 @@ def chunks(seq, n):
 
 
 def test_identity_sampler_pk_structure():
-    s = IdentitySampler(PIDS, batch_size=8, num_instances=4, seed=3)
+    s = IdentitySampler(PIDS, batch_size=8, num_instances=4, seed=3, batching="distinct")
     flat = list(s)
     assert len(flat) == len(s) > 0 and len(flat) % 8 == 0
     for batch in chunks(flat, 8):
@@ -45,8 +45,8 @@ def test_identity_sampler_deterministic_and_epoch_dependent():
 
 
 def test_identity_sampler_ddp_disjoint():
-    full = IdentitySampler(PIDS, 8, 4, seed=5)
-    ranks = [IdentitySampler(PIDS, 8, 4, seed=5, num_replicas=2, rank=r) for r in range(2)]
+    full = IdentitySampler(PIDS, 8, 4, seed=5, batching="distinct")
+    ranks = [IdentitySampler(PIDS, 8, 4, seed=5, num_replicas=2, rank=r, batching="distinct") for r in range(2)]
     for s in (full, *ranks):
         s.set_epoch(4)
     parts = [chunks(list(s), 8) for s in ranks]
@@ -139,7 +139,7 @@ def test_progressive_allowed_partitions_per_epoch():
 def test_official_and_all_schedules():
     variants, parts = make_pool(k=10)
     off = PairedSampler(PIDS, variants, parts, 8, 4, schedule="official")
-    for epoch, n in {0: 2, 4: 2, 5: 5, 9: 5, 10: 7, 14: 7, 15: 10, 59: 10}.items():
+    for epoch, n in {0: 2, 5: 2, 6: 5, 10: 5, 11: 7, 15: 7, 16: 10, 59: 10}.items():
         assert official_prefix(epoch) == n == off.allowed_prefix(epoch)
         assert off.allowed(epoch)[1] == variants[1][:n]
     assert off.allowed_partitions(3) is None
@@ -150,7 +150,7 @@ def test_official_and_all_schedules():
 @pytest.mark.parametrize("schedule", ["progressive", "official", "all"])
 def test_pairing_contract(schedule):
     variants, parts = make_pool()
-    s = PairedSampler(PIDS, variants, parts, 8, 4, schedule=schedule, seed=1)
+    s = PairedSampler(PIDS, variants, parts, 8, 4, schedule=schedule, seed=1, batching="distinct")
     for epoch in (0, 7, 16):
         check_pairing(s, epoch)
     assert s.self_paired > 0  # every 5th real item has no variant at all
@@ -158,7 +158,7 @@ def test_pairing_contract(schedule):
 
 def test_pairing_draws_all_allowed_variants_uniformly():
     variants, parts = make_pool(k=4, skip_every=0)
-    s = PairedSampler(PIDS, variants, parts, 8, 4, schedule="all", seed=0)
+    s = PairedSampler(PIDS, variants, parts, 8, 4, schedule="all", seed=0, batching="distinct")
     pos = Counter()
     for epoch in range(300):
         for b in check_pairing(s, epoch):
@@ -185,8 +185,9 @@ def test_real_part_independent_of_schedule_and_deterministic():
 
 def test_paired_ddp_disjoint():
     variants, parts = make_pool()
-    ranks = [PairedSampler(PIDS, variants, parts, 8, 4, seed=2, num_replicas=2, rank=r) for r in range(2)]
-    full = PairedSampler(PIDS, variants, parts, 8, 4, seed=2)
+    ranks = [PairedSampler(PIDS, variants, parts, 8, 4, seed=2, num_replicas=2, rank=r, batching="distinct")
+             for r in range(2)]
+    full = PairedSampler(PIDS, variants, parts, 8, 4, seed=2, batching="distinct")
     b0, b1 = list(ranks[0]), list(ranks[1])
     assert len(b0) == len(b1) == len(full) // 2
     assert [x for pair in zip(b0, b1, strict=True) for x in pair] == list(full)[:2 * len(b0)]
@@ -219,7 +220,7 @@ def test_concat_sampler_uses_generated_items_as_more_images():
 
     variants, _ = make_pool()
     pool_pids = list(PIDS) + [PIDS[i] for i, v in enumerate(variants) for _ in v]
-    s = ConcatSampler.from_items([It(p) for p in pool_pids], 8, 4, seed=0)
+    s = ConcatSampler.from_items([It(p) for p in pool_pids], 8, 4, seed=0, batching="distinct")
     flat = list(s)
     assert any(i >= N_REAL for i in flat)
     for batch in chunks(flat, 8):
