@@ -172,6 +172,9 @@ class EvalConfig:
     refine_l: int = 6
     refine_m: int = 5
     refine_variant: Literal["paper", "official"] = "paper"
+    # GiB for the per-block arrays of one query/gallery pair: queries are scored (and refined) a block
+    # at a time within it, with results identical to the whole matrix at once (LaST: 10k x 125k)
+    max_memory_gb: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,8 @@ RULES: dict[type, dict[str, Range]] = {
                      "batch_size": POSITIVE_INT, "micro_batch": POSITIVE_INT, "seed": NON_NEGATIVE,
                      "query_variants": POSITIVE_INT, "query_steps": POSITIVE_INT,
                      "guidance_weight": NON_NEGATIVE, "guidance_min_t": NON_NEGATIVE},
-    EvalConfig: {"batch_size": POSITIVE_INT, "refine_l": POSITIVE_INT, "refine_m": POSITIVE_INT},
+    EvalConfig: {"batch_size": POSITIVE_INT, "refine_l": POSITIVE_INT, "refine_m": POSITIVE_INT,
+                 "max_memory_gb": POSITIVE},
 }
 
 

@@ -41,12 +41,14 @@ class EvalSettings:
     workers: int = 0
     flip: bool = True
     seq_len: int = 4
+    max_memory_gb: float | None = 4.0  # per query/gallery pair's blocks (None: whole matrices)
 
     @classmethod
     def from_config(cls, cfg: Any) -> EvalSettings:
         """The evaluation sizes of a :class:`~dlcr.config.Config` (its ``data`` and ``eval`` sections)."""
         return cls(height=cfg.data.height, width=cfg.data.width, batch_size=cfg.eval.batch_size,
-                   workers=cfg.data.workers, flip=cfg.eval.flip, seq_len=cfg.data.seq_len)
+                   workers=cfg.data.workers, flip=cfg.eval.flip, seq_len=cfg.data.seq_len,
+                   max_memory_gb=cfg.eval.max_memory_gb)
 
     @classmethod
     def for_checkpoint(cls, cfg: Any, recorded: Mapping[str, Any] | None, explicit: Collection[str] = (),
@@ -151,7 +153,8 @@ def evaluate_model(model: torch.nn.Module, splits: Mapping[str, Sequence[Sample]
                                                       feats[p.query].feats, st, device=device)
     extras: dict[str, Any] = {}
     metrics: dict[str, Any] = dict(evaluate_protocols(feats, protocols, refine_sims=vfeats, m=m, variant=variant,
-                                                      refined_out=extras))
+                                                      refined_out=extras if keep_features else None,
+                                                      max_memory_gb=st.max_memory_gb))
     if keep_features:
         metrics["_features"] = feats
         metrics["_extras"] = extras

@@ -147,19 +147,31 @@ def extract_features(model: torch.nn.Module, loader: Any, *, flip: bool = True,
                     index=index)
 
 
-def cosine_similarity(qf: torch.Tensor, gf: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """``qf @ gf.T`` (float32, CPU), computed ``chunk`` query rows at a time; the cosine similarity
-    when both sides are L2-normalised."""
-    qf, gf = torch.as_tensor(qf).float().cpu(), torch.as_tensor(gf).float().cpu()
+#: Query rows per matrix product in :func:`cosine_similarity`. Fixed, because a BLAS product's last
+#: bits depend on how its rows are blocked: the streamed evaluation takes whole multiples of this
+#: block, so its similarities are bit-identical to those of the whole matrix at once.
+SIM_BLOCK = 256
+
+
+def cosine_similarity(qf: torch.Tensor, gf: torch.Tensor, chunk: int = SIM_BLOCK) -> torch.Tensor:
+    """``qf @ gf.T`` as a float32 CPU tensor, computed ``chunk`` query rows at a time on the features'
+    own device (a GPU when they live there); the cosine similarity when both sides are L2-normalised."""
+    qf, gf = torch.as_tensor(qf).float(), torch.as_tensor(gf).float()
     if qf.ndim != 2 or gf.ndim != 2 or qf.shape[1] != gf.shape[1]:
         raise InputError(f"feature shapes do not match: {tuple(qf.shape)} vs {tuple(gf.shape)}")
+    if gf.device != qf.device:
+        gf = gf.to(qf.device)
     out = torch.empty(qf.shape[0], gf.shape[0])
     gt, step = gf.T, max(1, int(chunk))
+    on_cpu = qf.device.type == "cpu"
     for r0 in range(0, qf.shape[0], step):
-        torch.matmul(qf[r0:r0 + step], gt, out=out[r0:r0 + step])
+        if on_cpu:
+            torch.matmul(qf[r0:r0 + step], gt, out=out[r0:r0 + step])
+        else:
+            out[r0:r0 + step] = (qf[r0:r0 + step] @ gt).cpu()
     return out
 
 
-def cosine_distance(qf: torch.Tensor, gf: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+def cosine_distance(qf: torch.Tensor, gf: torch.Tensor, chunk: int = SIM_BLOCK) -> torch.Tensor:
     """``1 - qf @ gf.T`` (float32, CPU), chunked over query rows."""
     return cosine_similarity(qf, gf, chunk).neg_().add_(1.0)

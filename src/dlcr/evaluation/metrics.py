@@ -43,7 +43,8 @@ import numpy as np
 
 from dlcr.errors import InputError
 
-__all__ = ["MODES", "Metrics", "evaluate", "evaluate_reference", "match_masks", "normalise_mode"]
+__all__ = ["MODES", "Metrics", "RankAccumulator", "evaluate", "evaluate_reference", "junk_counts",
+           "match_masks", "normalise_mode"]
 
 #: Canonical mode names; :func:`normalise_mode` also accepts any capitalisation.
 MODES = ("standard", "CC", "SC")
@@ -163,6 +164,29 @@ def match_masks(q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothe
     return good, same_pid & ~good
 
 
+def junk_counts(q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothes: Any = None,
+                g_clothes: Any = None, mode: str = "standard") -> np.ndarray:
+    """Per query, the number of gallery items that are junk under the mode's rule (the row sums of
+    :func:`match_masks`'s ``junk``), found through the per-person index: never an (n_query, n_gallery) array."""
+    mode = normalise_mode(mode)
+    qp, gp = _to_numpy(q_pids).reshape(-1), _to_numpy(g_pids).reshape(-1)
+    qc, gc = _to_numpy(q_camids).reshape(-1), _to_numpy(g_camids).reshape(-1)
+    if mode != "standard" and (q_clothes is None or g_clothes is None):
+        raise InputError(f"mode {mode} needs clothes ids for both query and gallery")
+    if len(qp) == 0:
+        return np.zeros(0, dtype=np.int64)
+    table, qrow = _person_index(gp, qp)
+    cols = table[qrow]  # (n_query, P) same-person gallery columns, -1 padded
+    valid = cols >= 0
+    colc = np.where(valid, cols, 0)
+    same_cl = None
+    if mode != "standard":
+        ql, gl = _to_numpy(q_clothes).reshape(-1), _to_numpy(g_clothes).reshape(-1)
+        same_cl = gl[colc] == ql[:, None]
+    good = _good_mask(gc[colc] == qc[:, None], same_cl, mode)
+    return (valid & ~good).sum(1).astype(np.int64)
+
+
 def _finish(cmc_counts: np.ndarray, aps: list[np.ndarray], inps: list[np.ndarray], nq: int,
             mode: str) -> Metrics:
     ap = np.concatenate(aps) if aps else np.zeros(0)
@@ -258,21 +282,64 @@ def evaluate(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: An
     ``min(max_rank, n_gallery)`` entries. ``chunk`` is the number of query rows processed at once
     (default: about 4M matrix elements). Returns exactly what :func:`evaluate_reference` returns.
     """
+    acc = RankAccumulator(mode, max_rank=max_rank, chunk=chunk)
+    acc.add(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes)
+    return acc.result()
+
+
+class RankAccumulator:
+    """:func:`evaluate` over query rows given a block at a time (a distance matrix that is never whole).
+
+    Every query is scored independently, so ``add``-ing the row blocks of a matrix in order and then
+    calling ``result`` gives exactly what :func:`evaluate` gives on the whole matrix.
+    """
+
+    def __init__(self, mode: str = "standard", *, max_rank: int = 50, chunk: int | None = None) -> None:
+        if int(max_rank) < 1:
+            raise InputError(f"max_rank must be >= 1, got {max_rank}")
+        if chunk is not None and int(chunk) < 1:
+            raise InputError(f"chunk must be >= 1, got {chunk}")
+        self.mode = normalise_mode(mode)
+        self.max_rank = int(max_rank)
+        self.chunk = None if chunk is None else int(chunk)
+        self.cmc_counts: np.ndarray | None = None
+        self.aps: list[np.ndarray] = []
+        self.inps: list[np.ndarray] = []
+        self.nq = 0
+        self.ng: int | None = None
+
+    def add(self, distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothes: Any = None,
+            g_clothes: Any = None) -> None:
+        """Score the queries of one block of rows (the same gallery every time)."""
+        d, qp, gp, qc, gc, ql, gl, mode = _prepare(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes,
+                                                   g_clothes, self.mode, self.max_rank)
+        if self.ng is None:
+            self.ng = d.shape[1]
+            self.cmc_counts = np.zeros(min(self.max_rank, self.ng), dtype=np.int64)
+        elif d.shape[1] != self.ng:
+            raise InputError(f"a block has {d.shape[1]} gallery columns, earlier ones had {self.ng}")
+        assert self.cmc_counts is not None
+        _score_rows(d, qp, gp, qc, gc, ql, gl, mode, self.cmc_counts, self.aps, self.inps, self.chunk)
+        self.nq += d.shape[0]
+
+    def result(self) -> Metrics:
+        if self.cmc_counts is None:
+            raise InputError("no query rows were given")
+        return _finish(self.cmc_counts, self.aps, self.inps, self.nq, self.mode)
+
+
+def _score_rows(d: np.ndarray, qp: np.ndarray, gp: np.ndarray, qc: np.ndarray, gc: np.ndarray,
+                ql: np.ndarray | None, gl: np.ndarray | None, mode: str, cmc_counts: np.ndarray,
+                aps: list[np.ndarray], inps: list[np.ndarray], chunk: int | None) -> None:
+    """Add the first-hit ranks, APs and INPs of every query row of ``d`` to the accumulators."""
     import torch  # searchsorted batched over rows
 
-    d, qp, gp, qc, gc, ql, gl, mode = _prepare(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes,
-                                               g_clothes, mode, max_rank)
     nq, ng = d.shape
-    max_rank = min(int(max_rank), ng)
-    if chunk is not None and int(chunk) < 1:
-        raise InputError(f"chunk must be >= 1, got {chunk}")
+    max_rank = len(cmc_counts)
     rows_per_chunk = int(chunk) if chunk is not None else max(1, _CHUNK_ELEMENTS // ng)
     table, qrow = _person_index(gp, qp)
     width = table.shape[1]
     positions = np.arange(width)
-    cmc_counts = np.zeros(max_rank, dtype=np.int64)
-    aps: list[np.ndarray] = []
-    inps: list[np.ndarray] = []
     for r0 in range(0, nq, rows_per_chunk):
         r1 = min(nq, r0 + rows_per_chunk)
         block = d[r0:r1]
@@ -315,4 +382,3 @@ def evaluate(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: An
         aps.append(np.cumsum(precision, axis=1)[:, -1] / n_good)
         inps.append(n_good / last)
         cmc_counts += np.bincount(first[first <= max_rank] - 1, minlength=max_rank)
-    return _finish(cmc_counts, aps, inps, nq, mode)
