@@ -79,7 +79,7 @@ from dlcr.generation.signature import (
 from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb, write_png
 from dlcr.io.paths import safe_join
-from dlcr.io.tables import read_table, write_table
+from dlcr.io.tables import read_arrow, read_table, write_table
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -249,35 +249,70 @@ def _part_files(out_dir: Path) -> list[Path]:
     return sorted(d.glob("*.parquet")) if d.is_dir() else []
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+def existing_files(root: str | os.PathLike, files: Sequence[str]) -> list[bool]:
+    """``[(Path(root) / f).is_file() for f in files]``, with one directory listing per folder instead of
+    one ``stat`` per file (a million committed images sit in ~100k folders, about ten per folder).
+
+    A name the listing does not show as a file (a missing image, a name the file system matches
+    differently, an unreadable folder) is asked with ``os.path.isfile``, so the answer is the same."""
+    base = os.fspath(root)
+    by_dir: dict[str, list[int]] = {}
+    for i, f in enumerate(files):
+        by_dir.setdefault(os.path.dirname(f), []).append(i)
+    found = [False] * len(files)
+    for d, idx in by_dir.items():
+        if len(idx) > 1:
+            with contextlib.suppress(OSError):
+                with os.scandir(os.path.join(base, d)) as it:
+                    listed = {e.name for e in it if e.is_file()}
+                for i in idx:
+                    found[i] = os.path.basename(files[i]) in listed
+        for i in idx:
+            if not found[i]:
+                found[i] = os.path.isfile(os.path.join(base, files[i]))
+    return found
+
+
+def _read_arrow(path: Path, columns: Sequence[str] | None = None) -> pa.Table | None:
     try:
-        return read_table(path)
+        return read_arrow(path, columns)
     except FileNotFoundError:  # merged and deleted meanwhile
-        return []
+        return None
 
 
-def _load_all(out_dir: Path) -> tuple[list[dict[str, Any]], list[Path]]:
-    rows: list[dict[str, Any]] = []
-    for r in _read_rows(out_dir / MANIFEST) if (out_dir / MANIFEST).is_file() else []:
-        rows.append({**r, "status": STATUS_OK})
-    for r in _read_rows(out_dir / SKIPPED) if (out_dir / SKIPPED).is_file() else []:
-        rows.append({"job_id": r["job_id"], "source": r["source"], "status": r["reason"], "file": ""})
+def _committed_tables(out_dir: Path, columns: Sequence[str] | None = None
+                      ) -> tuple[pa.Table | None, pa.Table | None, list[pa.Table], list[Path]]:
+    """The manifest, the skipped list and the part tables of ``out_dir`` (read column-wise), and the
+    part files read."""
+    manifest = _read_arrow(out_dir / MANIFEST, columns) if (out_dir / MANIFEST).is_file() else None
+    skipped = _read_arrow(out_dir / SKIPPED) if (out_dir / SKIPPED).is_file() else None
     parts = _part_files(out_dir)
-    for p in parts:
-        rows.extend(_read_rows(p))
-    return rows, parts
+    tables = [t for t in (_read_arrow(p, columns and [*columns, "status"]) for p in parts) if t is not None]
+    return manifest, skipped, tables, parts
 
 
 def committed_job_ids(out_dir: str | os.PathLike, check_files: bool = True) -> set[str]:
     """Ids of the jobs committed in ``out_dir`` (generated ones only if their image file exists)."""
     out = Path(out_dir)
     with _locked(out, exclusive=False):
-        rows, _ = _load_all(out)
-    done = set()
-    for r in rows:
-        if r["status"] == STATUS_OK and check_files and not (out / r["file"]).is_file():
-            continue
-        done.add(r["job_id"])
+        manifest, skipped, parts, _ = _committed_tables(out, ["job_id", "file"])
+    done: set[str] = set()
+    ids: list[str] = []
+    files: list[str] = []
+    if skipped is not None:
+        done.update(skipped.column("job_id").to_pylist())
+    for t in [manifest] if manifest is not None else []:
+        ids += t.column("job_id").to_pylist()
+        files += t.column("file").to_pylist()
+    for t in parts:
+        for jid, st, f in zip(*(t.column(c).to_pylist() for c in ("job_id", "status", "file")), strict=True):
+            if st == STATUS_OK:
+                ids.append(jid)
+                files.append(f)
+            else:
+                done.add(jid)
+    exists = existing_files(out, files) if check_files else [True] * len(files)
+    done.update(jid for jid, e in zip(ids, exists, strict=True) if e)
     return done
 
 
@@ -291,6 +326,12 @@ def commit_part(out_dir: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> P
     return path
 
 
+def _as_manifest(table: pa.Table) -> pa.Table:
+    """``table``'s manifest columns in :data:`MANIFEST_SCHEMA` (a column an older manifest lacks is null)."""
+    return pa.table([table.column(f.name).cast(f.type) if f.name in table.column_names
+                     else pa.nulls(table.num_rows, f.type) for f in MANIFEST_SCHEMA], schema=MANIFEST_SCHEMA)
+
+
 def consolidate_manifest(out_dir: str | os.PathLike) -> Path:
     """Merge parts into ``manifest.parquet`` / ``skipped.parquet``; delete the merged parts.
 
@@ -298,33 +339,38 @@ def consolidate_manifest(out_dir: str | os.PathLike) -> Path:
     file is missing are dropped (their jobs become pending again), and the manifest is sorted by
     (kind, source, variant, job_id) so it is byte-identical however the work was split or resumed.
     Safe to call while workers are still committing: it holds an exclusive lock and deletes only
-    the parts it read.
+    the parts it read. The rows stay in Arrow columns (no Python object per row).
     """
     out = Path(out_dir)
     with _locked(out, exclusive=True):
-        rows, parts = _load_all(out)
-        ok: dict[str, dict[str, Any]] = {}
+        manifest, skipped_table, part_tables, parts = _committed_tables(out)
+        tables = ([_as_manifest(manifest)] if manifest is not None else []) + [_as_manifest(t) for t in part_tables]
+        merged = pa.concat_tables(tables) if tables else MANIFEST_SCHEMA.empty_table()
+        status = [STATUS_OK] * (manifest.num_rows if manifest is not None else 0)
+        for t in part_tables:
+            status += t.column("status").to_pylist()
+        ids, sources, files = (merged.column(c).to_pylist() for c in ("job_id", "source", "file"))
+        ok_rows = [i for i, st in enumerate(status) if st == STATUS_OK]
+        exists = existing_files(out, [files[i] for i in ok_rows])
+        missing = exists.count(False)
+        keep: dict[str, int] = {}  # job id -> its first generated row whose image exists
+        for i, e in zip(ok_rows, exists, strict=True):
+            if e:
+                keep.setdefault(ids[i], i)
         skipped: dict[str, dict[str, Any]] = {}
-        missing = 0
-        for r in rows:
-            if r["status"] == STATUS_OK:
-                if not (out / r["file"]).is_file():
-                    missing += 1
-                    continue
-                ok.setdefault(r["job_id"], r)
-            else:
-                skipped.setdefault(
-                    r["job_id"], {"job_id": r["job_id"], "source": r["source"], "reason": r["status"]}
-                )
-        for jid in ok:
+        if skipped_table is not None:
+            for r in skipped_table.to_pylist():
+                skipped.setdefault(r["job_id"], {"job_id": r["job_id"], "source": r["source"], "reason": r["reason"]})
+        for i, st in enumerate(status):
+            if st != STATUS_OK:
+                skipped.setdefault(ids[i], {"job_id": ids[i], "source": sources[i], "reason": st})
+        for jid in keep:
             skipped.pop(jid, None)
         if missing:
             log.warning("%d committed record(s) lost their image file; their jobs are pending again", missing)
-        records = sorted(ok.values(), key=lambda r: (r["kind"], r["source"], r["variant"], r["job_id"]))
-        table = pa.Table.from_pylist(  # (rows of an older manifest have no signature column)
-            [{k: r.get(k) for k in MANIFEST_SCHEMA.names} for r in records], schema=MANIFEST_SCHEMA
-        )
-        write_table(out / MANIFEST, table)
+        table = merged.take(pa.array(list(keep.values()), type=pa.int64())).sort_by(
+            [("kind", "ascending"), ("source", "ascending"), ("variant", "ascending"), ("job_id", "ascending")])
+        write_table(out / MANIFEST, table.combine_chunks())
         if skipped or (out / SKIPPED).is_file():
             sk = sorted(skipped.values(), key=lambda r: (r["source"], r["job_id"]))
             write_table(out / SKIPPED, pa.Table.from_pylist(sk, schema=SKIPPED_SCHEMA))

@@ -35,11 +35,35 @@ def write_table(path: str | os.PathLike, records: Iterable[Any] | pa.Table,
     atomic_write_bytes(path, buf.getvalue())
 
 
+def read_arrow(path: str | os.PathLike, columns: Sequence[str] | None = None) -> pa.Table:
+    """A Parquet table as a :class:`pyarrow.Table` (column-wise: no Python object per row); errors as
+    :func:`read_table`."""
+    try:
+        return pq.read_table(Path(path), columns=list(columns) if columns else None)
+    except pa.ArrowInvalid as e:
+        raise InputError(f"cannot read table {path}: {first_line(e)}") from None
+
+
 def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Rows of a Parquet table; a damaged file is a one-line :class:`InputError` (a missing one stays
     :class:`FileNotFoundError`, which resumable stages treat as "not written yet")."""
-    try:
-        table = pq.read_table(Path(path), columns=list(columns) if columns else None)
-    except pa.ArrowInvalid as e:
-        raise InputError(f"cannot read table {path}: {first_line(e)}") from None
-    return table.to_pylist()
+    return read_arrow(path, columns).to_pylist()
+
+
+def column_values(column: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """``column.to_pylist()``, with equal strings of a repetitive string column sharing one Python
+    object (a million-row plan holds a few thousand distinct prompts, sources and keys)."""
+    if pa.types.is_string(column.type) and len(column) and not column.null_count:
+        import numpy as np
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(column)
+        chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+        if sum(len(c.dictionary) for c in chunks) <= len(column) // 2:
+            out: list[Any] = []
+            for c in chunks:
+                values = np.empty(len(c.dictionary), dtype=object)
+                values[:] = c.dictionary.to_pylist()
+                out.extend(values[c.indices.to_numpy()].tolist())
+            return out
+    return column.to_pylist()
