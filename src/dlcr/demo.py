@@ -1,13 +1,47 @@
 """``dlcr demo``: the whole of DLCR on the embedded synthetic world, sized for 2 CPU cores.
 
-Stages: render synthcc → ground-truth label maps → rule descriptions (offline, labelled) → plan K
-target outfits per training image → inpaint them (``recolor`` by default; ``tiny`` runs the real
-diffusers code path with tiny random weights, meaningless images) → train the baseline on the
-originals, then the same recipe with DLCR data (concatenated; paired + progressive) → evaluate each
-(standard / same-clothes / clothes-changing), and the progressive model again with prediction
-refinement on ``l`` generated variants of every query → ``results.json`` + ``report.html``.
+Stages: render synthcc → hold out a few training identities as a validation split → clothes masks from
+the real offline ``pose`` parser (mediapipe; the world's ground-truth label maps with ``masks="truth"``,
+or when the pose model is not installed, with a logged reason) and their IoU against the ground truth →
+rule descriptions (offline, labelled) → plan K target outfits per training image → inpaint them
+(``recolor`` by default; ``tiny`` runs the real diffusers code path with tiny random weights,
+meaningless images) → train every arm with the same recipe, seeds and epochs, evaluating the validation
+split every ``eval_every`` epochs (the learning curves) → evaluate each arm once on the test set
+(standard / same-clothes / clothes-changing), the progressive model again with prediction refinement
+on ``l`` generated variants of every query → ``results.json`` + ``report.html``.
 
-Every arm of one seed shares the world, the generated data and the recipe; only the data use differs.
+The arms are the rows of the paper's Table A1 (:data:`TABLE_A1`), each adding one component, plus the
+concatenated arm. Rows 2-4 pair every real image with one of its variants in each batch with no
+curriculum (``sampler.schedule=all``), row 5 adds the progressive curriculum, row 6 is row 5's model
+evaluated with prediction refinement:
+
+1. ``baseline``: the originals only;
+2. ``dlcr_unmasked``: generated data without the ID-preserving mask ("standard diffusion": the whole
+   person repainted, identity cues included; ``generate.mask_region=person``, data in ``work_unmasked/``);
+3. ``dlcr_random_prompts``: the clothes mask, random garment-vocabulary prompts instead of the
+   dataset's outfits (Table A3 row 1; ``generate.prompt_source=vocabulary``, data in ``work_random/``);
+4. ``dlcr_paired``: the clothes mask and the dataset's own described outfits (``work/``);
+5. ``dlcr_progressive``: + progressive learning;
+6. ``dlcr_progressive_refined``: + prediction refinement.
+
+``dlcr_concat``: the data of row 4, concatenated to the originals (no pairing).
+
+``results.json`` keys (per arm, as before: the six metrics, their ``_std`` over seeds, ``seed``,
+``seeds``, ``per_seed``):
+
+- ``table_a1``: ``{"rows": [{"row", "arm", "name", "mask_region", "prompt_source", "sampler",
+  "refine", <metric>, <metric>_std, ...}, ...], "concat": {same fields}, "metrics": [...], "seeds":
+  [...], "epochs": E}``, the table shaped like the paper's Table A1 (mean ± std over seeds);
+- ``curves``: ``{arm: {"epochs": [...], "val_top1", "val_map", "val_cc_top1", "val_cc_map", "loss"
+  (lists, mean over seeds, fractions), the same with ``_std``, "per_seed": {seed: [{"epoch", ...}]}}}``
+  for every trained arm: validation metrics every ``eval_every`` epochs (never the test set);
+- ``meta.masks``: ``{"source": "pose" | "truth", "requested", "reason", "fallbacks", "iou": {"clothes",
+  "person", "upper", "lower", "footwear", "images"}}`` (mean per-image IoU of the demo's masks
+  against the world's ground truth; 1.0 with ``truth``);
+- ``meta.validation``: ``{"ids", "query", "gallery", "eval_every", "pids"}``.
+
+Every arm of one seed shares the world, the masks, the descriptions and the recipe; only the data use
+(and, for rows 2 and 3, the generated data) differs.
 """
 
 from __future__ import annotations
@@ -26,10 +60,33 @@ from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-ARMS = ("baseline", "dlcr_concat", "dlcr_progressive")
+#: trained arms, in Table A1 order, then the concatenated arm
+ARMS = ("baseline", "dlcr_unmasked", "dlcr_random_prompts", "dlcr_paired", "dlcr_progressive", "dlcr_concat")
+#: arms trained with ``DemoSettings(ablation=False)`` (the demo before the Table A1 rows)
+CORE_ARMS = ("baseline", "dlcr_concat", "dlcr_progressive")
 RESULT_ARMS = ARMS + ("dlcr_progressive_refined",)
-MODE = {"baseline": "none", "dlcr_concat": "concat", "dlcr_progressive": "paired"}
+MODE = {"baseline": "none", "dlcr_unmasked": "paired", "dlcr_random_prompts": "paired", "dlcr_paired": "paired",
+        "dlcr_progressive": "paired", "dlcr_concat": "concat"}
+#: sampler.schedule per arm (None: the synthcc config's, ``progressive``)
+SCHEDULE = {"dlcr_unmasked": "all", "dlcr_random_prompts": "all", "dlcr_paired": "all"}
+#: the generated data an arm trains on: work-folder suffix, generate.mask_region, generate.prompt_source
+GEN_VARIANTS = {"": ("clothes", "dataset"), "_unmasked": ("person", "dataset"), "_random": ("clothes", "vocabulary")}
+ARM_WORK = {"dlcr_unmasked": "_unmasked", "dlcr_random_prompts": "_random", "dlcr_paired": "",
+            "dlcr_progressive": "", "dlcr_concat": ""}
+#: Table A1: (row, arm, what the row adds)
+TABLE_A1: tuple[tuple[int, str, str], ...] = (
+    (1, "baseline", "CAL baseline (originals only)"),
+    (2, "dlcr_unmasked", "+ generated data, no ID-preserving mask (standard diffusion)"),
+    (3, "dlcr_random_prompts", "+ ID-preserving mask, random vocabulary prompts"),
+    (4, "dlcr_paired", "+ ID-preserving mask, the dataset's described outfits"),
+    (5, "dlcr_progressive", "+ progressive learning"),
+    (6, "dlcr_progressive_refined", "+ prediction refinement"),
+)
+CONCAT_ROW = ("dlcr_concat", "the dataset's described outfits, concatenated (no pairing, no curriculum)")
 METRIC_KEYS = ("cc_top1", "cc_map", "sc_top1", "sc_map", "top1", "map")
+CURVE_KEYS = {"val_top1": "val_top1", "val_map": "val_mAP", "val_cc_top1": "val_cc_top1",
+              "val_cc_map": "val_cc_mAP", "loss": "loss"}
+MASK_SOURCES = ("pose", "truth")
 
 
 @dataclass(frozen=True)
@@ -39,7 +96,7 @@ class DemoSettings:
     ids: int = 150
     height: int = 128  # rendered world (and generated images)
     width: int = 64
-    train_height: int = 64  # network input: half the rendered size keeps 3 arms within minutes on 2 cores
+    train_height: int = 64  # network input: half the rendered size keeps the arms within minutes on 2 cores
     train_width: int = 32
     world_seed: int = 0
     seeds: tuple[int, ...] = (0,)
@@ -59,31 +116,172 @@ class DemoSettings:
     refine_variant: str = "paper"
     quick: bool = False
     extra_sets: tuple[str, ...] = field(default=())
+    masks: str = "pose"  # "pose" (the offline real parser) | "truth" (the world's label maps)
+    ablation: bool = True  # train the Table A1 rows 2-4 too (False: baseline, concat, progressive)
+    val_fraction: float = 0.1  # training identities held out as the validation split
+    val_min_ids: int = 2
+    eval_every: int = 2  # validation every that many epochs (and after the last)
+    jobs: int = 2  # worker processes running the stages and trainings side by side (1: all in this one)
 
     @classmethod
     def quick_settings(cls, **kw: Any) -> DemoSettings:
         base = {"ids": 40, "k": 4, "l": 3, "epochs": 4, "cal_start": 2, "progressive_every": 1,
-                "milestones": (3,), "batch_size": 16, "quick": True}
+                "milestones": (3,), "batch_size": 16, "eval_every": 1, "quick": True}
         base.update(kw)
         return cls(**base)
 
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return ARMS if self.ablation else CORE_ARMS
+
 
 def arm_config(st: DemoSettings, arm: str, seed: int, world_root: Path) -> Any:
-    """The packaged ``synthcc`` config with the demo's sizes; only ``sampler.mode`` differs per arm."""
+    """The packaged ``synthcc`` config with the demo's sizes; per arm only ``sampler.mode`` /
+    ``sampler.schedule`` and the generated data (``generate.mask_region`` / ``prompt_source``) differ."""
     from dlcr.config import load_config
 
+    region, source = GEN_VARIANTS[ARM_WORK.get(arm, "")]
     sets = [
         f"data.root={world_root}", f"data.height={st.train_height}", f"data.width={st.train_width}",
         f"data.workers={st.workers}", f"train.epochs={st.epochs}", f"train.seed={seed}",
-        f"train.eval_every={st.epochs}", f"loss.cal_start_epoch={st.cal_start}",
+        f"train.eval_every={st.eval_every}", f"loss.cal_start_epoch={st.cal_start}",
         f"optim.milestones={list(st.milestones)}", f"optim.lr={st.lr}",
         f"sampler.batch_size={st.batch_size}", f"sampler.num_instances={st.num_instances}",
         f"sampler.mode={MODE[arm]}", f"sampler.progressive_every={st.progressive_every}",
+        *([f"sampler.schedule={SCHEDULE[arm]}"] if arm in SCHEDULE else []),
         f"generate.k={st.k}", f"generate.query_variants={st.l}", f"generate.backend={st.backend}",
+        f"generate.mask_region={region}", f"generate.prompt_source={source}",
         f"eval.refine_l={st.l}", f"eval.refine_m={st.m}", f"eval.refine_variant={st.refine_variant}",
         *st.extra_sets,
     ]
     return load_config("synthcc", sets)
+
+
+# ----------------------------------------------------------------------------- validation split
+VAL_PROTOCOLS_SPEC = (("val", "standard"), ("val_cc", "CC"))
+
+
+def holdout_validation(ds: Any, *, fraction: float, min_ids: int, seed: int) -> tuple[Any, dict[str, Any]]:
+    """``ds`` with ``max(min_ids, round(fraction * ids))`` training identities moved out of ``train``
+    into ``val_query`` / ``val_gallery`` (every third image of a held-out person, in path order, is a
+    query; the rest is its gallery, so each query has the person's other outfits and cameras to be
+    found in: a clothes-changing validation). The remaining training split is relabelled 0..N-1; the
+    test splits are untouched. Returns the new dataset and a summary."""
+    import numpy as np
+
+    from dlcr.data.datasets.base import CCReIDDataset, Record, relabel_test, relabel_train
+    from dlcr.errors import ConfigError
+
+    pids = sorted({s.pid for s in ds.train})
+    n = max(int(min_ids), int(round(float(fraction) * len(pids))))
+    if n >= len(pids):
+        raise ConfigError(f"cannot hold out {n} of {len(pids)} training identities for validation")
+    held = {int(p) for p in np.random.default_rng([int(seed), 7411]).choice(pids, size=n, replace=False)}
+
+    def rec(s: Any) -> Any:
+        return Record(path=s.path, pid=int(s.pid), camid=s.camid, clothes_key=s.clothes_key, tracklet=s.tracklet,
+                      frames=s.frames)
+
+    keep = [rec(s) for s in ds.train if s.pid not in held]
+    val_q, val_g = [], []
+    for pid in sorted(held):
+        mine = sorted((s for s in ds.train if s.pid == pid), key=lambda s: s.path)
+        for i, s in enumerate(mine):
+            (val_q if i % 3 == 0 else val_g).append(rec(s))
+    splits = {k: v for k, v in ds.splits.items() if k != "train"}
+    splits["train"] = relabel_train(keep)
+    splits.update(relabel_test({"val_query": val_q, "val_gallery": val_g}))
+    out = CCReIDDataset(name=ds.name, root=ds.root, splits=splits, video=ds.video, protocols=ds.protocols,
+                        skipped=ds.skipped)
+    info = {"ids": n, "pids": sorted(held), "query": len(val_q), "gallery": len(val_g),
+            "train_ids": len(pids) - n, "train_images": len(keep)}
+    return out, info
+
+
+def validation_data(ds: Any) -> Any:
+    """:class:`~dlcr.engine.trainer.TrainData` whose only evaluation splits and protocols are the
+    validation ones: the trainer's periodic evaluation never sees the test set."""
+    from dlcr.engine.trainer import TrainData
+    from dlcr.types import EvalProtocol
+
+    data = TrainData.from_dataset(ds)
+    data.eval_splits = {k: v for k, v in data.eval_splits.items() if k in ("val_query", "val_gallery")}
+    data.protocols = tuple(EvalProtocol(name, "val_query", "val_gallery", mode) for name, mode in VAL_PROTOCOLS_SPEC)
+    return data
+
+
+# ----------------------------------------------------------------------------- masks
+def choose_masks(requested: str) -> tuple[str, str]:
+    """(source used, reason when it is not the one asked for) for ``requested`` masks: ``pose`` falls
+    back to ``truth`` with a logged reason when the pose parser cannot be built (mediapipe missing)."""
+    from dlcr.errors import ConfigError
+
+    if requested not in MASK_SOURCES:
+        raise ConfigError(f"--masks must be one of {', '.join(MASK_SOURCES)}, got {requested!r}")
+    if requested == "pose":
+        try:
+            from dlcr.generation.parsing import create_parser
+
+            create_parser("pose")
+        except Exception as e:  # mediapipe missing or unusable: the ground truth, said loudly
+            from dlcr.errors import first_line
+
+            reason = f"the pose parser is unavailable ({first_line(str(e))}); using the ground-truth label maps"
+            log.warning("masks: %s", reason)
+            return "truth", reason
+    return requested, ""
+
+
+def mask_iou(samples: Sequence[Any], world_root: Path, label_root: Path) -> dict[str, Any]:
+    """Mean per-image IoU of the label maps in ``label_root`` against the world's ground truth: of the
+    clothes mask, the person mask and each garment part (an image where both masks are empty counts 1)."""
+    import numpy as np
+
+    from dlcr.generation.parsers.folder import SynthCCParser
+    from dlcr.generation.parsing import clothes_mask, label_path, part_masks
+    from dlcr.io.images import read_label_map
+
+    gt_parser = SynthCCParser()
+    sums: dict[str, float] = {"clothes": 0.0, "person": 0.0, "upper": 0.0, "lower": 0.0, "footwear": 0.0}
+
+    def iou(a: Any, b: Any) -> float:
+        union = int(np.count_nonzero(a | b))
+        return 1.0 if union == 0 else int(np.count_nonzero(a & b)) / union
+
+    paths = sorted({s.path for s in samples})
+    for p in paths:
+        pred = read_label_map(label_path(label_root, p))
+        gt = gt_parser.read(p, world_root)
+        if pred.shape != gt.shape:
+            from PIL import Image
+
+            pred = np.asarray(Image.fromarray(pred).resize(gt.shape[::-1], Image.Resampling.NEAREST))
+        sums["clothes"] += iou(clothes_mask(pred), clothes_mask(gt))
+        sums["person"] += iou(pred != 0, gt != 0)
+        pp, gp = part_masks(pred), part_masks(gt)
+        for part in ("upper", "lower", "footwear"):
+            sums[part] += iou(pp[part], gp[part])
+    n = max(len(paths), 1)
+    return {**{k: v / n for k, v in sums.items()}, "images": len(paths)}
+
+
+def share_work(work: Path, other: Path) -> None:
+    """Make ``other`` a work folder that shares ``work``'s masks and descriptions (links; copies where
+    links are not possible), so an ablation's generated data lives in its own folder."""
+    import shutil
+
+    from dlcr.generation import stages
+
+    other.mkdir(parents=True, exist_ok=True)
+    names = [stages.MASKS, stages.CAPTIONS, stages.OUTFITS, "captions.signature.json", "outfits.signature.json"]
+    for name in names:
+        src, dst = work / name, other / name
+        if not src.exists() or dst.is_symlink() or dst.exists():
+            continue
+        try:
+            dst.symlink_to(os.path.relpath(src, other), target_is_directory=src.is_dir())
+        except OSError:
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
 
 
 def _row(metrics: dict[str, Any], suffix: str = "") -> dict[str, float]:
@@ -118,57 +316,279 @@ def aggregate(per_seed: Sequence[dict[str, float]]) -> dict[str, Any]:
     return out
 
 
-def run_demo(out: str | os.PathLike, st: DemoSettings, *, report: bool = True) -> dict[str, Any]:
-    """Run every stage into ``out`` (resumable: finished stages and runs are reused)."""
-    import numpy as np
-    import torch
+def curves_of(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The validation points of a ``history.json`` list (epochs at which the validation ran)."""
+    out = []
+    for rec in history:
+        if "val_cc_top1" not in rec:
+            continue
+        out.append({"epoch": int(rec["epoch"]), **{k: float(rec[src]) for k, src in CURVE_KEYS.items() if src in rec}})
+    return out
 
+
+def aggregate_curves(per_seed: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Mean (and std) over seeds of each curve, on the epochs every seed evaluated."""
+    import numpy as np
+
+    seeds = sorted(per_seed)
+    common = sorted(set.intersection(*[{p["epoch"] for p in per_seed[s]} for s in seeds])) if seeds else []
+    out: dict[str, Any] = {"epochs": common, "seeds": seeds}
+    for k in CURVE_KEYS:
+        vals = np.array([[next(p[k] for p in per_seed[s] if p["epoch"] == e) for e in common] for s in seeds],
+                        dtype=np.float64).reshape(len(seeds), len(common))
+        out[k] = [float(v) for v in vals.mean(axis=0)] if seeds else []
+        out[f"{k}_std"] = [float(v) for v in (vals.std(axis=0, ddof=1) if len(seeds) > 1 else vals[0] * 0)]
+    out["per_seed"] = {str(s): per_seed[s] for s in seeds}
+    return out
+
+
+def table_a1(results: dict[str, Any], st: DemoSettings) -> dict[str, Any]:
+    """The Table A1 rows (mean ± std over seeds) out of the per-arm results."""
+
+    def row(arm: str) -> dict[str, Any]:
+        base = arm.removesuffix("_refined")
+        region, source = GEN_VARIANTS[ARM_WORK.get(base, "")]
+        r = results[arm]
+        return {"arm": arm, "mask_region": None if base == "baseline" else region,
+                "prompt_source": None if base == "baseline" else source,
+                "sampler": MODE[base] + ("" if MODE[base] == "none" else f"/{SCHEDULE.get(base, 'progressive')}"),
+                "refine": arm.endswith("_refined"),
+                **{k: r[k] for k in METRIC_KEYS}, **{f"{k}_std": r[f"{k}_std"] for k in METRIC_KEYS}}
+
+    rows = [{"row": n, "name": name, **row(arm)} for n, arm, name in TABLE_A1 if arm in results]
+    concat = {"row": "concat", "name": CONCAT_ROW[1], **row(CONCAT_ROW[0])} if CONCAT_ROW[0] in results else None
+    return {"rows": rows, "concat": concat, "metrics": list(METRIC_KEYS), "seeds": list(st.seeds),
+            "epochs": st.epochs}
+
+
+# ----------------------------------------------------------------------------- tasks
+# The demo's work is a handful of tasks (stage 1, one generation per data variant, one training per arm
+# and seed) run by a pool of ``DemoSettings.jobs`` processes in dependency order: the baseline trains
+# while the masks are made, and the ablation's generations and trainings share the two cores. Each task
+# finds what it needs on disk (the world, the work folders) and leaves its outputs there, so it is
+# resumable and its results do not depend on the process that ran it.
+def _paths(out: Path, tag: str) -> dict[str, Path]:
+    return {"world": out / "world", "work": out / f"work{tag}", "runs": out / f"runs{tag}"}
+
+
+_DATASETS: dict[tuple[str, float, int, int], tuple[Any, dict[str, Any]]] = {}
+
+
+def _dataset(world_root: Path, st: DemoSettings) -> tuple[Any, dict[str, Any]]:
+    """The world's dataset with the validation identities held out (cached per process)."""
     from dlcr.data.datasets import create_dataset
-    from dlcr.engine.evaluate import EvalSettings, evaluate_model, save_features
-    from dlcr.engine.trainer import GeneratedData, TrainData, Trainer
+
+    key = (str(world_root), st.val_fraction, st.val_min_ids, st.world_seed)
+    if key not in _DATASETS:
+        _DATASETS[key] = holdout_validation(create_dataset("synthcc", world_root), fraction=st.val_fraction,
+                                            min_ids=st.val_min_ids, seed=st.world_seed)
+    return _DATASETS[key]
+
+
+def _queries(ds: Any) -> list[Any]:
+    from dlcr.generation import stages
+
+    return [s for name in stages.query_splits(ds.splits) if not name.startswith("val") for s in ds.splits[name]]
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Any, *a: Any, **kw: Any) -> Any:
+        t0 = time.time()
+        r = fn(*a, **kw)
+        dt = time.time() - t0
+        self.seconds[name] = self.seconds.get(name, 0.0) + dt
+        log.info("[demo] %s done in %.1f s", name, dt)
+        return r
+
+
+def _stage1_task(st: DemoSettings, out: Path, tag: str, source: str) -> dict[str, Any]:
+    """Masks (+ their IoU against the ground truth), descriptions and every job plan."""
     from dlcr.generation import stages
     from dlcr.generation.describe import create_captioner, create_summarizer
     from dlcr.generation.parsing import create_parser
+
+    timed = _Timer()
+    p = _paths(out, tag)
+    ds, _ = _dataset(p["world"], st)
+    queries = _queries(ds)
+    parser = create_parser("pose" if source == "pose" else "synthcc")
+    mrep = timed("masks", stages.run_masks, parser, list(ds.train) + queries, p["world"], p["work"])
+    iou = timed("mask_iou", mask_iou, list(ds.train) + queries, p["world"], p["work"] / stages.MASKS)
+    log.info("[demo] %s masks: clothes IoU %.3f against the ground truth (%d images)", source, iou["clothes"],
+             iou["images"])
+    timed("describe", stages.run_describe, ds.train, p["world"], p["work"], captioner=create_captioner("rule"),
+          summarizer=create_summarizer("vote"))
+    cfg0 = arm_config(st, "dlcr_progressive", st.seeds[0], p["world"])
+    for suffix in sorted({ARM_WORK[a] for a in st.arms if a in ARM_WORK}):
+        w = out / f"work{suffix}{tag}"
+        if suffix:
+            share_work(p["work"], w)
+        timed(f"plan{suffix}", stages.run_plan, ds.train, w, k=st.k, seed=cfg0.generate.seed,
+              allow_same_person=False, num_partitions=cfg0.sampler.num_partitions, dataset="synthcc",
+              generator=st.backend, prompt_source=GEN_VARIANTS[suffix][1])
+    timed("plan_queries", stages.run_plan_queries, queries, p["work"], l=st.l, seed=cfg0.generate.seed,
+          dataset="synthcc", generator=st.backend)
+    return {"timings": timed.seconds, "parser": str(getattr(parser, "description", source)),
+            "fallbacks": int(getattr(mrep, "fallbacks", 0) or 0), "iou": iou}
+
+
+def _generate_task(st: DemoSettings, out: Path, tag: str, suffix: str) -> dict[str, Any]:
+    """Inpaint one data variant's jobs (and, for the dataset's, the query variants of refinement)."""
+    from dlcr.generation import stages
+
+    timed = _Timer()
+    p = _paths(out, tag)
+    g = arm_config(st, "dlcr_progressive", st.seeds[0], p["world"]).generate
+    opts = stages.inpainter_options(st.backend, g)
+    batch = g.batch_size if st.backend != "recolor" else 64
+    w = out / f"work{suffix}{tag}"
+    timed(f"inpaint{suffix}", stages.run_inpaint, w, p["world"], backend=st.backend, backend_options=opts,
+          batch_size=batch, mask_region=GEN_VARIANTS[suffix][0])
+    if not suffix:
+        timed("inpaint_queries", stages.run_inpaint, w, p["world"], backend=st.backend, backend_options=opts,
+              batch_size=batch, queries=True)
+    return {"timings": timed.seconds}
+
+
+def _train_task(st: DemoSettings, out: Path, tag: str, arm: str, seed: int) -> dict[str, Any]:
+    """Train one arm for one seed (validation every ``eval_every`` epochs), then evaluate it once on the
+    test set (the progressive arm with and without refinement) into ``runs/<arm>_s<seed>/eval``."""
+    import numpy as np
+    import torch
+
+    from dlcr.engine.evaluate import EvalSettings, evaluate_model, save_features
+    from dlcr.engine.trainer import GeneratedData, Trainer
+    from dlcr.generation import stages
     from dlcr.generation.runner import MANIFEST
-    from dlcr.io.atomic import atomic_write_json
+    from dlcr.io.atomic import atomic_write, atomic_write_json
     from dlcr.io.tables import read_table
-    from dlcr.synth import render_world
+
+    timed = _Timer()
+    p = _paths(out, tag)
+    run_dir = p["runs"] / f"{arm}_s{seed}"
+    done = run_dir / "eval" / "metrics.json"
+    if done.is_file():
+        return {"timings": {}}
+    ds, _ = _dataset(p["world"], st)
+    gen = None
+    if arm != "baseline":
+        w = out / f"work{ARM_WORK[arm]}{tag}"
+        gen = GeneratedData(rows=read_table(w / stages.GENERATED / MANIFEST), root=w / stages.GENERATED)
+    tr = Trainer(arm_config(st, arm, seed, p["world"]), validation_data(ds), run_dir, generated=gen)
+    tr.resume()
+    timed(f"train_{arm}", tr.fit)
+    es = EvalSettings(height=st.train_height, width=st.train_width, batch_size=256, workers=st.workers)
+    refine = arm == "dlcr_progressive"
+    qrows = read_table(p["work"] / stages.QUERY_GENERATED / MANIFEST) if refine else None
+    metrics = timed(f"eval_{arm}", evaluate_model, tr.model, ds.splits, p["world"], ds.protocols, es,
+                    refine_rows=qrows, refine_root=p["work"] / stages.QUERY_GENERATED, l=st.l, m=st.m,
+                    variant=st.refine_variant, keep_features=True)
+    feats = metrics.pop("_features")
+    extras = metrics.pop("_extras")
+    (run_dir / "eval").mkdir(parents=True, exist_ok=True)
+    save_features(run_dir / "eval" / "features.npz", feats["query"], feats["gallery"])
+    atomic_write_json(run_dir / "eval" / "paths.json", {"query": [s.path for s in ds.splits["query"]],
+                                                         "gallery": [s.path for s in ds.splits["gallery"]]})
+    if "standard_refined_sims" in extras:
+        with atomic_write(run_dir / "eval" / "refined_sims.npy", "wb") as fh:
+            np.save(fh, np.asarray(extras["standard_refined_sims"], dtype=np.float32))
+    atomic_write_json(done, metrics)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {"timings": timed.seconds}
+
+
+def _init_worker(threads: int, level: int) -> None:
+    """A pool process: the parent's log level in plain lines, no progress bars (they would interleave)."""
+    import torch
+
+    from dlcr.utils import progress
+    from dlcr.utils.logging import LEVELS, setup_logging
+
+    name = next((k for k, v in LEVELS.items() if v == level), "normal")
+    setup_logging(name, rich=False)
+    progress.set_quiet(True)
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def _run_tasks(tasks: list[tuple[str, tuple[str, ...], Any, dict[str, Any]]], jobs: int, threads: int
+               ) -> dict[str, Any]:
+    """Run ``(key, deps, fn, kwargs)`` tasks, each once every task it depends on is done: in this process
+    in list order (``jobs`` <= 1), else on a pool of ``jobs`` spawned processes (ready tasks submitted in
+    list order). The first failure stops the run (its exception is raised once running tasks end)."""
+    results: dict[str, Any] = {}
+    if jobs <= 1:
+        for key, _, fn, kw in tasks:
+            results[key] = fn(**kw)
+        return results
+    import logging
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    level = logging.getLogger("dlcr").getEffectiveLevel()
+    todo = list(tasks)
+    running: dict[Any, str] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads, level)) as pool:
+        while todo or running:
+            for t in [t for t in todo if all(d in results for d in t[1])]:
+                todo.remove(t)
+                running[pool.submit(t[2], **t[3])] = t[0]
+            if not running:
+                raise RuntimeError(f"demo tasks with unmet dependencies: {[t[0] for t in todo]}")
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for f in finished:
+                key = running.pop(f)
+                try:
+                    results[key] = f.result()
+                except BaseException:
+                    for other in running:
+                        other.cancel()
+                    raise
+    return results
+
+
+def run_demo(out: str | os.PathLike, st: DemoSettings, *, report: bool = True) -> dict[str, Any]:
+    """Run every stage into ``out`` (resumable: finished stages and runs are reused)."""
+    import torch
+
+    from dlcr.io.atomic import atomic_write_json
+    from dlcr.synth import contact_sheet, render_world
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if st.threads > 0:
         torch.set_num_threads(st.threads)
-    world_root, work = out / "world", out / "work"
-    timings: dict[str, float] = {}
-
-    def timed(name: str, fn: Any, *a: Any, **kw: Any) -> Any:
-        t0 = time.time()
-        r = fn(*a, **kw)
-        timings[name] = timings.get(name, 0.0) + time.time() - t0
-        log.info("[demo] %s done in %.1f s", name, time.time() - t0)
-        return r
-
-    world = timed("render", render_world, world_root, ids=st.ids, seed=st.world_seed, height=st.height,
+    t_start = time.time()
+    timed = _Timer()
+    source, mask_reason = choose_masks(st.masks)
+    tag = "" if source == "pose" else "_truth"  # masks of another source never share a folder
+    p = _paths(out, tag)
+    world = timed("render", render_world, p["world"], ids=st.ids, seed=st.world_seed, height=st.height,
                   width=st.width)
-    from dlcr.synth import contact_sheet
+    contact_sheet(p["world"], out / "figures" / "contact_sheet.png", n_ids=4, zoom=2)
+    _, val_info = _dataset(p["world"], st)
+    val_info["eval_every"] = st.eval_every
 
-    contact_sheet(world_root, out / "figures" / "contact_sheet.png", n_ids=4, zoom=2)
-    ds = create_dataset("synthcc", world_root)
-    queries = [s for name in stages.query_splits(ds.splits) for s in ds.splits[name]]
-    timed("masks", stages.run_masks, create_parser("synthcc"), list(ds.train) + queries, world_root, work)
-    timed("describe", stages.run_describe, ds.train, world_root, work, captioner=create_captioner("rule"),
-          summarizer=create_summarizer("vote"))
-    cfg0 = arm_config(st, "dlcr_progressive", st.seeds[0], world_root)
-    g = cfg0.generate
-    timed("plan", stages.run_plan, ds.train, work, k=st.k, seed=g.seed, allow_same_person=False,
-          num_partitions=cfg0.sampler.num_partitions, dataset="synthcc", generator=st.backend)
-    opts = stages.inpainter_options(st.backend, g)
-    timed("inpaint", stages.run_inpaint, work, world_root, backend=st.backend, backend_options=opts,
-          batch_size=g.batch_size if st.backend != "recolor" else 64)
-    timed("plan_queries", stages.run_plan_queries, queries, work, l=st.l, seed=g.seed, dataset="synthcc",
-          generator=st.backend)
-    timed("inpaint_queries", stages.run_inpaint, work, world_root, backend=st.backend, backend_options=opts,
-          batch_size=g.batch_size if st.backend != "recolor" else 64, queries=True)
+    common = {"st": st, "out": out, "tag": tag}
+    tasks: list[tuple[str, tuple[str, ...], Any, dict[str, Any]]] = [
+        ("stage1", (), _stage1_task, {**common, "source": source})]
+    tasks += [(f"train:baseline:{s}", (), _train_task, {**common, "arm": "baseline", "seed": s}) for s in st.seeds]
+    suffixes = sorted({ARM_WORK[a] for a in st.arms if a in ARM_WORK})
+    tasks += [(f"gen:{x}", ("stage1",), _generate_task, {**common, "suffix": x}) for x in suffixes]
+    tasks += [(f"train:{a}:{s}", (f"gen:{ARM_WORK[a]}",), _train_task, {**common, "arm": a, "seed": s})
+              for s in st.seeds for a in st.arms if a != "baseline"]
+    done = _run_tasks(tasks, st.jobs, st.threads)
+    for r in done.values():
+        for k, v in r["timings"].items():
+            timed.seconds[k] = timed.seconds.get(k, 0.0) + v
+    s1 = done["stage1"]
+    masks_meta = {"source": source, "requested": st.masks, "reason": mask_reason, "parser": s1["parser"],
+                  "fallbacks": s1["fallbacks"], "iou": s1["iou"]}
 
     # stage 1 on real photographs (pose masks → rule captions → recolor), shown next to synthcc in the
     # report; skipped with a reason when the optional offline models are not installed
@@ -178,63 +598,47 @@ def run_demo(out: str | os.PathLike, st: DemoSettings, *, report: bool = True) -
     if real.get("status") != "ok":
         log.warning("real-photo stage skipped: %s", real.get("reason"))
 
-    data = TrainData.from_dataset(ds)
-    gen = GeneratedData(rows=read_table(work / stages.GENERATED / MANIFEST), root=work / stages.GENERATED)
-    qrows = read_table(work / stages.QUERY_GENERATED / MANIFEST)
-    per_arm: dict[str, list[dict[str, float]]] = {a: [] for a in RESULT_ARMS}
+    per_arm: dict[str, list[dict[str, float]]] = {a: [] for a in st.arms + ("dlcr_progressive_refined",)}
+    curves: dict[str, dict[int, list[dict[str, Any]]]] = {a: {} for a in st.arms}
     for seed in st.seeds:
-        for arm in ARMS:
-            cfg = arm_config(st, arm, seed, world_root)
-            run_dir = out / "runs" / f"{arm}_s{seed}"
-            done = run_dir / "eval" / "metrics.json"
-            if done.is_file():
-                metrics = json.loads(done.read_text())
-            else:
-                tr = Trainer(cfg, data, run_dir, generated=None if arm == "baseline" else gen)
-                tr.resume()
-                timed(f"train_{arm}", tr.fit)
-                es = EvalSettings(height=st.train_height, width=st.train_width, batch_size=256, workers=st.workers)
-                refine = arm == "dlcr_progressive"
-                metrics = timed(f"eval_{arm}", evaluate_model, tr.model, ds.splits, world_root, ds.protocols, es,
-                                refine_rows=qrows if refine else None, refine_root=work / stages.QUERY_GENERATED,
-                                l=st.l, m=st.m, variant=st.refine_variant, keep_features=True)
-                feats = metrics.pop("_features")
-                extras = metrics.pop("_extras")
-                (run_dir / "eval").mkdir(parents=True, exist_ok=True)
-                save_features(run_dir / "eval" / "features.npz", feats["query"], feats["gallery"])
-                atomic_write_json(run_dir / "eval" / "paths.json",
-                                  {"query": [s.path for s in ds.splits["query"]],
-                                   "gallery": [s.path for s in ds.splits["gallery"]]})
-                if "standard_refined_sims" in extras:
-                    from dlcr.io.atomic import atomic_write
-
-                    with atomic_write(run_dir / "eval" / "refined_sims.npy", "wb") as fh:
-                        np.save(fh, np.asarray(extras["standard_refined_sims"], dtype=np.float32))
-                atomic_write_json(done, metrics)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+        for arm in st.arms:
+            run_dir = p["runs"] / f"{arm}_s{seed}"
+            metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
             per_arm[arm].append({**_row(metrics), "seed": seed})
             if arm == "dlcr_progressive":
                 per_arm["dlcr_progressive_refined"].append({**_row(metrics, "_refined"), "seed": seed})
+            hist = run_dir / "history.json"
+            curves[arm][seed] = curves_of(json.loads(hist.read_text())) if hist.is_file() else []
 
-    results: dict[str, Any] = {arm: aggregate(rows) for arm, rows in per_arm.items()}
-    results["meta"] = {"seeds": list(st.seeds), "stage_seconds": {k: round(v, 2) for k, v in timings.items()},
+    results: dict[str, Any] = {arm: aggregate(rows) for arm, rows in per_arm.items() if rows}
+    results["table_a1"] = table_a1(results, st)
+    results["curves"] = {arm: aggregate_curves(c) for arm, c in curves.items()}
+    timed.seconds["total"] = time.time() - t_start
+    results["meta"] = {"seeds": list(st.seeds), "stage_seconds": {k: round(v, 2) for k, v in timed.seconds.items()},
                        "versions": _versions(), "quick": st.quick, "backend": st.backend, "k": st.k, "l": st.l,
-                       "m": st.m, "world": world, "settings": asdict(st)}
+                       "m": st.m, "world": world, "settings": asdict(st), "masks": masks_meta,
+                       "validation": val_info, "arms": list(st.arms), "work": p["work"].name,
+                       "runs": p["runs"].name}
     atomic_write_json(out / "results.json", results)
     if report:
         from dlcr.report import build_demo_report
 
         timed("report", build_demo_report, out)
-        results["meta"]["stage_seconds"]["report"] = round(timings["report"], 2)
+        results["meta"]["stage_seconds"]["report"] = round(timed.seconds["report"], 2)
         atomic_write_json(out / "results.json", results)
     return results
 
 
 def results_table(results: dict[str, Any]) -> str:
-    head = f"{'arm':<28}" + "".join(f"{k:>9}" for k in METRIC_KEYS)
+    """The Table A1 rows (and the concatenated arm) as printed text, in percent (± std over seeds)."""
+    many = len(results.get("meta", {}).get("seeds") or [0]) > 1
+    width = 15 if many else 9
+    head = f"{'':<3}{'arm':<28}" + "".join(f"{k:>{width}}" for k in METRIC_KEYS)
     lines = [head]
-    for arm in RESULT_ARMS:
-        r = results[arm]
-        lines.append(f"{arm:<28}" + "".join(f"{100 * r[k]:>9.1f}" for k in METRIC_KEYS))
+    tbl = results.get("table_a1") or table_a1(results, DemoSettings())
+    rows = list(tbl["rows"]) + ([tbl["concat"]] if tbl.get("concat") else [])
+    for r in rows:
+        cells = "".join((f"{100 * r[k]:>8.1f} ± {100 * r[k + '_std']:<4.1f}" if many else f"{100 * r[k]:>{width}.1f}")
+                        for k in METRIC_KEYS)
+        lines.append(f"{str(r['row']) if r['row'] != 'concat' else '+':<3}{r['arm']:<28}{cells}")
     return "\n".join(lines)

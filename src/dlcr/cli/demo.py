@@ -39,15 +39,29 @@ def demo_cmd(
     workers: int = typer.Option(None, "--workers", min=0, help="data-loading worker processes (0: in the main "
                                 "process)", show_default="0"),
     threads: int = typer.Option(None, "--threads", callback=positive, help="torch threads", show_default="1"),
+    masks: str = typer.Option("pose", "--masks",
+                              help="clothes masks: pose (the offline real parser, mediapipe; the ground truth with "
+                                   "a warning when it is not installed) | truth (the world's label maps)"),
+    ablation: bool = typer.Option(True, "--ablation/--no-ablation",
+                                  help="train the Table A1 rows 2-4 (no ID mask, random prompts, paired without "
+                                       "curriculum) too; --no-ablation: baseline, concatenated, progressive only"),
+    eval_every: int = typer.Option(None, "--eval-every", callback=positive,
+                                   help="validate on the held-out training identities every that many epochs",
+                                   show_default="2; --quick: 1"),
     sets: list[str] = typer.Option([], "--set", help="extra config override for every arm (repeatable)"),
 ) -> None:
-    """Render synthcc → masks → descriptions → inpainting → train 3 arms → evaluate (+ refinement) → report."""
+    """Render synthcc → pose masks → descriptions → inpainting → train the Table A1 arms (validation curves)
+    → evaluate once on the test set (+ refinement) → report."""
     from dlcr.demo import DemoSettings, results_table, run_demo
 
     kw = {k_: v for k_, v in {"ids": ids, "epochs": epochs, "k": k, "l": l, "m": m, "workers": workers,
-                                  "threads": threads}.items()
+                                  "threads": threads, "eval_every": eval_every}.items()
           if v is not None}
-    kw.update(seeds=_seeds(seeds), backend=backend, extra_sets=tuple(sets))
+    if masks not in ("pose", "truth"):
+        from dlcr.errors import ConfigError
+
+        raise ConfigError(f"--masks must be pose or truth, got {masks!r}")
+    kw.update(seeds=_seeds(seeds), backend=backend, extra_sets=tuple(sets), masks=masks, ablation=ablation)
     st = DemoSettings.quick_settings(**kw) if quick else DemoSettings(**kw)
     res = run_demo(out, st)
     typer.echo(results_table(res))
