@@ -50,14 +50,24 @@ def test_small_resnet_shapes_train_and_eval(small):
     torch.testing.assert_close(fe, manual)
 
 
-def test_neck_bias_frozen_and_classifier_without_bias(small):
-    assert not small.neck.bias.requires_grad
-    assert small.classifier.bias is None
+def test_cal_head_trains_the_neck_shift_and_a_classifier_bias(small):
+    """CAL's head (Simple-CCReID models/img_resnet.py, models/classifier.py): BatchNorm1d neck with a
+    trainable zero-initialised shift, nn.Linear classifier with a zero bias."""
+    assert small.neck.bias.requires_grad and torch.equal(small.neck.bias, torch.zeros_like(small.neck.bias))
+    assert small.classifier.bias is not None and not small.classifier.bias.any()
     small.train()
     loss = small.classify(small(torch.randn(4, 3, 64, 32))).logsumexp(1).mean()
     loss.backward()
-    assert small.neck.bias.grad is None
+    assert small.neck.bias.grad is not None and small.classifier.bias.grad is not None
     assert small.neck.weight.grad is not None and small.backbone.conv1.weight.grad is not None
+
+
+def test_bot_head_keeps_the_neck_shift_frozen_and_no_classifier_bias(small):
+    bot = ReIDModel(small.backbone, 5, pooling="avg", arch="bot_resnet50")  # bot_resnet50's head
+    assert not bot.neck.bias.requires_grad and bot.classifier.bias is None
+    bot.train()
+    bot.classify(bot(torch.randn(2, 3, 64, 32))).logsumexp(1).mean().backward()
+    assert bot.neck.bias.grad is None
 
 
 def test_clip_is_per_frame_then_temporal_average(small):
@@ -87,7 +97,7 @@ def test_last_stride_one_map_size(cal50):
 
 def test_cal_resnet50_head(cal50):
     assert cal50.feat_dim == 4096 and cal50.arch == "cal_resnet50"
-    assert cal50.classifier.bias is None and not cal50.neck.bias.requires_grad
+    assert cal50.classifier.bias is not None and cal50.neck.bias.requires_grad  # CAL's head
     cal50.eval()
     with torch.no_grad():
         f = cal50(torch.randn(2, 3, 64, 32))

@@ -30,7 +30,8 @@ from dlcr.utils.logging import get_logger
 log = get_logger(__name__)
 
 # keys of the recorded training config that decide what input the model expects (EvalSettings field)
-CHECKPOINT_INPUT_KEYS = {"data.height": "height", "data.width": "width", "data.seq_len": "seq_len"}
+CHECKPOINT_INPUT_KEYS = {"data.height": "height", "data.width": "width", "data.seq_len": "seq_len",
+                         "data.interpolation": "interpolation"}
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,14 @@ class EvalSettings:
     flip: bool = True
     seq_len: int = 4
     max_memory_gb: float | None = 4.0  # per query/gallery pair's blocks (None: whole matrices)
+    interpolation: str = "bilinear"  # the resize of data.interpolation (CAL's video recipe: bicubic)
 
     @classmethod
     def from_config(cls, cfg: Any) -> EvalSettings:
         """The evaluation sizes of a :class:`~dlcr.config.Config` (its ``data`` and ``eval`` sections)."""
         return cls(height=cfg.data.height, width=cfg.data.width, batch_size=cfg.eval.batch_size,
                    workers=cfg.data.workers, flip=cfg.eval.flip, seq_len=cfg.data.seq_len,
-                   max_memory_gb=cfg.eval.max_memory_gb)
+                   max_memory_gb=cfg.eval.max_memory_gb, interpolation=cfg.data.interpolation)
 
     @classmethod
     def for_checkpoint(cls, cfg: Any, recorded: Mapping[str, Any] | None, explicit: Collection[str] = (),
@@ -59,7 +61,7 @@ class EvalSettings:
         st = cls.from_config(cfg)
         if not recorded:  # a pickle, or a checkpoint saved without its config: nothing to follow
             return st
-        changes: dict[str, int] = {}
+        changes: dict[str, Any] = {}
         adopted = []
         for key, attr in CHECKPOINT_INPUT_KEYS.items():
             section, leaf = key.split(".")
@@ -67,7 +69,10 @@ class EvalSettings:
             saved = part.get(leaf) if isinstance(part, Mapping) else None
             if saved is None:
                 continue
-            if isinstance(saved, bool) or not isinstance(saved, int) or saved < 1:
+            if attr == "interpolation":
+                if saved not in ("bilinear", "bicubic"):
+                    raise CheckpointError(f"{source} records {key}={saved!r}, not 'bilinear' or 'bicubic'")
+            elif isinstance(saved, bool) or not isinstance(saved, int) or saved < 1:
                 raise CheckpointError(f"{source} records {key}={saved!r}, not a positive integer")
             mine = getattr(st, attr)
             if saved == mine:
@@ -93,7 +98,8 @@ def split_features(model: torch.nn.Module, splits: Mapping[str, Sequence[Sample]
         if name not in splits:
             raise InputError(f"split {name!r} is missing; available: {', '.join(sorted(splits))}")
         loader = make_eval_loader(splits[name], Path(root), height=st.height, width=st.width,
-                                  batch_size=st.batch_size, workers=st.workers, video=video, seq_len=st.seq_len)
+                                  batch_size=st.batch_size, workers=st.workers, video=video, seq_len=st.seq_len,
+                                  interpolation=st.interpolation)
         out[name] = extract_features(model, loader, flip=st.flip, device=device, desc=f"features [{name}]")
     return out
 
@@ -120,7 +126,7 @@ def variant_features(model: torch.nn.Module, queries: Sequence[Sample], rows: Se
     if flat:
         fake = [Sample(path=p, pid=-1, camid=-1, clothes_id=-1, split="variant") for _, p in flat]
         loader = make_eval_loader(fake, Path("/"), height=st.height, width=st.width, batch_size=st.batch_size,
-                                  workers=st.workers)
+                                  workers=st.workers, interpolation=st.interpolation)
         f = extract_features(model, loader, flip=st.flip, device=device, desc="features [query variants]").feats
         slot = [0] * len(queries)
         for (qi, _), feat in zip(flat, f, strict=True):

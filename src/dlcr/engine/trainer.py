@@ -118,10 +118,11 @@ def make_dataset(items: Sequence[Item], root: Path, transform: Any, video: bool,
 
 
 def make_eval_loader(samples: Sequence[Sample], root: Path, *, height: int, width: int, batch_size: int,
-                     workers: int, video: bool = False, seq_len: int = 4) -> DataLoader:
+                     workers: int, video: bool = False, seq_len: int = 4,
+                     interpolation: str = "bilinear") -> DataLoader:
     from dlcr.data.transforms import build_transforms
 
-    tf = build_transforms(height, width, train=False)
+    tf = build_transforms(height, width, train=False, interpolation=interpolation)  # type: ignore[arg-type]
     ds = make_dataset(items_from_samples(samples), root, tf, video, seq_len)
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
                       pin_memory=torch.cuda.is_available())
@@ -244,17 +245,21 @@ class Trainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=oc.lr, weight_decay=oc.weight_decay)
         self.opt_c = torch.optim.Adam(self.clothes.parameters(), lr=oc.clothes_lr, weight_decay=oc.weight_decay)
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, list(oc.milestones), gamma=oc.gamma)
-        self.sched_c = torch.optim.lr_scheduler.MultiStepLR(self.opt_c, list(oc.milestones), gamma=oc.gamma)
+        # CAL never decays the clothes classifier's rate (optim.clothes_lr_decay=false is its recipe)
+        self.sched_c = torch.optim.lr_scheduler.MultiStepLR(
+            self.opt_c, list(oc.milestones) if oc.clothes_lr_decay else [], gamma=oc.gamma)
 
         lc = cfg.loss
         self.ce = CrossEntropyLabelSmooth(epsilon=lc.label_smooth)
-        self.triplet = TripletLoss(margin=lc.triplet_margin)
+        self.triplet = TripletLoss(margin=lc.triplet_margin, metric=lc.triplet_metric)
         self.adv = ClothesAdversarialLoss(scale=lc.clothes_scale, epsilon=lc.cal_epsilon)
 
         self.sampler = self._make_sampler()
         pad = cfg.data.pad if cfg.data.pad is not None else max(1, round(10 * cfg.data.height / 384))
-        tf = build_transforms(cfg.data.height, cfg.data.width, train=True, pad=pad,
-                              random_erasing=cfg.data.random_erasing)
+        d = cfg.data
+        tf = build_transforms(d.height, d.width, train=True, pad=pad, random_erasing=d.random_erasing, crop=d.crop,
+                              crop_prob=d.crop_prob, flip_prob=d.flip_prob, erasing=d.erasing,
+                              interpolation=d.interpolation)
         cache = (cfg.data.height, cfg.data.width) if cfg.data.cache_images else None
         ds = make_dataset(self.pool, data.root, tf, data.video, cfg.data.seq_len, cache_hw=cache)
         # Loader workers are started afresh every epoch and seeded from (train.seed, epoch, rank) through
@@ -301,7 +306,7 @@ class Trainer:
         from dlcr.data.samplers import IdentitySampler, PairedSampler
 
         sc, seed = self.cfg.sampler, self.cfg.train.seed
-        kw = {"seed": seed, "num_replicas": self.env.world_size, "rank": self.env.rank}
+        kw = {"seed": seed, "num_replicas": self.env.world_size, "rank": self.env.rank, "batching": sc.batching}
         pids = [it.pid for it in self.pool]
         if sc.mode == "none":
             return IdentitySampler(pids, self._per_rank_batch(), sc.num_instances, **kw)
@@ -321,7 +326,8 @@ class Trainer:
 
         real = [it.pid for it in self.pool if not it.generated]
         return IdentitySampler(real, self._per_rank_batch(), self.cfg.sampler.num_instances, seed=0,
-                               num_replicas=self.env.world_size, rank=self.env.rank).num_batches()
+                               num_replicas=self.env.world_size, rank=self.env.rank,
+                               batching=self.cfg.sampler.batching).num_batches()
 
     # -- checkpoints
     @property
@@ -389,21 +395,23 @@ class Trainer:
                 loss_id = self.ce(logits, pids)
                 loss_tri = self.triplet(feats, pids)
                 loss = loss_id + cfg.loss.triplet_weight * loss_tri
-                real = cids >= 0
-                loss_c = torch.zeros((), device=self.device)
-                loss_adv = torch.zeros((), device=self.device)
-                if use_cal and bool(real.any()):
+            real = cids >= 0  # generated images carry no clothes label (-1): only real ones train CAL
+            loss_c = torch.zeros((), device=self.device)
+            loss_adv = torch.zeros((), device=self.device)
+            if use_cal and bool(real.any()):
+                # CAL's order (Simple-CCReID train.py): the clothes classifier learns on the detached
+                # features and steps first; the adversarial loss then sees its updated weights
+                with torch.autocast(self.device.type, enabled=self.amp):
                     loss_c = F.cross_entropy(self.clothes(feats.detach()[real]).float(), cids[real])
-                    with frozen(self.clothes):
-                        adv_logits = self.clothes(feats[real])
-                    loss_adv = self.adv(adv_logits.float(), cids[real], self.pos_mask[pids[real]])
-                    loss = loss + cfg.loss.cal_weight * loss_adv
-            if use_cal and loss_c.requires_grad:
                 self.opt_c.zero_grad(set_to_none=True)
                 self.scaler.scale(loss_c).backward()
                 if self.env.is_distributed:
                     _allreduce_grads(self.clothes, self.env.world_size)
                 self.scaler.step(self.opt_c)
+                with torch.autocast(self.device.type, enabled=self.amp), frozen(self.clothes):
+                    adv_logits = self.clothes(feats[real])
+                    loss_adv = self.adv(adv_logits.float(), cids[real], self.pos_mask[pids[real]])
+                loss = loss + cfg.loss.cal_weight * loss_adv
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.opt)

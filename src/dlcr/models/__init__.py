@@ -36,12 +36,17 @@ MODELS: Registry[Callable[..., ReIDModel]] = Registry("model")
 Pretrained = str | os.PathLike | None
 
 
+#: CAL's head: neck scale ~ N(1, 0.02), trainable zero-initialised neck shift, classifier with a bias.
+CAL_HEAD: dict[str, Any] = {"neck_init_std": 0.02, "train_neck_bias": True, "classifier_bias": True}
+
+
 @MODELS.register("cal_resnet50")
 def cal_resnet50(num_pids: int, *, pretrained: Pretrained = None, last_stride: int = 1) -> ReIDModel:
-    """CAL: ResNet-50 (last stride 1), [max ; avg] pooling → 4096-d, BN neck, linear classifier."""
+    """CAL: ResNet-50 (last stride 1), [max ; avg] pooling → 4096-d, BN neck (trainable shift), linear
+    classifier with a bias (Simple-CCReID ``models/img_resnet.py``, ``models/classifier.py``)."""
     backbone = resnet50_backbone(last_stride)
     init_backbone(backbone, pretrained, "cal_resnet50")
-    return ReIDModel(backbone, num_pids, pooling="maxavg", arch="cal_resnet50", neck_init_std=0.02)
+    return ReIDModel(backbone, num_pids, pooling="maxavg", arch="cal_resnet50", **CAL_HEAD)
 
 
 @MODELS.register("bot_resnet50")
@@ -65,10 +70,10 @@ def pcb_resnet50(num_pids: int, *, pretrained: Pretrained = None, parts: int = 6
 def small_resnet(num_pids: int, *, pretrained: Pretrained = None, widths: tuple[int, ...] = (32, 64, 128, 256),
                  layers: tuple[int, ...] = (1, 1, 1, 1), last_stride: int = 1,
                  pooling: str = "maxavg") -> ReIDModel:
-    """A narrow ResNet with CAL's head ([max ; avg] pooling, BN neck) for CPU demos and tests."""
+    """A narrow ResNet with CAL's head ([max ; avg] pooling, BN neck, biased classifier) for CPU demos and tests."""
     backbone = SmallResNet(tuple(widths), tuple(layers), last_stride)
     init_backbone(backbone, pretrained, "small_resnet")
-    return ReIDModel(backbone, num_pids, pooling=pooling, arch="small_resnet", neck_init_std=0.02)
+    return ReIDModel(backbone, num_pids, pooling=pooling, arch="small_resnet", **CAL_HEAD)
 
 
 def create_model(name: str, num_pids: int, *, pretrained: Pretrained = None, **kwargs: Any) -> ReIDModel:

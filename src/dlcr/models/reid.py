@@ -35,10 +35,16 @@ class GlobalPool(nn.Module):
 
 
 class ReIDModel(nn.Module):
-    """Backbone + pooling + BN neck (bias frozen) + bias-free linear identity classifier."""
+    """Backbone + pooling + BN neck + linear identity classifier.
+
+    Two heads are in use. BoT's (the defaults): the neck's shift is a frozen zero and the classifier
+    has no bias, so its decision boundaries pass through the origin. CAL's (``train_neck_bias=True,
+    classifier_bias=True``, as Simple-CCReID ``models/img_resnet.py`` and ``models/classifier.py``
+    build it): both are ordinary trainable parameters starting at zero.
+    """
 
     def __init__(self, backbone: nn.Module, num_pids: int, *, pooling: str = "avg", arch: str = "",
-                 neck_init_std: float = 0.0, classifier_bias: bool = False):
+                 neck_init_std: float = 0.0, classifier_bias: bool = False, train_neck_bias: bool = False):
         super().__init__()
         if num_pids < 1:
             raise ValueError(f"num_pids must be positive, got {num_pids}")
@@ -53,8 +59,7 @@ class ReIDModel(nn.Module):
         else:
             nn.init.ones_(self.neck.weight)
         nn.init.zeros_(self.neck.bias)
-        # BoT: a frozen zero shift keeps the classifier's decision boundaries through the origin
-        self.neck.bias.requires_grad_(False)
+        self.neck.bias.requires_grad_(train_neck_bias)
         self.classifier = linear_classifier(self.feat_dim, num_pids, bias=classifier_bias)
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
