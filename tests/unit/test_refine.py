@@ -211,3 +211,33 @@ def test_refined_evaluation_with_variants_matches_manual_pipeline():
     assert np.array_equal(refined, r.sims)
     with pytest.raises(InputError, match="variant features"):
         evaluate_refined(q, var[:, :5], g, "CC")
+
+
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_sparse_exclusions_and_an_output_buffer_give_the_reference_result(variant):
+    """Exclusions given as (rows, cols) equal the dense mask; many exclusions per row (more than m)
+    and heavy ties at the top-m boundary are where dropping excluded topk candidates could go wrong."""
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        n_mat, nq, ng = int(rng.integers(1, 5)), int(rng.integers(1, 12)), int(rng.integers(8, 60))
+        s = (rng.integers(1, 4, (n_mat, nq, ng)) / 3).astype(np.float32)  # three values: ties everywhere
+        gp, m = rng.integers(0, 6, ng), int(rng.integers(1, 6))
+        excl = rng.random((nq, ng)) < rng.uniform(0.0, 0.8)
+        excl[:, :2] = False  # at least two selectable items per query
+        a = refine_reference(s, gp, m, variant, exclude=excl)
+        rows, cols = np.nonzero(excl)
+        buf = np.full((nq, ng), np.nan, dtype=np.float32)
+        b = refine(s, gp, m, variant, exclude=(rows, cols), out=buf)
+        assert b.sims is buf
+        for field in ("pred_pids", "sims", "topm", "scores"):
+            assert np.array_equal(getattr(a, field), getattr(b, field)), (trial, field)
+
+
+def test_sparse_exclusions_are_validated():
+    s = np.ones((1, 2, 3), dtype=np.float32)
+    with pytest.raises(InputError, match="within"):
+        refine(s, [0, 1, 2], 1, exclude=(np.array([0]), np.array([3])))
+    with pytest.raises(InputError, match="differ in length"):
+        refine(s, [0, 1, 2], 1, exclude=(np.array([0, 1]), np.array([1])))
+    with pytest.raises(InputError, match="out must be a float32"):
+        refine(s, [0, 1, 2], 1, out=np.zeros((2, 3)))

@@ -28,7 +28,13 @@ import torch
 
 from dlcr.errors import InputError
 from dlcr.evaluation.features import SIM_BLOCK, Features, cosine_distance, cosine_similarity
-from dlcr.evaluation.metrics import RankAccumulator, evaluate, junk_counts, match_masks, normalise_mode
+from dlcr.evaluation.metrics import (
+    RankAccumulator,
+    evaluate,
+    junk_counts,
+    normalise_mode,
+    same_person_matches,
+)
 from dlcr.evaluation.refinement import refine
 from dlcr.types import EvalProtocol
 
@@ -81,11 +87,11 @@ def _check_variants(variants: Any, query: Features) -> torch.Tensor:
 
 
 def bytes_per_query_row(n_gallery: int, n_variants: int) -> int:
-    """Peak bytes one query row of a block costs: float32 distances, its (1 + l) similarities, the
-    masked copy refinement ranks, the refined similarities and their negation, and the boolean
-    good / junk masks with their intermediates."""
-    floats = 1 + ((1 + n_variants) + 3 if n_variants else 0)
-    return int(n_gallery) * (4 * floats + 8)
+    """Bytes one query row of a block costs: float32 distances (and, with l variants, its (1 + l)
+    similarities, refined similarities and their negation), plus the finiteness check's and one
+    ranking pass's temporaries. Buffers are allocated once per pair and reused block after block."""
+    floats = 2 + ((1 + n_variants) + 2 if n_variants else 0)
+    return int(n_gallery) * (4 * floats + 2)
 
 
 def query_rows_per_block(n_query: int, n_gallery: int, n_variants: int = 0,
@@ -129,31 +135,32 @@ def _score_pair(q: Features, g: Features, protocols: list[EvalProtocol], variant
         if free < 1:
             raise InputError("a query has every gallery item excluded; nothing to refine with")
         m_eff[name] = min(int(m), int(free))
+    # one set of buffers for all blocks (a fresh large array per block costs its page faults again)
+    stack = torch.empty(1 + n_var, rows, ng)  # stack[0]: the queries' own similarities
+    dist_buf = torch.empty(rows, ng)
+    ref_buf = np.empty((rows, ng), dtype=np.float32) if variants is not None else None
+    neg_buf = np.empty((rows, ng), dtype=np.float32) if variants is not None else None
     for r0 in range(0, nq, rows):
         r1 = min(nq, r0 + rows)
+        c = r1 - r0
         qp, qc, ql = _labels(q, r0, r1)
-        sim0 = cosine_similarity(q.feats[r0:r1], g.feats)
-        dist = sim0.clone().neg_().add_(1.0)  # the arithmetic of cosine_distance
+        sim0 = cosine_similarity(q.feats[r0:r1], g.feats, out=stack[0, :c])
+        dist = torch.neg(sim0, out=dist_buf[:c]).add_(1.0)  # the arithmetic of cosine_distance
         for p in protocols:
             plain[p.name].add(dist, qp, gp, qc, gc, ql, gl)
-        del dist
         if variants is None:
             continue
-        stack = torch.empty(1 + n_var, r1 - r0, ng)
-        stack[0] = sim0
         for k in range(n_var):
-            stack[1 + k] = cosine_similarity(variants[k, r0:r1], g.feats)
+            cosine_similarity(variants[k, r0:r1], g.feats, out=stack[1 + k, :c])
         for p in protocols:
-            good, junk = match_masks(qp, gp, qc, gc, ql, gl, mode=modes[p.name])
-            r = refine(stack, gp, m=m_eff[p.name], variant=variant, exclude=junk if exclude_junk else None)
-            refined[p.name].add(-r.sims, qp, gp, qc, gc, ql, gl)
-            valid = good.any(1)
-            hits[p.name][0] += int(np.count_nonzero(r.pred_pids[valid] == np.asarray(qp)[valid]))
-            hits[p.name][1] += int(np.count_nonzero(valid))
+            has_good, jr, jc = same_person_matches(qp, gp, qc, gc, ql, gl, mode=modes[p.name])
+            r = refine(stack[:, :c], gp, m=m_eff[p.name], variant=variant,
+                       exclude=(jr, jc) if exclude_junk else None, out=ref_buf[:c])
+            refined[p.name].add(np.negative(r.sims, out=neg_buf[:c]), qp, gp, qc, gc, ql, gl)
+            hits[p.name][0] += int(np.count_nonzero(r.pred_pids[has_good] == np.asarray(qp)[has_good]))
+            hits[p.name][1] += int(np.count_nonzero(has_good))
             if keep_refined:
                 kept[p.name][r0:r1] = r.sims
-            del good, junk, r
-        del stack
     results: dict[str, dict[str, Any]] = {}
     for p in protocols:
         results[p.name] = plain[p.name].result().as_dict(RANKS)

@@ -153,15 +153,21 @@ def extract_features(model: torch.nn.Module, loader: Any, *, flip: bool = True,
 SIM_BLOCK = 256
 
 
-def cosine_similarity(qf: torch.Tensor, gf: torch.Tensor, chunk: int = SIM_BLOCK) -> torch.Tensor:
+def cosine_similarity(qf: torch.Tensor, gf: torch.Tensor, chunk: int = SIM_BLOCK,
+                      out: torch.Tensor | None = None) -> torch.Tensor:
     """``qf @ gf.T`` as a float32 CPU tensor, computed ``chunk`` query rows at a time on the features'
-    own device (a GPU when they live there); the cosine similarity when both sides are L2-normalised."""
+    own device (a GPU when they live there); the cosine similarity when both sides are L2-normalised.
+    ``out``: a contiguous float32 CPU tensor of shape (len(qf), len(gf)) to write into."""
     qf, gf = torch.as_tensor(qf).float(), torch.as_tensor(gf).float()
     if qf.ndim != 2 or gf.ndim != 2 or qf.shape[1] != gf.shape[1]:
         raise InputError(f"feature shapes do not match: {tuple(qf.shape)} vs {tuple(gf.shape)}")
     if gf.device != qf.device:
         gf = gf.to(qf.device)
-    out = torch.empty(qf.shape[0], gf.shape[0])
+    shape = (qf.shape[0], gf.shape[0])
+    if out is None:
+        out = torch.empty(shape)
+    elif tuple(out.shape) != shape or out.dtype != torch.float32 or not out.is_contiguous():
+        raise InputError(f"out must be a contiguous float32 tensor of shape {shape}")
     gt, step = gf.T, max(1, int(chunk))
     on_cpu = qf.device.type == "cpu"
     for r0 in range(0, qf.shape[0], step):

@@ -44,7 +44,7 @@ import numpy as np
 from dlcr.errors import InputError
 
 __all__ = ["MODES", "Metrics", "RankAccumulator", "evaluate", "evaluate_reference", "junk_counts",
-           "match_masks", "normalise_mode"]
+           "match_masks", "normalise_mode", "same_person_matches"]
 
 #: Canonical mode names; :func:`normalise_mode` also accepts any capitalisation.
 MODES = ("standard", "CC", "SC")
@@ -164,27 +164,41 @@ def match_masks(q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothe
     return good, same_pid & ~good
 
 
-def junk_counts(q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothes: Any = None,
-                g_clothes: Any = None, mode: str = "standard") -> np.ndarray:
-    """Per query, the number of gallery items that are junk under the mode's rule (the row sums of
-    :func:`match_masks`'s ``junk``), found through the per-person index: never an (n_query, n_gallery) array."""
+def same_person_matches(q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothes: Any = None,
+                        g_clothes: Any = None, mode: str = "standard"
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`match_masks` without the (n_query, n_gallery) arrays: ``(has_good, junk_rows,
+    junk_cols)``: whether each query has a good match, and the (row, column) pairs of its junk
+    items, found through the per-person index of the gallery (rows increasing, then columns)."""
     mode = normalise_mode(mode)
     qp, gp = _to_numpy(q_pids).reshape(-1), _to_numpy(g_pids).reshape(-1)
     qc, gc = _to_numpy(q_camids).reshape(-1), _to_numpy(g_camids).reshape(-1)
     if mode != "standard" and (q_clothes is None or g_clothes is None):
         raise InputError(f"mode {mode} needs clothes ids for both query and gallery")
-    if len(qp) == 0:
-        return np.zeros(0, dtype=np.int64)
+    if len(qp) == 0 or len(gp) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros(len(qp), dtype=bool), empty, empty
     table, qrow = _person_index(gp, qp)
-    cols = table[qrow]  # (n_query, P) same-person gallery columns, -1 padded
+    cols = table[qrow]  # (n_query, P) same-person gallery columns, -1 padded, increasing
     valid = cols >= 0
     colc = np.where(valid, cols, 0)
     same_cl = None
     if mode != "standard":
         ql, gl = _to_numpy(q_clothes).reshape(-1), _to_numpy(g_clothes).reshape(-1)
         same_cl = gl[colc] == ql[:, None]
-    good = _good_mask(gc[colc] == qc[:, None], same_cl, mode)
-    return (valid & ~good).sum(1).astype(np.int64)
+    good = valid & _good_mask(gc[colc] == qc[:, None], same_cl, mode)
+    junk = valid & ~good
+    rows, slots = np.nonzero(junk)
+    order = np.lexsort((colc[rows, slots], rows))
+    return good.any(1), rows[order].astype(np.int64), colc[rows, slots][order].astype(np.int64)
+
+
+def junk_counts(q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothes: Any = None,
+                g_clothes: Any = None, mode: str = "standard") -> np.ndarray:
+    """Per query, the number of gallery items that are junk under the mode's rule (the row sums of
+    :func:`match_masks`'s ``junk``), never building an (n_query, n_gallery) array."""
+    _, rows, _ = same_person_matches(q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes, mode)
+    return np.bincount(rows, minlength=len(_to_numpy(q_pids).reshape(-1))).astype(np.int64)
 
 
 def _finish(cmc_counts: np.ndarray, aps: list[np.ndarray], inps: list[np.ndarray], nq: int,

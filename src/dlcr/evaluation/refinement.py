@@ -20,8 +20,9 @@ Prediction: ``argmax`` of the score.
 Tie rules (both implementations, so they agree exactly):
 
 * top-m: larger similarity first, equal similarities by lower gallery index (the order of
-  ``np.argsort(-row, kind="stable")``). The vectorised path takes ``torch.topk`` of m + 1 and
-  redoes, with a stable sort, only the rows where the m-th and (m+1)-th values tie.
+  ``np.argsort(-row, kind="stable")``). The vectorised path takes ``torch.topk`` of m + 1 (plus
+  the row's exclusions, which it then drops) and redoes, with a stable sort, only the rows where
+  the m-th value ties the next one.
 * argmax: among subjects with equal scores the one appearing first in the original top-m ranking.
 * sums are accumulated sequentially: within a matrix in top-m order, then across matrices in
   order 0..l (official: the initial ``x_0`` first, then the gains of matrices 0..l).
@@ -73,6 +74,44 @@ def _as_tensor(sims: Any) -> Any:
     return t
 
 
+class _Excluded:
+    """Gallery items a query may not select, kept as sorted ``row * n_gallery + col`` keys."""
+
+    def __init__(self, keys: np.ndarray, nq: int, ng: int) -> None:
+        self.keys, self.nq, self.ng = keys, nq, ng
+        self.counts = np.bincount(keys // ng, minlength=nq) if len(keys) else np.zeros(nq, dtype=np.int64)
+
+    @classmethod
+    def build(cls, exclude: Any, nq: int, ng: int) -> _Excluded:
+        if isinstance(exclude, tuple):  # (rows, cols) of the excluded entries
+            if len(exclude) != 2:
+                raise InputError("exclude as a tuple must be (rows, cols)")
+            rows = np.asarray(exclude[0], dtype=np.int64).reshape(-1)
+            cols = np.asarray(exclude[1], dtype=np.int64).reshape(-1)
+            if rows.shape != cols.shape:
+                raise InputError(f"exclude rows and cols differ in length: {len(rows)} vs {len(cols)}")
+            if len(rows) and (rows.min() < 0 or rows.max() >= nq or cols.min() < 0 or cols.max() >= ng):
+                raise InputError(f"exclude indices must lie within {(nq, ng)}")
+            return cls(np.unique(rows * ng + cols), nq, ng)
+        dense = np.asarray(exclude, dtype=bool)
+        if dense.shape != (nq, ng):
+            raise InputError(f"exclude must have shape {(nq, ng)}, got {dense.shape}")
+        return cls(np.flatnonzero(dense).astype(np.int64), nq, ng)
+
+    def dense(self) -> np.ndarray:
+        out = np.zeros(self.nq * self.ng, dtype=bool)
+        out[self.keys] = True
+        return out.reshape(self.nq, self.ng)
+
+    def contains(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Whether each (row, col) pair is excluded (any shapes that broadcast)."""
+        if not len(self.keys):
+            return np.zeros(np.broadcast(rows, cols).shape, dtype=bool)
+        k = rows * self.ng + cols
+        pos = np.minimum(np.searchsorted(self.keys, k), len(self.keys) - 1)
+        return self.keys[pos] == k
+
+
 def _check(sims: Any, g_pids: Any, m: int, variant: str, exclude: Any) -> tuple[Any, ...]:
     if variant not in VARIANTS:
         raise InputError(f"unknown refinement variant {variant!r}; expected one of {', '.join(VARIANTS)}")
@@ -90,10 +129,8 @@ def _check(sims: Any, g_pids: Any, m: int, variant: str, exclude: Any) -> tuple[
     excl = None
     n_free = ng
     if exclude is not None:
-        excl = np.asarray(exclude, dtype=bool)
-        if excl.shape != (nq, ng):
-            raise InputError(f"exclude must have shape {(nq, ng)}, got {excl.shape}")
-        n_free = int(ng - excl.sum(1).max())
+        excl = _Excluded.build(exclude, nq, ng)
+        n_free = int(ng - excl.counts.max())
         if n_free == 0:
             raise InputError("a query has every gallery item excluded; nothing to refine with")
     return t, gp, min(int(m), n_free), excl
@@ -111,7 +148,8 @@ def _stable_top(row: np.ndarray, m: int) -> np.ndarray:
 def refine_reference(sims: Any, g_pids: Any, m: int = 5, variant: str = "paper",
                      exclude: Any = None) -> Refinement:
     """One query at a time, with dictionaries: a literal transcription of the rules above."""
-    t, gp, m, excl = _check(sims, g_pids, m, variant, exclude)
+    t, gp, m, excluded = _check(sims, g_pids, m, variant, exclude)
+    excl = None if excluded is None else excluded.dense()
     s = t.numpy()
     n_mat, nq, ng = s.shape
     out = np.empty((nq, ng), dtype=np.float32)
@@ -176,48 +214,66 @@ def refine_reference(sims: Any, g_pids: Any, m: int = 5, variant: str = "paper",
 # vectorised
 
 
-def _top_m(mat: Any, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-m values (float64) and indices of each row of a (nq, ng) tensor, in the documented order."""
+def _top_m(mat: Any, m: int, excl: _Excluded | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-m values (float64) and indices of each row of a (nq, ng) tensor, in the documented order,
+    skipping excluded entries.
+
+    ``torch.topk`` takes m + 1 + (the most exclusions of any row) candidates, the excluded ones are
+    dropped, and rows where the m-th kept value ties the next candidate (or the last one topk took,
+    beyond which equal values may lie) are redone with a stable sort: the matrix is never copied.
+    """
     import torch
 
-    ng = mat.shape[1]
-    kk = min(m + 1, ng)
+    nq, ng = mat.shape
+    j = int(excl.counts.max()) if excl is not None and len(excl.keys) else 0
+    kk = min(m + 1 + j, ng)
     vals_t, idx_t = torch.topk(mat, kk, dim=1, largest=True, sorted=True)
     vals, idx = vals_t.numpy(), idx_t.numpy()
+    rows = np.arange(nq)[:, None]
+    if j:
+        bad = excl.contains(rows, idx)  # type: ignore[union-attr]
+        keep = np.argsort(bad, axis=1, kind="stable")  # kept candidates first, in topk order
+        vals, idx = np.take_along_axis(vals, keep, 1), np.take_along_axis(idx, keep, 1)
+        avail = kk - bad.sum(1)  # >= m: m was capped at the fewest selectable items of a row
+    else:
+        avail = np.full(nq, kk)
     if not np.isfinite(vals[:, :m]).all():  # torch.topk ranks NaN above everything: NaN always shows here
         raise InputError(_NONFINITE)
-    if kk > m:
-        tied = np.flatnonzero(vals[:, m - 1] == vals[:, m])  # the m-th place is shared: redo exactly
-        vals, idx = vals[:, :m].copy(), idx[:, :m].copy()
-        if len(tied):
-            rows = mat[torch.from_numpy(tied)].numpy()
-            exact = np.argsort(-rows, axis=1, kind="stable")[:, :m]
-            idx[tied] = exact
-            vals[tied] = np.take_along_axis(rows, exact, axis=1)
+    boundary = vals_t.numpy()[:, kk - 1]
+    nxt = np.where(avail > m, vals[:, min(m, kk - 1)], -np.inf)
+    tied = np.flatnonzero((vals[:, m - 1] == nxt) | ((kk < ng) & (vals[:, m - 1] == boundary)))
+    vals, idx = vals[:, :m].copy(), idx[:, :m].copy()
+    if len(tied):  # the m-th place is shared: redo those rows exactly
+        full = mat[torch.from_numpy(tied)].numpy().astype(np.float64)
+        if excl is not None:
+            full[excl.contains(tied[:, None], np.arange(ng)[None, :])] = -np.inf
+        exact = np.argsort(-full, axis=1, kind="stable")[:, :m]
+        idx[tied] = exact
+        vals[tied] = np.take_along_axis(full, exact, axis=1)
     order = np.lexsort((idx, -vals), axis=-1)  # value desc, then index asc
     return (np.take_along_axis(vals, order, axis=1).astype(np.float64),
             np.take_along_axis(idx, order, axis=1).astype(np.int64))
 
 
-def refine(sims: Any, g_pids: Any, m: int = 5, variant: str = "paper", exclude: Any = None) -> Refinement:
+def refine(sims: Any, g_pids: Any, m: int = 5, variant: str = "paper", exclude: Any = None,
+           out: np.ndarray | None = None) -> Refinement:
     """Refine predictions with query variants, vectorised over queries (see the module docstring).
 
     ``sims``: (1 + l, n_query, n_gallery) numpy array or torch tensor of cosine similarities, index 0
-    the original queries. ``g_pids``: (n_gallery,). ``exclude``: optional boolean (n_query, n_gallery)
-    mask of gallery items a query may not select (e.g. junk under the evaluation rule); excluded
-    entries keep their original value in ``.sims``. Gives the same result as
-    :func:`refine_reference`, bit for bit.
+    the original queries. ``g_pids``: (n_gallery,). ``exclude``: gallery items a query may not select
+    (e.g. junk under the evaluation rule), as a boolean (n_query, n_gallery) mask or as a
+    ``(rows, cols)`` pair of index arrays; excluded entries keep their original value in ``.sims``.
+    ``out``: a float32 (n_query, n_gallery) array to write ``.sims`` into (saves an allocation when
+    called block after block). Gives the same result as :func:`refine_reference`, bit for bit.
     """
-    import torch
-
     t, gp, m, excl = _check(sims, g_pids, m, variant, exclude)
     n_mat, nq, ng = t.shape
-    excl_t = None if excl is None else torch.from_numpy(excl)
+    if out is not None and (out.shape != (nq, ng) or out.dtype != np.float32):
+        raise InputError(f"out must be a float32 array of shape {(nq, ng)}, got {out.dtype} {out.shape}")
     vals = np.empty((nq, n_mat, m), dtype=np.float64)
     idx = np.empty((nq, n_mat, m), dtype=np.int64)
     for k in range(n_mat):
-        mat = t[k] if excl_t is None else t[k].masked_fill(excl_t, -np.inf)
-        vals[:, k], idx[:, k] = _top_m(mat, m)
+        vals[:, k], idx[:, k] = _top_m(t[k], m, excl)
     _, codes = np.unique(gp, return_inverse=True)
     pc = codes.reshape(-1)[idx]  # (nq, L, m) subject of every candidate
     slot = pc[:, 0, :]  # (nq, m) subjects of the original top-m, in ranking order
@@ -231,7 +287,10 @@ def refine(sims: Any, g_pids: Any, m: int = 5, variant: str = "paper", exclude: 
         inner = np.cumsum(np.where(same, w[:, None], 0.0), axis=-1)[..., -1]  # (nq, slot, L)
         score = np.cumsum(inner, axis=-1)[..., -1]
         raised = np.maximum(score, vals[:, 0, :])
-        out = s0.astype(np.float32, copy=True)
+        if out is None:
+            out = s0.astype(np.float32, copy=True)
+        else:
+            np.copyto(out, s0, casting="same_kind")
     else:
         v = 1.0 + vals
         mx = v[:, :, 0]  # (nq, L)
@@ -243,7 +302,7 @@ def refine(sims: Any, g_pids: Any, m: int = 5, variant: str = "paper", exclude: 
             gain = np.where(present, best * best / mx[:, None, :], 0.0)
         score = np.cumsum(np.concatenate([best[:, :, :1], gain], axis=-1), axis=-1)[..., -1]
         raised = np.maximum(score, v[:, 0, :])
-        out = np.add(s0, np.float32(1.0), dtype=np.float32)  # float32 arithmetic, as the reference
+        out = np.add(s0, np.float32(1.0), out=out, dtype=np.float32)  # float32 arithmetic, as the reference
     rows = np.arange(nq)
     pick = np.argmax(score, axis=1)  # first maximum = earliest in the original ranking
     out[rows[:, None], idx[:, 0, :]] = raised.astype(np.float32)
