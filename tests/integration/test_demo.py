@@ -94,7 +94,7 @@ def test_quick_demo_runs_through_the_real_diffusers_code_with_tiny_weights(tmp_p
     from dlcr.cli.main import main
 
     out = tmp_path / "demo_tiny"
-    main(["demo", "--quick", "--backend", "tiny", "--out", str(out), "--ids", "12", "--epochs", "1", "--no-ablation",
+    main(["demo", "--quick", "--backend", "tiny", "--out", str(out), "--ids", "16", "--epochs", "1", "--no-ablation",
           "--masks", "truth"])
     res = json.loads((out / "results.json").read_text())
     assert res["meta"]["backend"] == "tiny"
