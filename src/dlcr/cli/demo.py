@@ -39,6 +39,9 @@ def demo_cmd(
     workers: int = typer.Option(None, "--workers", min=0, help="data-loading worker processes (0: in the main "
                                 "process)", show_default="0"),
     threads: int = typer.Option(None, "--threads", callback=positive, help="torch threads", show_default="1"),
+    jobs: int = typer.Option(None, "--jobs", callback=positive,
+                             help="processes running the stages and trainings side by side (1: all in this one)",
+                             show_default="2"),
     masks: str = typer.Option("pose", "--masks",
                               help="clothes masks: pose (the offline real parser, mediapipe; the ground truth with "
                                    "a warning when it is not installed) | truth (the world's label maps)"),
@@ -55,7 +58,7 @@ def demo_cmd(
     from dlcr.demo import DemoSettings, results_table, run_demo
 
     kw = {k_: v for k_, v in {"ids": ids, "epochs": epochs, "k": k, "l": l, "m": m, "workers": workers,
-                                  "threads": threads, "eval_every": eval_every}.items()
+                                  "threads": threads, "eval_every": eval_every, "jobs": jobs}.items()
           if v is not None}
     if masks not in ("pose", "truth"):
         from dlcr.errors import ConfigError
