@@ -118,6 +118,9 @@ class TrainConfig:
     eval_every: int = 5
     seed: int = 1  # CAL SEED
     amp: bool = False  # CAL TRAIN.AMP (its script.sh adds --amp for DeepChange and LaST only)
+    # CAL's set_seed: cudnn.deterministic = True, cudnn.benchmark = False (GPU only; false lets cuDNN
+    # pick its fastest, non-deterministic kernels)
+    cudnn_deterministic: bool = True
     out_dir: str = "runs"
     name: str = "default"
 

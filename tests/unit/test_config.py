@@ -180,7 +180,7 @@ RECIPES = {
     "last": {**CAL_IMAGE, "sampler.num_instances": 4, "loss.triplet_weight": 1.0, "loss.triplet_margin": 0.3,
              "train.amp": True},
     # default_vid.py + c2dres50_ce_cal.yaml (16 clips per GPU x 2 GPUs)
-    "ccvid": {**CAL_IMAGE, "data.height": 256, "data.width": 128, "data.seq_len": 8, "data.crop": "none",
+    "ccvid": {**CAL_IMAGE, "model.name": "c2d_resnet50", "data.height": 256, "data.width": 128, "data.seq_len": 8, "data.crop": "none",
               "data.random_erasing": 0.0, "data.interpolation": "bicubic", "optim.milestones": (40, 80, 120),
               "loss.label_smooth": 0.0, "loss.cal_start_epoch": 50, "sampler.batch_size": 32,
               "sampler.num_instances": 4, "train.epochs": 150, "train.eval_every": 10, "eval.flip": False},

@@ -213,3 +213,18 @@ def test_train_step_reduces_loss(small):
         opt.step()
         losses.append(float(loss))
     assert losses[-1] < losses[0]
+
+
+def test_c2d_head_is_per_frame_max_pooling_then_the_temporal_mean(small):
+    """CAL's C2DResNet50 (Simple-CCReID models/vid_resnet.py): spatial max pooling of every frame
+    (2048-d for ResNet-50), the mean over frames, then the BN neck."""
+    c2d = ReIDModel(small.backbone, 4, pooling="max", arch="c2d_resnet50", train_neck_bias=True,
+                    classifier_bias=True)
+    assert c2d.feat_dim == small.backbone.out_channels
+    c2d.eval()
+    clip = torch.randn(2, 3, 3, 64, 32)
+    with torch.no_grad():
+        fmap = small.backbone(clip.flatten(0, 1))
+        expected = c2d.neck(fmap.amax(dim=(2, 3)).view(2, 3, -1).mean(1))
+        torch.testing.assert_close(c2d(clip), expected)
+    assert "c2d_resnet50" in MODELS

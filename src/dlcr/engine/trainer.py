@@ -288,6 +288,9 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DDP(self.forward, device_ids=ids)
+        if self.device.type == "cuda":  # CAL's set_seed (train.cudnn_deterministic)
+            torch.backends.cudnn.deterministic = bool(cfg.train.cudnn_deterministic)
+            torch.backends.cudnn.benchmark = not cfg.train.cudnn_deterministic
         self.amp = bool(cfg.train.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.start_epoch = 0

@@ -49,6 +49,15 @@ def cal_resnet50(num_pids: int, *, pretrained: Pretrained = None, last_stride: i
     return ReIDModel(backbone, num_pids, pooling="maxavg", arch="cal_resnet50", **CAL_HEAD)
 
 
+@MODELS.register("c2d_resnet50")
+def c2d_resnet50(num_pids: int, *, pretrained: Pretrained = None, last_stride: int = 1) -> ReIDModel:
+    """CAL's video model (Simple-CCReID ``models/vid_resnet.py`` C2DResNet50): every frame through a
+    ResNet-50 (last stride 1), global max pooling → 2048-d, frames averaged, CAL's BN neck and classifier."""
+    backbone = resnet50_backbone(last_stride)
+    init_backbone(backbone, pretrained, "c2d_resnet50")
+    return ReIDModel(backbone, num_pids, pooling="max", arch="c2d_resnet50", **CAL_HEAD)
+
+
 @MODELS.register("bot_resnet50")
 def bot_resnet50(num_pids: int, *, pretrained: Pretrained = None, last_stride: int = 1) -> ReIDModel:
     """BoT baseline: ResNet-50 (last stride 1), average pooling → 2048-d, BN neck, linear classifier."""

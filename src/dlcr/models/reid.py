@@ -16,15 +16,20 @@ from dlcr.models.classifiers import linear_classifier
 
 
 class GlobalPool(nn.Module):
-    """``avg``: global average pooling; ``maxavg``: [global max ; global average] (CAL), twice the channels."""
+    """``avg``: global average pooling; ``max``: global max pooling (CAL's C2D video model);
+    ``maxavg``: [global max ; global average] (CAL's image model), twice the channels."""
+
+    MODES = ("avg", "max", "maxavg")
 
     def __init__(self, mode: str = "avg"):
         super().__init__()
-        if mode not in ("avg", "maxavg"):
-            raise ValueError(f"pooling must be 'avg' or 'maxavg', got {mode!r}")
+        if mode not in self.MODES:
+            raise ValueError(f"pooling must be one of {', '.join(self.MODES)}, got {mode!r}")
         self.mode = mode
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        if self.mode == "max":
+            return fmap.amax(dim=(2, 3))
         avg = fmap.mean(dim=(2, 3))
         if self.mode == "avg":
             return avg
