@@ -19,21 +19,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dlcr.cli.main import main
+from cli_run import run_cli as run
 from dlcr.config import list_packaged_configs, load_config
 
 H, W = 64, 32
 SPLITS = (("train", "train"), ("query", "Query"), ("test", "gallery"))  # world split -> CSV split
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def build_user_dataset(base: Path) -> dict[str, int]:

@@ -7,18 +7,8 @@ import json
 import pytest
 import yaml
 
-from dlcr.cli.main import main
+from cli_run import run_cli as run
 from dlcr.config import list_packaged_configs, load_config, to_dict
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("name", list_packaged_configs())

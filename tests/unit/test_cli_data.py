@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cli_run import run_cli as run
 from dlcr.cli.data import parse_size
-from dlcr.cli.main import main
 from dlcr.data.datasets import read_samples
 from dlcr.errors import InputError
 
@@ -25,16 +25,6 @@ def make_ltcc(root: Path) -> None:
     for rel in ["train/001_1_c1_000.png", "train/003_2_c2_000.png", "query/010_1_c1_000.png",
                 "test/010_1_c2_000.png", "test/010_2_c3_001.png"]:
         img(root / "LTCC_ReID" / rel)
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_inspect_json_contract(tmp_path: Path, capsys):

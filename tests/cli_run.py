@@ -1,0 +1,17 @@
+"""``run_cli``: the ``dlcr`` command in-process, as the CLI tests call it (importable: pytest's
+``pythonpath`` holds ``tests/``)."""
+
+from __future__ import annotations
+
+from dlcr.cli.main import main
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """``dlcr ARGV`` in this process: (exit status, stdout, stderr)."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
