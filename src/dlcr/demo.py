@@ -501,6 +501,22 @@ def _train_task(st: DemoSettings, out: Path, tag: str, arm: str, seed: int) -> d
     return {"timings": timed.seconds}
 
 
+def _exit_with_parent(interval: float = 2.0) -> None:
+    """End this pool process when the demo that started it is gone (killed, not interrupted): a
+    worker must not go on training for nobody."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="dlcr-demo-parent-watch", daemon=True).start()
+
+
 def _init_worker(threads: int, level: int) -> None:
     """A pool process: the parent's log level in plain lines, no progress bars (they would interleave)."""
     import torch
@@ -508,6 +524,7 @@ def _init_worker(threads: int, level: int) -> None:
     from dlcr.utils import progress
     from dlcr.utils.logging import LEVELS, setup_logging
 
+    _exit_with_parent()
     name = next((k for k, v in LEVELS.items() if v == level), "normal")
     setup_logging(name, rich=False)
     progress.set_quiet(True)
