@@ -121,6 +121,15 @@ class TrainConfig:
     # CAL's set_seed: cudnn.deterministic = True, cudnn.benchmark = False (GPU only; false lets cuDNN
     # pick its fastest, non-deterministic kernels)
     cudnn_deterministic: bool = True
+    # autocast dtype of train.amp (CUDA only): float16 scales the loss with a GradScaler (CAL's AMP);
+    # bfloat16 has float32's exponent range and needs no scaler (A100 / H100 / H200)
+    amp_dtype: Literal["float16", "bfloat16"] = "float16"
+    # model and input batches in torch.channels_last memory format (CUDA only; faster convolutions
+    # under AMP on tensor-core GPUs); off keeps the CPU path and today's GPU path as they are
+    channels_last: bool = False
+    # steps between two host syncs of the running losses (the NaN-loss check included); 0: once at
+    # the end of the epoch. The per-epoch averages do not depend on it.
+    sync_every: int = 0
     out_dir: str = "runs"
     name: str = "default"
 
@@ -165,6 +174,12 @@ class GenerateConfig:
     discriminator: str | None = None
     guidance_weight: float = 1.0
     guidance_min_t: int = 200
+    # diffusers backend speed-ups (CUDA; off by default, and only recorded in the generation
+    # signature when set): the UNet in channels_last memory format, and torch.compile of the UNet
+    # (false, true or a torch.compile mode such as "max-autotune"; the shapes are static: the UNet
+    # sees calls of exactly micro_batch jobs at the two fixed sizes of training and query variants)
+    channels_last: bool = False
+    compile: bool | str = False
 
 
 @dataclass(frozen=True)
@@ -178,6 +193,9 @@ class EvalConfig:
     # GiB for the per-block arrays of one query/gallery pair: queries are scored (and refined) a block
     # at a time within it, with results identical to the whole matrix at once (LaST: 10k x 125k)
     max_memory_gb: float = 4.0
+    # feature extraction in half precision on CUDA (float16 autocast; the features are still
+    # float32 after normalisation); ignored on the CPU
+    half: bool = False
 
 
 @dataclass(frozen=True)
@@ -235,7 +253,8 @@ RULES: dict[type, dict[str, Range]] = {
                  "cal_start_epoch": NON_NEGATIVE, "cal_weight": NON_NEGATIVE},
     SamplerConfig: {"batch_size": POSITIVE_INT, "num_instances": POSITIVE_INT, "num_partitions": POSITIVE_INT,
                     "progressive_every": POSITIVE_INT},
-    TrainConfig: {"epochs": POSITIVE_INT, "eval_every": NON_NEGATIVE, "seed": NON_NEGATIVE},
+    TrainConfig: {"epochs": POSITIVE_INT, "eval_every": NON_NEGATIVE, "seed": NON_NEGATIVE,
+                  "sync_every": NON_NEGATIVE},
     GenerateConfig: {"parser_label_map": NON_NEGATIVE, "k": POSITIVE_INT, "steps": POSITIVE_INT,
                      "height": POSITIVE_INT, "width": POSITIVE_INT, "guidance_scale": NON_NEGATIVE,
                      "batch_size": POSITIVE_INT, "micro_batch": POSITIVE_INT, "seed": NON_NEGATIVE,

@@ -44,13 +44,15 @@ class EvalSettings:
     seq_len: int = 4
     max_memory_gb: float | None = 4.0  # per query/gallery pair's blocks (None: whole matrices)
     interpolation: str = "bilinear"  # the resize of data.interpolation (CAL's video recipe: bicubic)
+    half: bool = False  # eval.half: feature extraction under float16 autocast on CUDA (ignored on the CPU)
 
     @classmethod
     def from_config(cls, cfg: Any) -> EvalSettings:
         """The evaluation sizes of a :class:`~dlcr.config.Config` (its ``data`` and ``eval`` sections)."""
         return cls(height=cfg.data.height, width=cfg.data.width, batch_size=cfg.eval.batch_size,
                    workers=cfg.data.workers, flip=cfg.eval.flip, seq_len=cfg.data.seq_len,
-                   max_memory_gb=cfg.eval.max_memory_gb, interpolation=cfg.data.interpolation)
+                   max_memory_gb=cfg.eval.max_memory_gb, interpolation=cfg.data.interpolation,
+                   half=bool(getattr(cfg.eval, "half", False)))
 
     @classmethod
     def for_checkpoint(cls, cfg: Any, recorded: Mapping[str, Any] | None, explicit: Collection[str] = (),
@@ -100,7 +102,8 @@ def split_features(model: torch.nn.Module, splits: Mapping[str, Sequence[Sample]
         loader = make_eval_loader(splits[name], Path(root), height=st.height, width=st.width,
                                   batch_size=st.batch_size, workers=st.workers, video=video, seq_len=st.seq_len,
                                   interpolation=st.interpolation)
-        out[name] = extract_features(model, loader, flip=st.flip, device=device, desc=f"features [{name}]")
+        out[name] = extract_features(model, loader, flip=st.flip, device=device, desc=f"features [{name}]",
+                                     half=st.half)
     return out
 
 
@@ -127,7 +130,8 @@ def variant_features(model: torch.nn.Module, queries: Sequence[Sample], rows: Se
         fake = [Sample(path=p, pid=-1, camid=-1, clothes_id=-1, split="variant") for _, p in flat]
         loader = make_eval_loader(fake, Path("/"), height=st.height, width=st.width, batch_size=st.batch_size,
                                   workers=st.workers, interpolation=st.interpolation)
-        f = extract_features(model, loader, flip=st.flip, device=device, desc="features [query variants]").feats
+        f = extract_features(model, loader, flip=st.flip, device=device, desc="features [query variants]",
+                             half=st.half).feats
         slot = [0] * len(queries)
         for (qi, _), feat in zip(flat, f, strict=True):
             out[slot[qi], qi] = feat.to(out.dtype)

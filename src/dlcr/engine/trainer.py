@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import math
 import os
 import time
 import warnings
@@ -291,8 +290,18 @@ class Trainer:
         if self.device.type == "cuda":  # CAL's set_seed (train.cudnn_deterministic)
             torch.backends.cudnn.deterministic = bool(cfg.train.cudnn_deterministic)
             torch.backends.cudnn.benchmark = not cfg.train.cudnn_deterministic
-        self.amp = bool(cfg.train.amp and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        on_cuda = self.device.type == "cuda"
+        self.amp = bool(cfg.train.amp and on_cuda)
+        # train.amp_dtype: float16 (CAL's AMP, with loss scaling) or bfloat16 (no scaler needed)
+        self.amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bfloat16" else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        # train.channels_last: NHWC weights and image batches on CUDA (faster cuDNN convolutions under AMP)
+        self.channels_last = bool(cfg.train.channels_last and on_cuda)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        # running losses are read back to the host every sync_every steps (0: once per epoch); on the
+        # CPU, where a read costs nothing, every step (the NaN-loss check then stops at the bad step)
+        self.sync_every = int(cfg.train.sync_every) if on_cuda else 1
         self.start_epoch = 0
         self.best: tuple[float, int] | None = None  # (validation mAP, epoch)
         self.history: list[dict[str, Any]] = []
@@ -376,42 +385,76 @@ class Trainer:
         return True
 
     # -- one epoch
+    def _autocast(self) -> Any:
+        if not self.amp:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the loader. No host sync per step on CUDA: the batch's real-image selection
+        is taken from the loader's CPU tensors, and the running losses (float64, on the device) and
+        the first non-finite loss are read back every ``train.sync_every`` steps (0: at the end of
+        the epoch), where a non-finite loss raises :class:`FloatingPointError`. On the CPU they are
+        read every step, as before. The sums are the float64 sums of the per-step float32 values in
+        step order, i.e. the same numbers as Python float accumulation."""
         cfg = self.cfg
         self.model.train()
         self.clothes.train()
         self.sampler.set_epoch(epoch)
         self.loader_generator.manual_seed(loader_seed(cfg.train.seed, epoch, self.env.rank))
         use_cal = epoch >= cfg.loss.cal_start_epoch and self.data.num_clothes > 1
-        sums = {"loss": 0.0, "id": 0.0, "tri": 0.0, "clothes": 0.0, "adv": 0.0, "acc": 0.0}
+        keys = ("loss", "id", "tri", "clothes", "adv", "acc")
+        dev = self.device
+        on_cuda = dev.type == "cuda"
+        sums_t = torch.zeros(len(keys), dtype=torch.float64, device=dev)
+        bad_found = torch.zeros((), dtype=torch.bool, device=dev)  # a non-finite loss was seen
+        bad_value = torch.zeros((), dtype=torch.float32, device=dev)  # the first one
+        zero = torch.zeros((), device=dev)
+
+        def check() -> None:  # one host sync
+            if bool(bad_found):
+                raise FloatingPointError(f"loss became {float(bad_value)} at epoch {epoch + 1}; lower optim.lr")
+
         n = 0
         t0 = time.time()
         images = 0
         total = len(self.loader) if self.max_steps is None else min(self.max_steps, len(self.loader))
         for batch in track(itertools.islice(self.loader, total), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                            total=total, unit="batch"):
-            x = batch["img"].to(self.device, non_blocking=True)
-            pids = batch["pid"].to(self.device)
-            cids = batch["clothes_id"].to(self.device)
-            with torch.autocast(self.device.type, enabled=self.amp):
+            img = batch["img"]
+            if self.channels_last and img.ndim == 4:
+                x = img.to(dev, non_blocking=True, memory_format=torch.channels_last)
+            else:
+                x = img.to(dev, non_blocking=True)
+            pids = batch["pid"].to(dev, non_blocking=True)
+            cids_host = batch["clothes_id"]
+            cids = cids_host.to(dev, non_blocking=True)
+            with self._autocast():
                 feats, logits = self.forward(x, with_logits=True)
                 loss_id = self.ce(logits, pids)
                 loss_tri = self.triplet(feats, pids)
                 loss = loss_id + cfg.loss.triplet_weight * loss_tri
-            real = cids >= 0  # generated images carry no clothes label (-1): only real ones train CAL
-            loss_c = torch.zeros((), device=self.device)
-            loss_adv = torch.zeros((), device=self.device)
-            if use_cal and bool(real.any()):
+            # generated images carry no clothes label (-1): only real ones train CAL. Which rows are
+            # real is read from the loader's CPU tensor (no device sync); on CUDA the rows are then
+            # gathered by index (a boolean mask would sync to count them)
+            real_host = cids_host >= 0
+            any_real = bool(real_host.any())
+            real: torch.Tensor = cids >= 0
+            if on_cuda and any_real:
+                real = torch.nonzero(real_host).squeeze(1).to(dev, non_blocking=True)
+            loss_c = zero
+            loss_adv = zero
+            if use_cal and any_real:
                 # CAL's order (Simple-CCReID train.py): the clothes classifier learns on the detached
                 # features and steps first; the adversarial loss then sees its updated weights
-                with torch.autocast(self.device.type, enabled=self.amp):
+                with self._autocast():
                     loss_c = F.cross_entropy(self.clothes(feats.detach()[real]).float(), cids[real])
                 self.opt_c.zero_grad(set_to_none=True)
                 self.scaler.scale(loss_c).backward()
                 if self.env.is_distributed:
                     _allreduce_grads(self.clothes, self.env.world_size)
                 self.scaler.step(self.opt_c)
-                with torch.autocast(self.device.type, enabled=self.amp), frozen(self.clothes):
+                with self._autocast(), frozen(self.clothes):
                     adv_logits = self.clothes(feats[real])
                     loss_adv = self.adv(adv_logits.float(), cids[real], self.pos_mask[pids[real]])
                 loss = loss + cfg.loss.cal_weight * loss_adv
@@ -419,15 +462,21 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.opt)
             self.scaler.update()
-            if not math.isfinite(float(loss.detach())):
-                raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch + 1}; lower optim.lr")
+            lv = loss.detach().float()
+            finite = torch.isfinite(lv)
+            bad_value = torch.where(bad_found | finite, bad_value, lv)
+            bad_found = bad_found | ~finite
             n += 1
             self.step += 1
             images += x.shape[0]
             acc = ((logits.mean(-1) if logits.ndim == 3 else logits).argmax(1) == pids).float().mean()
-            for k, v in (("loss", loss), ("id", loss_id), ("tri", loss_tri), ("clothes", loss_c),
-                         ("adv", loss_adv), ("acc", acc)):
-                sums[k] += float(v.detach())
+            step_vals = torch.stack([v.detach().float().reshape(()) for v in
+                                     (loss, loss_id, loss_tri, loss_c, loss_adv, acc)])
+            sums_t += step_vals.double()
+            if self.sync_every and n % self.sync_every == 0:
+                check()
+        check()
+        sums = dict(zip(keys, sums_t.tolist(), strict=True))
         self.sched.step()
         with warnings.catch_warnings():  # before cal_start_epoch the clothes optimiser has not stepped yet
             warnings.simplefilter("ignore", UserWarning)

@@ -96,13 +96,37 @@ def _labels(batch: Mapping[str, Any], key: str, n: int) -> np.ndarray:
     return a.reshape(-1)
 
 
+def _autocast_dtype(half: bool | str | torch.dtype, dev: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``half`` on ``dev``: None (full precision) off CUDA or when false."""
+    if not half or dev.type != "cuda":
+        return None
+    if isinstance(half, torch.dtype):
+        dtype = half
+    elif half is True:
+        dtype = torch.float16
+    else:
+        names = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+                 "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+        if str(half).lower() not in names:
+            raise InputError(f"half must be true, false, float16 or bfloat16, got {half!r}")
+        dtype = names[str(half).lower()]
+    if dtype not in (torch.float16, torch.bfloat16):
+        raise InputError(f"half must be a 16-bit float dtype, got {dtype}")
+    return dtype
+
+
 def extract_features(model: torch.nn.Module, loader: Any, *, flip: bool = True,
-                     device: str | torch.device | None = None, desc: str = "features") -> Features:
+                     device: str | torch.device | None = None, desc: str = "features",
+                     half: bool | str | torch.dtype = False) -> Features:
     """Embed every batch of ``loader`` with ``model`` (eval mode, no autograd); see the module doc.
 
-    The model's training flag is restored afterwards.
+    ``half``: on CUDA, run the model under float16 autocast (``"bfloat16"`` or a dtype for another
+    16-bit type), with batches copied to the device without blocking; the features are summed,
+    averaged and L2-normalised in float32 as always. Ignored on the CPU. The model's training flag
+    is restored afterwards.
     """
     dev = torch.device(device) if device is not None else _model_device(model)
+    amp = _autocast_dtype(half, dev)
     was_training = model.training
     model.eval()
     chunks: list[torch.Tensor] = []
@@ -116,7 +140,12 @@ def extract_features(model: torch.nn.Module, loader: Any, *, flip: bool = True,
             for batch in track(loader, desc=desc, unit="batch"):
                 if not isinstance(batch, Mapping) or "img" not in batch:
                     raise InputError("loader batches must be dicts with an 'img' entry")
-                f = _embed(model, batch["img"].to(dev), flip).cpu()
+                if amp is None:
+                    f = _embed(model, batch["img"].to(dev), flip).cpu()
+                else:
+                    with torch.autocast(dev.type, dtype=amp):
+                        f = _embed(model, batch["img"].to(dev, non_blocking=True), flip)
+                    f = f.float().cpu()
                 n = f.shape[0]
                 chunks.append(f)
                 pids.append(_labels(batch, "pid", n))

@@ -305,4 +305,10 @@ def inpainter_options(backend: str, gen: Any) -> dict[str, Any]:
     if backend == "diffusers":
         opts.update(model=gen.model, steps=gen.steps, height=gen.height, width=gen.width,
                     query_steps=gen.query_steps)
+    # speed-ups (generate.channels_last / generate.compile): passed, and so recorded in the
+    # signature, only when set, so that outputs made without them keep their signature
+    if getattr(gen, "channels_last", False):
+        opts["channels_last"] = True
+    if getattr(gen, "compile", False):
+        opts["compile"] = gen.compile
     return opts

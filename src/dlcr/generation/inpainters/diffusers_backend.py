@@ -227,6 +227,55 @@ class _FixedBatchUNet:
         return UNet2DConditionOutput(sample=out) if return_dict else (out,)
 
 
+#: ``torch.compile`` modes accepted by ``generate.compile`` (``true``: the default mode).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def check_accel(accel: dict[str, Any]) -> dict[str, Any]:
+    """The speed-up options of :class:`DiffusersInpainter` with their defaults; unknown keys and
+    values are a :class:`ConfigError`."""
+    known = {"channels_last": False, "compile": False, "compile_backend": "inductor"}
+    unknown = sorted(set(accel) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown diffusers inpainter option(s): {', '.join(unknown)} "
+                          f"(speed-ups: {', '.join(sorted(known))})")
+    out = {**known, **accel}
+    out["channels_last"] = bool(out["channels_last"])
+    comp = out["compile"]
+    if isinstance(comp, str):
+        if comp.lower() in ("false", "no", "off", ""):
+            comp = False
+        elif comp.lower() in ("true", "yes", "on"):
+            comp = True
+        elif comp not in COMPILE_MODES:
+            raise ConfigError(f"generate.compile must be true, false or one of {', '.join(COMPILE_MODES)}, "
+                              f"got {comp!r}")
+    elif not isinstance(comp, bool):
+        raise ConfigError(f"generate.compile must be true, false or a torch.compile mode, got {comp!r}")
+    out["compile"] = comp
+    out["compile_backend"] = str(out["compile_backend"])
+    return out
+
+
+def use_sdpa(unet: Any) -> str:
+    """Make every attention layer of ``unet`` use PyTorch's scaled-dot-product attention (diffusers'
+    ``AttnProcessor2_0``, its default on torch 2, set here explicitly in case a checkpoint or an
+    earlier call changed it); layers with another processor class of their own (IP-adapter, custom
+    code) are left alone. Returns the processor name in use."""
+    try:
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+    except ImportError:  # pragma: no cover - very old diffusers
+        return "unknown"
+    procs = getattr(unet, "attn_processors", None)
+    if not procs:
+        return "none"
+    plain = all(type(p) in (AttnProcessor, AttnProcessor2_0) for p in procs.values())
+    if plain and any(type(p) is AttnProcessor for p in procs.values()):
+        unet.set_attn_processor(AttnProcessor2_0())
+    names = sorted({type(p).__name__ for p in unet.attn_processors.values()})
+    return ",".join(names)
+
+
 class DiffusersInpainter:
     """Inpaint clothes with a diffusers Stable-Diffusion (1.x, 2.x or XL) inpainting pipeline.
 
@@ -277,6 +326,16 @@ class DiffusersInpainter:
             Off (and nothing loaded) unless ``discriminator`` is given.
         batch_invariant / micro_batch: UNet and VAE calls of exactly ``micro_batch`` jobs, see
             above.
+        **accel: speed-ups that keep the model's maths (``generate.channels_last`` /
+            ``generate.compile``; none by default, and only recorded in the generation signature
+            when given, because they may change float rounding): ``channels_last=True`` puts the
+            UNet (and the VAE) in ``torch.channels_last`` memory format; ``compile=True`` or a
+            ``torch.compile`` mode (``"max-autotune"``...) compiles the UNet's forward with static
+            shapes (with ``batch_invariant`` every UNet call has ``micro_batch`` jobs, at the
+            training and the query size: two graphs); ``compile_backend`` picks the
+            ``torch.compile`` backend (default ``inductor``; ``eager`` checks the wiring without
+            code generation). Attention runs through PyTorch's scaled-dot-product attention
+            (diffusers' ``AttnProcessor2_0``), which is checked at load.
 
     Prompts longer than the tokenizer's context (77 tokens for CLIP) are shortened part by part
     (:func:`shorten_prompt`: every garment is kept) instead of being cut at the limit; each one is
@@ -309,9 +368,12 @@ class DiffusersInpainter:
         guidance_min_t: int = 200,
         batch_invariant: bool = True,
         micro_batch: int = 4,
+        **accel: Any,
     ):
         import torch
         from diffusers import AutoPipelineForInpainting
+
+        self.accel = check_accel(accel)
 
         self.model = str(model)
         self.steps = int(steps)
@@ -378,6 +440,16 @@ class DiffusersInpainter:
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
+        self.attention = use_sdpa(pipe.unet)
+        if self.accel["channels_last"]:
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.vae.to(memory_format=torch.channels_last)
+        if self.accel["compile"]:
+            mode = None if self.accel["compile"] is True else str(self.accel["compile"])
+            # the bound forward is compiled (the module stays a UNet2DConditionModel, its hooks and
+            # config as they are); dynamic=False: DLCR's shapes are fixed, one graph per shape
+            pipe.unet.forward = torch.compile(pipe.unet.forward, mode=mode, dynamic=False,
+                                              backend=self.accel["compile_backend"])
         self._unet_split: _FixedBatchUNet | None = None
         if self.batch_invariant:
             self._unet_split = _FixedBatchUNet(pipe.unet, self.micro_batch)

@@ -57,6 +57,7 @@ from dlcr.generation.parsing import (
     lip_table_for_labels,
     require_clothes_classes,
     resolve_device,
+    resolve_dtype,
 )
 from dlcr.models.backbones import read_state_dict
 from dlcr.utils.logging import get_logger
@@ -485,6 +486,7 @@ class SCHPParser(HumanParser):
         batch_size: int = 8,
         device: str | None = None,
         source: str = "",
+        dtype: str | None = None,
     ):
         n = int(net.num_classes)
         dataset = SCHP_DATASETS.get(n)
@@ -526,7 +528,15 @@ class SCHPParser(HumanParser):
                 ", ".join(self.unmapped),
             )
         self.device = torch.device(resolve_device(device))
+        # dtype: the network's precision on CUDA ("float16" / "bfloat16": batched half-precision
+        # inference, with the input warp, normalisation and the upsampled logits' argmax kept in
+        # float32); None / "float32" is full precision, the default, and the only one on the CPU
+        self.dtype = torch.float32
+        if dtype not in (None, "auto") and self.device.type == "cuda":
+            self.dtype = resolve_dtype(dtype, str(self.device))
         self.net = net.to(self.device).eval()
+        if self.dtype != torch.float32:
+            self.net.to(dtype=self.dtype, memory_format=torch.channels_last)
         self._to_lip = torch.as_tensor(self.table, dtype=torch.uint8)
         self._mean = torch.tensor(BGR_MEAN, device=self.device).view(3, 1, 1)
         self._std = torch.tensor(BGR_STD, device=self.device).view(3, 1, 1)
@@ -544,6 +554,7 @@ class SCHPParser(HumanParser):
         device: str | None = None,
         layers: Sequence[int] = RESNET101_LAYERS,
         width: int = 64,
+        dtype: str | None = None,
     ) -> SCHPParser:
         """Load an SCHP checkpoint (the official LIP, ATR or Pascal-Person-Part release, or a re-trained one).
 
@@ -564,6 +575,7 @@ class SCHPParser(HumanParser):
             batch_size=batch_size,
             device=device,
             source=str(path),
+            dtype=dtype,
         )
 
     @property
@@ -592,7 +604,9 @@ class SCHPParser(HumanParser):
         size = (self.input_size, self.input_size)
         for chunk in batched(images, self.batch_size):
             x = torch.stack([self.preprocess(img) for img in chunk])
-            logits = _up(self.net(x), size)  # as SCHP: fusion logits upsampled to the input square
+            if self.dtype != torch.float32:
+                x = x.to(dtype=self.dtype, memory_format=torch.channels_last)
+            logits = _up(self.net(x).float(), size)  # as SCHP: fusion logits upsampled to the input square
             for img, lg in zip(chunk, logits, strict=True):
                 h, w = img.shape[:2]
                 labels = warp_to_image(lg, h, w).argmax(0).to("cpu")
