@@ -28,7 +28,9 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         args.jobs, args.committed, args.parted = 20_000, 15_000, 2_000
     args.committed = min(args.committed, args.jobs)
     args.parted = min(args.parted, args.committed)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still removes its files
     tmp = Path(tempfile.mkdtemp(prefix="dlcr-scale-jobs-", dir="/tmp"))
     ctx = {"tmp": str(tmp), "jobs": args.jobs, "repeat": args.repeat}
     print(f"{args.jobs:,} jobs ({-(-args.jobs // 10):,} frames x K=10, {IDS * OUTFITS_PER_ID} outfits), "
