@@ -142,9 +142,8 @@ def text_config(full: bool, vocab: dict[str, int]) -> dict[str, Any]:
 def build_sd15_inpainting(folder: Path, full: bool, device: torch.device) -> Path:
     """A random SD-1.5 inpainting pipeline folder (fp16 safetensors on CUDA), diffusers layout."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     from tests.public_formats.sd import _BETAS, _write_json, write_clip_tokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     _write_json(folder / "model_index.json", {
@@ -350,7 +349,7 @@ def bench_refine(args: argparse.Namespace, device: torch.device) -> dict[str, An
         nq, ng = int(s["query"]), int(s["gallery"])
         n_ids = max(2, nq // 20)
 
-        def feats(n: int, cam: int) -> Features:
+        def feats(n: int, cam: int, n_ids: int = n_ids) -> Features:
             pid = np.arange(n) % n_ids
             f = torch.nn.functional.normalize(torch.randn(n, dim, generator=gen), dim=1)
             return Features(feats=f.to(device), pids=pid, camids=np.full(n, cam), clothes_ids=pid * 2 + cam)
