@@ -599,7 +599,13 @@ def run_demo(out: str | os.PathLike, st: DemoSettings, *, report: bool = True) -
     tasks += [(f"gen:{x}", ("stage1",), _generate_task, {**common, "suffix": x}) for x in suffixes]
     tasks += [(f"train:{a}:{s}", (f"gen:{ARM_WORK[a]}",), _train_task, {**common, "arm": a, "seed": s})
               for s in st.seeds for a in st.arms if a != "baseline"]
-    done = _run_tasks(tasks, st.jobs, st.threads)
+    # finished trainings are not run again; with none left (a resumed demo) the remaining, resumed stages
+    # are cheap and run in this process (no pool to start)
+    tasks = [t for t in tasks if not (t[0].startswith("train:") and
+                                      (p["runs"] / f"{t[3]['arm']}_s{t[3]['seed']}" / "eval" / "metrics.json").is_file())]
+    left = [t for t in tasks if t[0].startswith("train:")]
+    done = _run_tasks(tasks, st.jobs if left else 1, st.threads)
+    done.update({f"train:{a}:{s}": {"timings": {}} for s in st.seeds for a in st.arms if f"train:{a}:{s}" not in done})
     for r in done.values():
         for k, v in r["timings"].items():
             timed.seconds[k] = timed.seconds.get(k, 0.0) + v
