@@ -87,10 +87,10 @@ def _check_variants(variants: Any, query: Features) -> torch.Tensor:
 
 
 def bytes_per_query_row(n_gallery: int, n_variants: int) -> int:
-    """Bytes one query row of a block costs: float32 distances (and, with l variants, its (1 + l)
-    similarities, refined similarities and their negation), plus the finiteness check's and one
-    ranking pass's temporaries. Buffers are allocated once per pair and reused block after block."""
-    floats = 2 + ((1 + n_variants) + 2 if n_variants else 0)
+    """Bytes one query row of a block costs: float32 similarities, distances and sorted similarities
+    (and, with l variants, the variants' similarities, refined similarities and their negation),
+    plus the finiteness check's and one ranking pass's temporaries. Buffers are allocated once per pair and reused block after block."""
+    floats = 3 + ((1 + n_variants) + 2 if n_variants else 0)
     return int(n_gallery) * (4 * floats + 2)
 
 
@@ -108,6 +108,50 @@ def query_rows_per_block(n_query: int, n_gallery: int, n_variants: int = 0,
     rows = int(float(max_memory_gb) * 2**30 // bytes_per_query_row(n_gallery, n_variants))
     rows = max(SIM_BLOCK, rows // SIM_BLOCK * SIM_BLOCK)
     return max(1, min(rows, int(n_query)))
+
+
+def _one_minus(x: np.ndarray) -> np.ndarray:
+    return np.subtract(np.float32(1.0), x)  # float32, as cosine_distance's (-s) + 1
+
+
+def _refined_base(variant: str) -> Any:
+    """The refined distance ``-sims`` of an entry refinement left alone, from its similarity s:
+    ``-s`` (paper) or ``-(1 + s)`` in float32 (official, whose ``.sims`` are on the 1 + cos scale)."""
+    if variant == "paper":
+        return np.negative
+    return lambda x: np.negative(np.add(x, np.float32(1.0), dtype=np.float32))
+
+
+def _sorted_transform_counts(srt: np.ndarray, f: Any) -> Any:
+    """Rank counts in rows of ``f(s)``, for a decreasing elementwise ``f``, from the ascending rows
+    ``srt`` of ``s``: ``f`` of the reversed rows is sorted (float rounding keeps it monotone), so
+    no row is sorted again."""
+    from dlcr.evaluation.metrics import sorted_counts
+
+    def counts(rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return sorted_counts(f(srt[rows, ::-1]), values)
+
+    return counts
+
+
+def _refined_counts(srt: np.ndarray, s0: np.ndarray, neg: np.ndarray, topm: np.ndarray, variant: str) -> Any:
+    """Rank counts in rows of the refined distances ``neg``: they are ``base(s0)`` except at each
+    row's original top-m columns, so the counts of ``base(s0)`` (from its sorted rows) are corrected
+    by the m entries refinement changed."""
+    base = _refined_base(variant)
+    plain = _sorted_transform_counts(srt, base)
+
+    def counts(rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lt, le = plain(rows, values)
+        cols = topm[rows]
+        old = base(s0[rows[:, None], cols])[:, None, :]  # (n, 1, m) what the sorted rows hold there
+        new = neg[rows[:, None], cols][:, None, :]  # what the refined rows hold
+        v = values[:, :, None]
+        lt = lt - (old < v).sum(-1) + (new < v).sum(-1)
+        le = le - (old <= v).sum(-1) + (new <= v).sum(-1)
+        return lt, le
+
+    return counts
 
 
 def _labels(f: Features, r0: int = 0, r1: int | None = None) -> tuple[Any, Any, Any]:
@@ -138,6 +182,7 @@ def _score_pair(q: Features, g: Features, protocols: list[EvalProtocol], variant
     # one set of buffers for all blocks (a fresh large array per block costs its page faults again)
     stack = torch.empty(1 + n_var, rows, ng)  # stack[0]: the queries' own similarities
     dist_buf = torch.empty(rows, ng)
+    srt_buf = np.empty((rows, ng), dtype=np.float32)
     ref_buf = np.empty((rows, ng), dtype=np.float32) if variants is not None else None
     neg_buf = np.empty((rows, ng), dtype=np.float32) if variants is not None else None
     for r0 in range(0, nq, rows):
@@ -146,8 +191,12 @@ def _score_pair(q: Features, g: Features, protocols: list[EvalProtocol], variant
         qp, qc, ql = _labels(q, r0, r1)
         sim0 = cosine_similarity(q.feats[r0:r1], g.feats, out=stack[0, :c])
         dist = torch.neg(sim0, out=dist_buf[:c]).add_(1.0)  # the arithmetic of cosine_distance
+        srt = srt_buf[:c]
+        np.copyto(srt, sim0.numpy())
+        srt.sort(axis=1)  # the block's one sort: every protocol's ranks, plain and refined, come from it
+        plain_counts = _sorted_transform_counts(srt, _one_minus)
         for p in protocols:
-            plain[p.name].add(dist, qp, gp, qc, gc, ql, gl)
+            plain[p.name].add(dist, qp, gp, qc, gc, ql, gl, counts=plain_counts)
         if variants is None:
             continue
         for k in range(n_var):
@@ -156,7 +205,9 @@ def _score_pair(q: Features, g: Features, protocols: list[EvalProtocol], variant
             has_good, jr, jc = same_person_matches(qp, gp, qc, gc, ql, gl, mode=modes[p.name])
             r = refine(stack[:, :c], gp, m=m_eff[p.name], variant=variant,
                        exclude=(jr, jc) if exclude_junk else None, out=ref_buf[:c])
-            refined[p.name].add(np.negative(r.sims, out=neg_buf[:c]), qp, gp, qc, gc, ql, gl)
+            neg = np.negative(r.sims, out=neg_buf[:c])
+            refined[p.name].add(neg, qp, gp, qc, gc, ql, gl,
+                                counts=_refined_counts(srt, sim0.numpy(), neg, r.topm, variant))
             hits[p.name][0] += int(np.count_nonzero(r.pred_pids[has_good] == np.asarray(qp)[has_good]))
             hits[p.name][1] += int(np.count_nonzero(has_good))
             if keep_refined:

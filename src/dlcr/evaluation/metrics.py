@@ -36,6 +36,7 @@ distance ties between a good match and another item are resolved by an explicit 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -323,8 +324,14 @@ class RankAccumulator:
         self.ng: int | None = None
 
     def add(self, distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothes: Any = None,
-            g_clothes: Any = None) -> None:
-        """Score the queries of one block of rows (the same gallery every time)."""
+            g_clothes: Any = None, *, counts: RankCounts | None = None) -> None:
+        """Score the queries of one block of rows (the same gallery every time).
+
+        ``counts(rows, values)``: for rows of this block and a (len(rows), P) array of their entries'
+        distances, how many entries of each whole row are smaller, and smaller or equal (two int
+        arrays of that shape). By default a sort of each row answers; a caller that knows the sorted
+        rows already (several protocols on one matrix) passes its own answer, which must be exact.
+        """
         d, qp, gp, qc, gc, ql, gl, mode = _prepare(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes,
                                                    g_clothes, self.mode, self.max_rank)
         if self.ng is None:
@@ -333,7 +340,7 @@ class RankAccumulator:
         elif d.shape[1] != self.ng:
             raise InputError(f"a block has {d.shape[1]} gallery columns, earlier ones had {self.ng}")
         assert self.cmc_counts is not None
-        _score_rows(d, qp, gp, qc, gc, ql, gl, mode, self.cmc_counts, self.aps, self.inps, self.chunk)
+        _score_rows(d, qp, gp, qc, gc, ql, gl, mode, self.cmc_counts, self.aps, self.inps, self.chunk, counts)
         self.nq += d.shape[0]
 
     def result(self) -> Metrics:
@@ -342,11 +349,25 @@ class RankAccumulator:
         return _finish(self.cmc_counts, self.aps, self.inps, self.nq, self.mode)
 
 
+#: ``counts(rows, values) -> (less, less_or_equal)``: see :meth:`RankAccumulator.add`.
+RankCounts = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def sorted_counts(sorted_rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entries of each ascending ``sorted_rows`` row smaller than / not larger than each value of the
+    matching row of ``values`` (binary searches batched over rows)."""
+    import torch
+
+    srt = torch.from_numpy(np.ascontiguousarray(sorted_rows))
+    v = torch.from_numpy(np.ascontiguousarray(values))
+    return torch.searchsorted(srt, v).numpy(), torch.searchsorted(srt, v, right=True).numpy()
+
+
 def _score_rows(d: np.ndarray, qp: np.ndarray, gp: np.ndarray, qc: np.ndarray, gc: np.ndarray,
                 ql: np.ndarray | None, gl: np.ndarray | None, mode: str, cmc_counts: np.ndarray,
-                aps: list[np.ndarray], inps: list[np.ndarray], chunk: int | None) -> None:
+                aps: list[np.ndarray], inps: list[np.ndarray], chunk: int | None,
+                counts: RankCounts | None = None) -> None:
     """Add the first-hit ranks, APs and INPs of every query row of ``d`` to the accumulators."""
-    import torch  # searchsorted batched over rows
 
     nq, ng = d.shape
     max_rank = len(cmc_counts)
@@ -376,10 +397,10 @@ def _score_rows(d: np.ndarray, qp: np.ndarray, gp: np.ndarray, qc: np.ndarray, g
         good = np.take_along_axis(good, order, axis=1)
         colc = np.take_along_axis(colc, order, axis=1)
         # entries of the whole row strictly smaller than each same-person distance
-        sorted_rows = torch.from_numpy(np.sort(block, axis=1))
-        dist_t = torch.from_numpy(np.ascontiguousarray(dist))
-        lt = torch.searchsorted(sorted_rows, dist_t).numpy()
-        le = torch.searchsorted(sorted_rows, dist_t, right=True).numpy()
+        if counts is None:
+            lt, le = sorted_counts(np.sort(block, axis=1), dist)
+        else:
+            lt, le = counts(r0 + sel, dist)
         before = lt.astype(np.int64)
         tied = good & (le - lt > 1)  # another entry has exactly this distance: count lower columns
         if tied.any():
