@@ -164,11 +164,16 @@ def make_fake_demo(root: Path, seeds: tuple[int, ...] = (0, 1), k: int = 3, n_qv
         per_seed = [{**{m: round(v + bumps[arm] - 0.01 * i * (m != "sc_top1"), 4) for m, v in base.items()},
                      "seed": s} for i, s in enumerate(seeds)]
         entry = {m: float(np.mean([r[m] for r in per_seed])) for m in base}
+        entry.update({f"{m}_std": float(np.std([r[m] for r in per_seed], ddof=1)) if len(seeds) > 1 else 0.0
+                      for m in base})
         entry.update(seed=seeds[0], seeds=list(seeds), per_seed=per_seed)
         if arm == "baseline" and len(seeds) > 1:
             entry["cc_top1_std"] = 0.0123  # a stored std wins over the one computed from per_seed
         results[arm] = entry
     results["baseline"]["sc_top1"] = 0.95  # baseline best on same-clothes: bold must follow the numbers
+    from dlcr.demo import DemoSettings, table_a1
+
+    results["table_a1"] = table_a1(results, DemoSettings(seeds=tuple(seeds)))
     results["meta"] = {"seeds": list(seeds), "stage_seconds": {"world": 1.5, "generate": 30.2, "train": 400.0},
                        "versions": {"torch": "2.x", "dlcr": "0.1.0"}, "quick": True, "backend": "recolor",
                        "k": k, "l": n_qvar, "m": 5, "world": {"ids": 9, "seed": 0}}
@@ -585,3 +590,33 @@ def test_spread_and_one_per_key():
     assert one_per_key(people, lambda s: s[0], 3) == ["a1", "b1", "c1"]
     assert one_per_key(people, lambda s: s[0], 4) == ["a1", "b1", "c1", "a2"]  # filled up in order
     assert one_per_key(people, lambda s: s[0], 9) == ["a1", "b1", "c1", "a2", "b2"]
+
+
+def test_table_a1_and_validation_curves(tmp_path):
+    """The demo's Table A1 rows are shown with the numbers of results.json, no results.json entry that
+    is not an arm becomes a row of the main table, and curves come from the validation split."""
+    from dlcr.demo import DemoSettings, table_a1
+
+    root = make_fake_demo(tmp_path / "demo")
+    results = json.loads((root / "results.json").read_text())
+    assert results["table_a1"] == table_a1(results, DemoSettings(seeds=(0, 1)))
+    results["curves"] = {"baseline": {"epochs": [2, 4], "val_cc_top1": [0.1, 0.2]}}
+    (root / "results.json").write_text(json.dumps(results))
+    for hist_path in (root / "runs").glob("*/history.json"):
+        hist = json.loads(hist_path.read_text())
+        for row in hist:
+            if "cc_top1" in row:
+                row["val_cc_top1"] = row.pop("cc_top1") / 2
+        hist_path.write_text(json.dumps(hist))
+    html = build_demo_report(root).read_text()
+    res = section(html, "results")
+    assert 'id="table-a1"' in res
+    rows = re.findall(r'<tr data-row="([^"]+)">(.*?)</tr>', res, flags=re.S)
+    expected = results["table_a1"]["rows"] + [results["table_a1"]["concat"]]
+    assert [r for r, _ in rows] == [str(r["row"]) for r in expected]
+    for (_, cells), exp in zip(rows, expected, strict=True):
+        cc = re.findall(r"<td>([^<]*)</td>", cells)[4]  # row, data, sampler, refinement, then CC top-1
+        assert cc == f"{100 * exp['cc_top1']:.1f} ± {100 * exp['cc_top1_std']:.1f}", (cc, exp)
+    main = res.split('id="table-a1"')[0]
+    assert "table_a1" not in main and ">curves<" not in main  # not arms
+    assert "the validation split" in section(html, "curves")

@@ -246,15 +246,18 @@ class Curve:
     loss: np.ndarray
     eval_epochs: np.ndarray
     cc_top1: np.ndarray  # percent
+    source: str = "test"  # "validation" when the run evaluated a validation split (val_cc_top1)
 
 
 def curve_from_history(arm: str, seed: int, history: Sequence[Mapping[str, Any]]) -> Curve:
     """Pull loss and clothes-changing top-1 (a fraction in ``history.json``, in percent here) per epoch
-    out of a ``history.json`` list, as :class:`dlcr.engine.trainer.Trainer` writes it."""
+    out of a ``history.json`` list, as :class:`dlcr.engine.trainer.Trainer` writes it: the validation
+    split's (``val_cc_top1``) when the run has one, else the test set's (``cc_top1``)."""
 
     def num(v: Any) -> float | None:
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
+    key = "val_cc_top1" if any(num(r.get("val_cc_top1")) is not None for r in history) else "cc_top1"
     ep, loss, eep, cc = [], [], [], []
     for i, row in enumerate(history):
         e = num(row.get("epoch"))
@@ -262,10 +265,11 @@ def curve_from_history(arm: str, seed: int, history: Sequence[Mapping[str, Any]]
         if (lv := num(row.get("loss"))) is not None:
             ep.append(e)
             loss.append(lv)
-        if (cv := num(row.get("cc_top1"))) is not None:
+        if (cv := num(row.get(key))) is not None:
             eep.append(e)
             cc.append(cv)
-    return Curve(arm, seed, np.asarray(ep), np.asarray(loss), np.asarray(eep), 100.0 * np.asarray(cc, dtype=np.float64))
+    return Curve(arm, seed, np.asarray(ep), np.asarray(loss), np.asarray(eep), 100.0 * np.asarray(cc, dtype=np.float64),
+                 source="validation" if key == "val_cc_top1" else "test")
 
 
 def plot_curves(curves: Sequence[Curve], path: str | os.PathLike, labels: Mapping[str, str]) -> None:
@@ -284,7 +288,8 @@ def plot_curves(curves: Sequence[Curve], path: str | os.PathLike, labels: Mappin
             ax.plot(x, y, color=colour[c.arm], marker="o" if kind == "cc" else None, ms=3, lw=1.5,
                     alpha=1.0 if first else 0.45, label=labels.get(c.arm, c.arm) if first else None)
     ax_l.set(title="training loss", xlabel="epoch", ylabel="loss")
-    ax_c.set(title="clothes-changing top-1 (test)", xlabel="epoch", ylabel="top-1 (%)")
+    where = "validation" if any(c.source == "validation" for c in curves) else "test"
+    ax_c.set(title=f"clothes-changing top-1 ({where})", xlabel="epoch", ylabel="top-1 (%)")
     if not any(len(c.eval_epochs) for c in curves):
         ax_c.text(0.5, 0.5, "no evaluation during training", ha="center", va="center",
                   transform=ax_c.transAxes, color="#777")

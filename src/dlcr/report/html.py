@@ -45,10 +45,15 @@ METRICS: tuple[tuple[str, str], ...] = (
 )
 ARM_LABELS: Mapping[str, str] = {
     "baseline": "Baseline (originals only)",
-    "dlcr_concat": "DLCR, all variants at once",
+    "dlcr_unmasked": "Generated without the ID-preserving mask",
+    "dlcr_random_prompts": "Masked, random vocabulary prompts",
+    "dlcr_paired": "Masked, the dataset's outfits (paired)",
+    "dlcr_concat": "DLCR, concatenated (no pairing)",
     "dlcr_progressive": "DLCR, progressive",
     "dlcr_progressive_refined": "DLCR, progressive + query refinement",
 }
+#: results.json entries that are not arms
+NOT_ARMS = ("meta", "table_a1", "curves")
 BASELINE, DLCR = "baseline", "dlcr_progressive"
 N_GEN_ROWS, N_QUERIES, TOP_K, N_IDS = 4, 6, 5, 6
 
@@ -217,7 +222,7 @@ def _img(href: str | None, alt: str) -> str:
 def arm_names(results: Mapping[str, Any]) -> list[str]:
     """Arms in the conventional order first, then any others as they appear."""
     arms = [a for a in ARM_LABELS if isinstance(results.get(a), Mapping)]
-    arms += [a for a, v in results.items() if a != "meta" and a not in arms and isinstance(v, Mapping)]
+    arms += [a for a, v in results.items() if a not in NOT_ARMS and a not in arms and isinstance(v, Mapping)]
     return arms
 
 
@@ -285,9 +290,38 @@ def _results_section(root: Path, results: Mapping[str, Any] | None, assets: _Ass
         + "Best value per column in bold.</p>",
         f'<table id="results-table"><tr><th class="arm">arm</th>{head}</tr>{"".join(rows)}</table>',
     ]
+    out.append(_table_a1(results))
     out.append(_per_seed_table(results, arms))
     out.append(_meta_tables(meta))
     return "\n".join(out)
+
+
+def _table_a1(results: Mapping[str, Any]) -> str:
+    """The paper's Table A1 layout: one component added per row (``results["table_a1"]``)."""
+    tbl = results.get("table_a1")
+    if not isinstance(tbl, Mapping) or not tbl.get("rows"):
+        return _note("no table_a1 in results.json (a demo run with --no-ablation, or from an older dlcr)")
+    rows = [r for r in tbl["rows"] if isinstance(r, Mapping)]
+    if isinstance(tbl.get("concat"), Mapping):
+        rows.append(tbl["concat"])
+    head = "".join(f"<th>{_e(lbl)}</th>" for _, lbl in METRICS)
+    body = []
+    for r in rows:
+        cells = []
+        for k, _ in METRICS:
+            mean, std = _num(r.get(k)), _num(r.get(f"{k}_std"))
+            cells.append(f"<td>{_e(fmt_pct(mean) + (f' ± {100 * std:.1f}' if std else ''))}</td>")
+        data = "originals" if r.get("mask_region") is None else f"{r.get('mask_region')} mask, {r.get('prompt_source')} prompts"
+        body.append(f'<tr data-row="{_e(r.get("row"))}"><td>{_e(r.get("row"))}</td><td class="arm">{_e(r.get("name"))}'
+                    f'<br><small>{_e(r.get("arm"))}</small></td><td>{_e(data)}</td><td>{_e(r.get("sampler"))}</td>'
+                    f'<td>{"yes" if r.get("refine") else "no"}</td>{"".join(cells)}</tr>')
+    seeds = tbl.get("seeds") or []
+    return ("<h3>Ablation in the layout of the paper's Table A1</h3>"
+            f'<p class="expl">Each row adds one component; every row has the same world, seeds '
+            f"({_e(', '.join(map(str, seeds)))}) and {_e(tbl.get('epochs', '?'))} epochs. Mean ± standard "
+            "deviation over seeds, in percent.</p>"
+            f'<table id="table-a1"><tr><th>row</th><th class="arm">arm</th><th>generated data</th>'
+            f"<th>sampler / schedule</th><th>refinement</th>{head}</tr>{''.join(body)}</table>")
 
 
 def _per_seed_table(results: Mapping[str, Any], arms: Sequence[str]) -> str:
@@ -738,7 +772,9 @@ def _curves_section(root: Path, results: Mapping[str, Any] | None, assets: _Asse
     out = assets.figure_path("curves.png")
     plot_curves(curves, out, ARM_LABELS)
     n_seeds = len({c.seed for c in curves})
-    return (f'<p class="expl">Per-epoch training loss and clothes-changing top-1 on the test set'
+    where = ("the validation split (held-out training identities; the test set is evaluated once, at "
+             "the end)" if any(c.source == "validation" for c in curves) else "the test set")
+    return (f'<p class="expl">Per-epoch training loss and clothes-changing top-1 on {where}'
             f"{' (one line per seed; the first seed drawn solid)' if n_seeds > 1 else ''}.</p>"
             f'<img class="plot" src="{_e(assets.href(out))}" alt="training curves">')
 
