@@ -179,7 +179,7 @@ class GenerateConfig:
     # (false, true or a torch.compile mode such as "max-autotune"; the shapes are static: the UNet
     # sees calls of exactly micro_batch jobs at the two fixed sizes of training and query variants)
     channels_last: bool = False
-    compile: bool | str = False
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = False
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def _container(tp: Any) -> str | None:
 
 
 def _scalar(tp: Any) -> Any:
-    (a,) = _parts(tp)
+    a = _parts(tp)[-1]  # of `bool | Literal[...]` (generate.compile) the words, which are what "abc" is not
     if typing.get_origin(a) in (list, tuple):
         return typing.get_args(a)[0]
     if typing.get_origin(a) is dict:
