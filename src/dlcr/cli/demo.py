@@ -45,7 +45,7 @@ def demo_cmd(
     masks: str = typer.Option("pose", "--masks",
                               help="clothes masks: pose (the offline real parser, mediapipe; the ground truth with "
                                    "a warning when it is not installed) | truth (the world's label maps)"),
-    ablation: bool = typer.Option(True, "--ablation/--no-ablation",
+    ablation: bool = flag(True, "--ablation/--no-ablation",
                                   help="train the Table A1 rows 2-4 (no ID mask, random prompts, paired without "
                                        "curriculum) too; --no-ablation: baseline, concatenated, progressive only"),
     eval_every: int = typer.Option(None, "--eval-every", callback=positive,
