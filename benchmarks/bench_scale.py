@@ -95,26 +95,28 @@ def eval_part(args: argparse.Namespace) -> None:
     if args.small:  # a small budget, so that the small problems are streamed too
         mid, big = (800, 6000, 400), (2000, 20000, 1000)
         args.budget = min(args.budget, 0.05)
+        args.mid_budget = min(args.mid_budget, 0.02)
     else:
         mid, big = (3000, 30000, 1500), (10000, 125000, 5000)  # LaST test: ~10k queries x ~125k gallery
     print(f"evaluation + refinement (l={l}, m=5, {dim}-d, standard and CC protocols), median of {args.repeat}; "
-          f"budget eval.max_memory_gb={args.budget:g}")
+          f"budget eval.max_memory_gb={args.budget:g} (mid size: {min(args.budget, args.mid_budget):g})")
     print(f"  {'size':<18}{'mode':<28}{'seconds':>9}{'peak GB':>9}  ratio (streamed / whole)")
     nq, ng, ids = mid
-    ts, ms, rs = measure(nq, ng, l, dim, ids, args.budget, args.repeat)
+    mid_budget = min(args.budget, args.mid_budget)  # small enough that the mid size is streamed too
+    ts, ms, rs = measure(nq, ng, l, dim, ids, mid_budget, args.repeat)
     tw, mw, rw = measure(nq, ng, l, dim, ids, None, args.repeat)
     if rs != rw:
         raise SystemExit(f"streamed and whole results differ: {rs} vs {rw}")
-    rows = query_rows_per_block(nq, ng, l, args.budget)
+    rows = query_rows_per_block(nq, ng, l, mid_budget)
     print(f"  {nq}x{ng:<13}{f'streamed ({rows} queries/block)':<28}{ts:>9.1f}{ms:>9.2f}  "
           f"time x{ts / tw:.2f}, peak x{ms / mw:.2f}")
     print(f"  {nq}x{ng:<13}{'whole matrices (reference)':<28}{tw:>9.1f}{mw:>9.2f}  identical metrics: yes")
     nq, ng, ids = big
-    ts, ms, _ = measure(nq, ng, l, dim, ids, args.budget, args.repeat)
+    ts, ms, _ = measure(nq, ng, l, dim, ids, args.budget, args.big_repeat or args.repeat)
     rows = query_rows_per_block(nq, ng, l, args.budget)
     need = bytes_per_query_row(ng, l) * nq / 2**30
     print(f"  {nq}x{ng:<12}{f'streamed ({rows} queries/block)':<28}{ts:>9.1f}{ms:>9.2f}  "
-          f"whole matrices would need ~{need:.0f} GB: not run")
+          f"whole matrices would need ~{need:.0f} GB: not run (median of {args.big_repeat or args.repeat})")
 
 
 def main() -> None:
@@ -124,6 +126,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--variants", type=int, default=6)
     ap.add_argument("--budget", type=float, default=4.0, help="eval.max_memory_gb of the streamed runs")
+    ap.add_argument("--big-repeat", type=int, default=None,
+                    help="runs at LaST size (default --repeat; one run there takes minutes on 2 cores)")
+    ap.add_argument("--mid-budget", type=float, default=1.0, help="the budget of the mid-size streamed run")
     args, rest = ap.parse_known_args()
     if args.part in ("eval", "all"):
         eval_part(args)
