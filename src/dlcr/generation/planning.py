@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from operator import attrgetter
 from typing import Any
@@ -179,6 +179,16 @@ def _check_common(k: int, outfits: Mapping[str, str | Outfit]) -> list[str]:
     return keys
 
 
+def _once(samples: Iterable[Sample], what: str) -> Iterator[Sample]:
+    """The samples in order; an image listed twice is an :class:`InputError` when it is reached."""
+    seen: set[str] = set()
+    for s in samples:
+        if s.path in seen:
+            raise InputError(f"image {s.path!r} is listed twice in the {what}")
+        seen.add(s.path)
+        yield s
+
+
 def _draw(
     rng: np.random.Generator, candidates: Sequence[str], k: int, source: str, strict: bool
 ) -> list[str]:
@@ -296,12 +306,8 @@ def plan_jobs(
     worn_by: dict[int, set[str]] = {}
     for s in samples:
         worn_by.setdefault(int(s.pid), set()).add(clothes_key_of(s))
-    seen: set[str] = set()
     jobs: list[Job] = []
-    for s in samples:
-        if s.path in seen:
-            raise InputError(f"image {s.path!r} is listed twice in the samples")
-        seen.add(s.path)
+    for s in _once(samples, "samples"):
         own = clothes_key_of(s)
         banned = {own} if allow_same_person else worn_by[int(s.pid)] | {own}
         candidates = [c for c in keys if c not in banned]
@@ -326,11 +332,7 @@ def _plan_vocabulary(samples: list[Sample], outfits: Mapping[str, str | Outfit],
     if k < 1:
         raise ConfigError(f"the number of variants per image must be >= 1, got {k}")
     jobs: list[Job] = []
-    seen: set[str] = set()
-    for s in samples:
-        if s.path in seen:
-            raise InputError(f"image {s.path!r} is listed twice in the samples")
-        seen.add(s.path)
+    for s in _once(samples, "samples"):
         own = outfits.get(clothes_key_of(s))
         drawn = _draw_vocabulary(image_rng(seed, dataset, "vocabulary:" + s.path), k,
                                  prompt_of(own) if own is not None else None)
@@ -357,11 +359,7 @@ def plan_query_jobs(
     """
     keys = _check_common(l, outfits)
     jobs: list[Job] = []
-    seen: set[str] = set()
-    for s in query_samples:
-        if s.path in seen:
-            raise InputError(f"image {s.path!r} is listed twice in the query samples")
-        seen.add(s.path)
+    for s in _once(query_samples, "query samples"):
         own = clothes_key_of(s)
         candidates = [c for c in keys if c != own]
         targets = _draw(image_rng(seed, dataset, "query:" + s.path), candidates, l, s.path, strict)
