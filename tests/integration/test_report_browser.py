@@ -7,7 +7,6 @@ so a person can look at it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -26,12 +25,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def _fake_demo_module():
-    """The fake demo folder builder lives with the unit tests; load it by path (tests are not a package)."""
-    path = Path(__file__).resolve().parents[1] / "unit" / "test_report.py"
-    spec = importlib.util.spec_from_file_location("_dlcr_test_report_fake", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    import fake_demo
+
+    return fake_demo
 
 
 def screenshot(html: Path, out: Path, width: int, height: int, profile: Path) -> np.ndarray:

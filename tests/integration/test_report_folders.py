@@ -4,7 +4,6 @@ folder of no known kind."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -20,12 +19,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fake_demo_module():
-    """The fake demo folder builder of the unit tests (tests are not a package: load it by path)."""
-    path = Path(__file__).resolve().parents[1] / "unit" / "test_report.py"
-    spec = importlib.util.spec_from_file_location("_dlcr_test_report_fake_folders", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    import fake_demo
+
+    return fake_demo
 
 
 def run_cli(*argv: str, capsys: pytest.CaptureFixture | None = None) -> tuple[int, str, str]:
