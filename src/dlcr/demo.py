@@ -46,46 +46,40 @@ Every arm of one seed shares the world, the masks, the descriptions and the reci
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dlcr.ablation import (  # noqa: F401 - re-exported: the demo's arms are the ablation's
+    ARM_WORK,
+    ARMS,
+    CONCAT_ROW,
+    CORE_ARMS,
+    CURVE_KEYS,
+    GEN_VARIANTS,
+    METRIC_KEYS,
+    MODE,
+    RESULT_ARMS,
+    SCHEDULE,
+    TABLE_A1,
+    aggregate,
+    aggregate_curves,
+    arm_sets,
+    collect_results,
+    curves_of,
+    results_table,
+    share_work,
+    versions,
+    write_eval,
+)
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
 
-#: trained arms, in Table A1 order, then the concatenated arm
-ARMS = ("baseline", "dlcr_unmasked", "dlcr_random_prompts", "dlcr_paired", "dlcr_progressive", "dlcr_concat")
-#: arms trained with ``DemoSettings(ablation=False)`` (the demo before the Table A1 rows)
-CORE_ARMS = ("baseline", "dlcr_concat", "dlcr_progressive")
-RESULT_ARMS = ARMS + ("dlcr_progressive_refined",)
-MODE = {"baseline": "none", "dlcr_unmasked": "paired", "dlcr_random_prompts": "paired", "dlcr_paired": "paired",
-        "dlcr_progressive": "paired", "dlcr_concat": "concat"}
-#: sampler.schedule per arm (None: the synthcc config's, ``progressive``)
-SCHEDULE = {"dlcr_unmasked": "all", "dlcr_random_prompts": "all", "dlcr_paired": "all"}
-#: the generated data an arm trains on: work-folder suffix, generate.mask_region, generate.prompt_source
-GEN_VARIANTS = {"": ("clothes", "dataset"), "_unmasked": ("person", "dataset"), "_random": ("clothes", "vocabulary")}
-ARM_WORK = {"dlcr_unmasked": "_unmasked", "dlcr_random_prompts": "_random", "dlcr_paired": "",
-            "dlcr_progressive": "", "dlcr_concat": ""}
-#: Table A1: (row, arm, what the row adds)
-TABLE_A1: tuple[tuple[int, str, str], ...] = (
-    (1, "baseline", "CAL baseline (originals only)"),
-    (2, "dlcr_unmasked", "+ generated data, no ID-preserving mask (standard diffusion)"),
-    (3, "dlcr_random_prompts", "+ ID-preserving mask, random vocabulary prompts"),
-    (4, "dlcr_paired", "+ ID-preserving mask, the dataset's described outfits"),
-    (5, "dlcr_progressive", "+ progressive learning"),
-    (6, "dlcr_progressive_refined", "+ prediction refinement"),
-)
-CONCAT_ROW = ("dlcr_concat", "the dataset's described outfits, concatenated (no pairing, no curriculum)")
-METRIC_KEYS = ("cc_top1", "cc_map", "sc_top1", "sc_map", "top1", "map")
-CURVE_KEYS = {"val_top1": "val_top1", "val_map": "val_mAP", "val_cc_top1": "val_cc_top1",
-              "val_cc_map": "val_cc_mAP", "loss": "loss"}
+
 MASK_SOURCES = ("pose", "truth")
 
 
@@ -140,17 +134,14 @@ def arm_config(st: DemoSettings, arm: str, seed: int, world_root: Path) -> Any:
     ``sampler.schedule`` and the generated data (``generate.mask_region`` / ``prompt_source``) differ."""
     from dlcr.config import load_config
 
-    region, source = GEN_VARIANTS[ARM_WORK.get(arm, "")]
     sets = [
         f"data.root={world_root}", f"data.height={st.train_height}", f"data.width={st.train_width}",
         f"data.workers={st.workers}", f"train.epochs={st.epochs}", f"train.seed={seed}",
         f"train.eval_every={st.eval_every}", f"loss.cal_start_epoch={st.cal_start}",
         f"optim.milestones={list(st.milestones)}", f"optim.lr={st.lr}",
         f"sampler.batch_size={st.batch_size}", f"sampler.num_instances={st.num_instances}",
-        f"sampler.mode={MODE[arm]}", f"sampler.progressive_every={st.progressive_every}",
-        *([f"sampler.schedule={SCHEDULE[arm]}"] if arm in SCHEDULE else []),
+        f"sampler.progressive_every={st.progressive_every}", *arm_sets(arm),
         f"generate.k={st.k}", f"generate.query_variants={st.l}", f"generate.backend={st.backend}",
-        f"generate.mask_region={region}", f"generate.prompt_source={source}",
         f"eval.refine_l={st.l}", f"eval.refine_m={st.m}", f"eval.refine_variant={st.refine_variant}",
         *st.extra_sets,
     ]
@@ -265,100 +256,11 @@ def mask_iou(samples: Sequence[Any], world_root: Path, label_root: Path) -> dict
     return {**{k: v / n for k, v in sums.items()}, "images": len(paths)}
 
 
-def share_work(work: Path, other: Path) -> None:
-    """Make ``other`` a work folder that shares ``work``'s masks and descriptions (links; copies where
-    links are not possible), so an ablation's generated data lives in its own folder."""
-    import shutil
-
-    from dlcr.generation import stages
-
-    other.mkdir(parents=True, exist_ok=True)
-    names = [stages.MASKS, stages.CAPTIONS, stages.OUTFITS, "captions.signature.json", "outfits.signature.json"]
-    for name in names:
-        src, dst = work / name, other / name
-        if not src.exists() or dst.is_symlink() or dst.exists():
-            continue
-        try:
-            dst.symlink_to(os.path.relpath(src, other), target_is_directory=src.is_dir())
-        except OSError:
-            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
-
-
-def _row(metrics: dict[str, Any], suffix: str = "") -> dict[str, float]:
-    def g(proto: str, key: str) -> float:
-        return float(metrics[f"{proto}{suffix}"][key])
-
-    return {"cc_top1": g("cc", "top1"), "cc_map": g("cc", "mAP"), "sc_top1": g("sc", "top1"),
-            "sc_map": g("sc", "mAP"), "top1": g("standard", "top1"), "map": g("standard", "mAP")}
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("dlcr", "torch", "torchvision", "numpy", "diffusers", "transformers"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            out[pkg] = md.version(pkg)
-    return out
-
-
-def aggregate(per_seed: Sequence[dict[str, float]]) -> dict[str, Any]:
-    import numpy as np
-
-    out: dict[str, Any] = {}
-    for k in METRIC_KEYS:
-        vals = np.array([r[k] for r in per_seed], dtype=np.float64)
-        out[k] = float(vals.mean())
-        out[f"{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-    out["seed"] = int(per_seed[0]["seed"])
-    out["seeds"] = [int(r["seed"]) for r in per_seed]
-    out["per_seed"] = list(per_seed)
-    return out
-
-
-def curves_of(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The validation points of a ``history.json`` list (epochs at which the validation ran)."""
-    out = []
-    for rec in history:
-        if "val_cc_top1" not in rec:
-            continue
-        out.append({"epoch": int(rec["epoch"]), **{k: float(rec[src]) for k, src in CURVE_KEYS.items() if src in rec}})
-    return out
-
-
-def aggregate_curves(per_seed: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Mean (and std) over seeds of each curve, on the epochs every seed evaluated."""
-    import numpy as np
-
-    seeds = sorted(per_seed)
-    common = sorted(set.intersection(*[{p["epoch"] for p in per_seed[s]} for s in seeds])) if seeds else []
-    out: dict[str, Any] = {"epochs": common, "seeds": seeds}
-    for k in CURVE_KEYS:
-        vals = np.array([[next(p[k] for p in per_seed[s] if p["epoch"] == e) for e in common] for s in seeds],
-                        dtype=np.float64).reshape(len(seeds), len(common))
-        out[k] = [float(v) for v in vals.mean(axis=0)] if seeds else []
-        out[f"{k}_std"] = [float(v) for v in (vals.std(axis=0, ddof=1) if len(seeds) > 1 else vals[0] * 0)]
-    out["per_seed"] = {str(s): per_seed[s] for s in seeds}
-    return out
-
-
 def table_a1(results: dict[str, Any], st: DemoSettings) -> dict[str, Any]:
-    """The Table A1 rows (mean ± std over seeds) out of the per-arm results."""
+    """The Table A1 rows (mean ± std over seeds) of a demo's per-arm results."""
+    from dlcr.ablation import table_a1 as _table
 
-    def row(arm: str) -> dict[str, Any]:
-        base = arm.removesuffix("_refined")
-        region, source = GEN_VARIANTS[ARM_WORK.get(base, "")]
-        r = results[arm]
-        return {"arm": arm, "mask_region": None if base == "baseline" else region,
-                "prompt_source": None if base == "baseline" else source,
-                "sampler": MODE[base] + ("" if MODE[base] == "none" else f"/{SCHEDULE.get(base, 'progressive')}"),
-                "refine": arm.endswith("_refined"),
-                **{k: r[k] for k in METRIC_KEYS}, **{f"{k}_std": r[f"{k}_std"] for k in METRIC_KEYS}}
-
-    rows = [{"row": n, "name": name, **row(arm)} for n, arm, name in TABLE_A1 if arm in results]
-    concat = {"row": "concat", "name": CONCAT_ROW[1], **row(CONCAT_ROW[0])} if CONCAT_ROW[0] in results else None
-    return {"rows": rows, "concat": concat, "metrics": list(METRIC_KEYS), "seeds": list(st.seeds),
-            "epochs": st.epochs}
+    return _table(results, seeds=st.seeds, epochs=st.epochs)
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -456,14 +358,12 @@ def _generate_task(st: DemoSettings, out: Path, tag: str, suffix: str) -> dict[s
 def _train_task(st: DemoSettings, out: Path, tag: str, arm: str, seed: int) -> dict[str, Any]:
     """Train one arm for one seed (validation every ``eval_every`` epochs), then evaluate it once on the
     test set (the progressive arm with and without refinement) into ``runs/<arm>_s<seed>/eval``."""
-    import numpy as np
     import torch
 
-    from dlcr.engine.evaluate import EvalSettings, evaluate_model, save_features
+    from dlcr.engine.evaluate import EvalSettings, evaluate_model
     from dlcr.engine.trainer import GeneratedData, Trainer
     from dlcr.generation import stages
     from dlcr.generation.runner import MANIFEST
-    from dlcr.io.atomic import atomic_write, atomic_write_json
     from dlcr.io.tables import read_table
 
     timed = _Timer()
@@ -486,16 +386,7 @@ def _train_task(st: DemoSettings, out: Path, tag: str, arm: str, seed: int) -> d
     metrics = timed(f"eval_{arm}", evaluate_model, tr.model, ds.splits, p["world"], ds.protocols, es,
                     refine_rows=qrows, refine_root=p["work"] / stages.QUERY_GENERATED, l=st.l, m=st.m,
                     variant=st.refine_variant, keep_features=True)
-    feats = metrics.pop("_features")
-    extras = metrics.pop("_extras")
-    (run_dir / "eval").mkdir(parents=True, exist_ok=True)
-    save_features(run_dir / "eval" / "features.npz", feats["query"], feats["gallery"])
-    atomic_write_json(run_dir / "eval" / "paths.json", {"query": [s.path for s in ds.splits["query"]],
-                                                         "gallery": [s.path for s in ds.splits["gallery"]]})
-    if "standard_refined_sims" in extras:
-        with atomic_write(run_dir / "eval" / "refined_sims.npy", "wb") as fh:
-            np.save(fh, np.asarray(extras["standard_refined_sims"], dtype=np.float32))
-    atomic_write_json(done, metrics)
+    write_eval(run_dir, metrics, ds.splits)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {"timings": timed.seconds}
@@ -621,24 +512,11 @@ def run_demo(out: str | os.PathLike, st: DemoSettings, *, report: bool = True) -
     if real.get("status") != "ok":
         log.warning("real-photo stage skipped: %s", real.get("reason"))
 
-    per_arm: dict[str, list[dict[str, float]]] = {a: [] for a in st.arms + ("dlcr_progressive_refined",)}
-    curves: dict[str, dict[int, list[dict[str, Any]]]] = {a: {} for a in st.arms}
-    for seed in st.seeds:
-        for arm in st.arms:
-            run_dir = p["runs"] / f"{arm}_s{seed}"
-            metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
-            per_arm[arm].append({**_row(metrics), "seed": seed})
-            if arm == "dlcr_progressive":
-                per_arm["dlcr_progressive_refined"].append({**_row(metrics, "_refined"), "seed": seed})
-            hist = run_dir / "history.json"
-            curves[arm][seed] = curves_of(json.loads(hist.read_text())) if hist.is_file() else []
-
-    results: dict[str, Any] = {arm: aggregate(rows) for arm, rows in per_arm.items() if rows}
-    results["table_a1"] = table_a1(results, st)
-    results["curves"] = {arm: aggregate_curves(c) for arm, c in curves.items()}
+    results = collect_results(p["runs"], st.arms, st.seeds, refined="dlcr_progressive" in st.arms,
+                              epochs=st.epochs)
     timed.seconds["total"] = time.time() - t_start
     results["meta"] = {"seeds": list(st.seeds), "stage_seconds": {k: round(v, 2) for k, v in timed.seconds.items()},
-                       "versions": _versions(), "quick": st.quick, "backend": st.backend, "k": st.k, "l": st.l,
+                       "versions": versions(), "quick": st.quick, "backend": st.backend, "k": st.k, "l": st.l,
                        "m": st.m, "world": world, "settings": asdict(st), "masks": masks_meta,
                        "validation": val_info, "arms": list(st.arms), "work": p["work"].name,
                        "runs": p["runs"].name}
@@ -650,18 +528,3 @@ def run_demo(out: str | os.PathLike, st: DemoSettings, *, report: bool = True) -
         results["meta"]["stage_seconds"]["report"] = round(timed.seconds["report"], 2)
         atomic_write_json(out / "results.json", results)
     return results
-
-
-def results_table(results: dict[str, Any]) -> str:
-    """The Table A1 rows (and the concatenated arm) as printed text, in percent (± std over seeds)."""
-    many = len(results.get("meta", {}).get("seeds") or [0]) > 1
-    width = 15 if many else 9
-    head = f"{'':<3}{'arm':<28}" + "".join(f"{k:>{width}}" for k in METRIC_KEYS)
-    lines = [head]
-    tbl = results.get("table_a1") or table_a1(results, DemoSettings())
-    rows = list(tbl["rows"]) + ([tbl["concat"]] if tbl.get("concat") else [])
-    for r in rows:
-        cells = "".join((f"{100 * r[k]:>8.1f} ± {100 * r[k + '_std']:<4.1f}" if many else f"{100 * r[k]:>{width}.1f}")
-                        for k in METRIC_KEYS)
-        lines.append(f"{str(r['row']) if r['row'] != 'concat' else '+':<3}{r['arm']:<28}{cells}")
-    return "\n".join(lines)

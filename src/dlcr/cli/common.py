@@ -36,6 +36,19 @@ def positive(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
     return value
 
 
+def int_list(text: str, option: str) -> tuple[int, ...]:
+    """``"0,1,2"`` given to ``option`` as a tuple of ints; anything else is one ``error:`` line."""
+    from dlcr.errors import ConfigError
+
+    try:
+        values = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"{option} expects comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{option} names no value")
+    return values
+
+
 DEVICE_HELP = "cpu | cuda | cuda:N"
 DEVICE_DEFAULT = "this process's GPU when one is visible, else cpu"
 

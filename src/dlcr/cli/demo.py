@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dlcr.cli.common import flag, positive
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    from dlcr.errors import ConfigError
-
-    try:
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise ConfigError(f"--seeds expects comma-separated integers, got {text!r}") from None
-    if not seeds:
-        raise ConfigError("--seeds names no seed")
-    return seeds
+from dlcr.cli.common import flag, int_list, positive
 
 
 def demo_cmd(
@@ -64,7 +52,7 @@ def demo_cmd(
         from dlcr.errors import ConfigError
 
         raise ConfigError(f"--masks must be pose or truth, got {masks!r}")
-    kw.update(seeds=_seeds(seeds), backend=backend, extra_sets=tuple(sets), masks=masks, ablation=ablation)
+    kw.update(seeds=int_list(seeds, "--seeds"), backend=backend, extra_sets=tuple(sets), masks=masks, ablation=ablation)
     st = DemoSettings.quick_settings(**kw) if quick else DemoSettings(**kw)
     res = run_demo(out, st)
     typer.echo(results_table(res))

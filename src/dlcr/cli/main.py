@@ -59,13 +59,14 @@ def _root(
 
 
 def _register() -> None:
-    from dlcr.cli import config, data, demo, evaluate, generate, report, train
+    from dlcr.cli import ablate, config, data, demo, evaluate, generate, report, train
 
     app.add_typer(config.app, name="config")
     app.add_typer(data.app, name="data")
     app.add_typer(generate.app, name="generate")
     app.command("train")(train.train_cmd)
     app.command("evaluate")(evaluate.evaluate_cmd)
+    app.command("ablate")(ablate.ablate_cmd)
     app.command("demo")(demo.demo_cmd)
     app.command("report")(report.report_cmd)
 
