@@ -65,6 +65,8 @@ class DataConfig:
 class ModelConfig:
     name: str = "cal_resnet50"
     pretrained: str | None = "imagenet"  # "imagenet", a local weights file, or null for random init
+    # small_resnet only: channels of its four stages (null: (32, 64, 128, 256)); the demo's narrower net
+    widths: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,7 @@ RULES: dict[type, dict[str, Range]] = {
     LossConfig: {"label_smooth": Range(lo=0, hi=1, hi_open=True), "triplet_margin": NON_NEGATIVE,
                  "triplet_weight": NON_NEGATIVE, "clothes_scale": POSITIVE, "cal_epsilon": PROBABILITY,
                  "cal_start_epoch": NON_NEGATIVE, "cal_weight": NON_NEGATIVE},
+    ModelConfig: {"widths": POSITIVE_INT},
     SamplerConfig: {"batch_size": POSITIVE_INT, "num_instances": POSITIVE_INT, "num_partitions": POSITIVE_INT,
                     "progressive_every": POSITIVE_INT},
     TrainConfig: {"epochs": POSITIVE_INT, "eval_every": NON_NEGATIVE, "seed": NON_NEGATIVE,

@@ -287,3 +287,31 @@ def test_prcc_validation_split_selects_the_best_checkpoint(world, tmp_path):
     meta = json.loads(res.best_checkpoint.read_text())
     assert tuple(tr.best) == (vals[best_epoch - 1], best_epoch)
     assert meta["epoch"] + 1 == best_epoch, meta["epoch"]
+
+
+def test_model_widths_train_and_evaluate_from_the_checkpoint(world, tmp_path, capsys):
+    """``model.widths`` (the demo's narrower small_resnet) is rebuilt by ``dlcr evaluate`` from the
+    checkpoint's config, whatever the evaluation's own config says; other models refuse it."""
+    from dlcr.cli.evaluate import load_model
+    from dlcr.cli.main import main
+
+    common = ["--config", "synthcc", "--set", f"data.root={world['root']}", "--set", f"data.height={H}",
+              "--set", f"data.width={W}", "--set", "data.workers=0", "--work", str(world["work"])]
+    main(["train", *common, "--set", "train.epochs=1", "--set", "train.eval_every=0", "--set", "sampler.batch_size=8",
+          "--set", "sampler.num_instances=2", "--set", "model.widths=[8,16,24,32]", "--name", "narrow",
+          "--out", str(tmp_path)])
+    ck = tmp_path / "narrow" / "checkpoints" / "last.json"
+    model, _ = load_model(ck, "nope")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert max(c.out_channels for c in convs) == 32 and model.feat_dim == 64  # [max ; avg] of the last stage
+    main(["evaluate", *common, "--checkpoint", str(ck)])
+    assert json.loads((tmp_path / "narrow" / "eval" / "metrics.json").read_text())["standard"]["num_queries"] > 0
+    capsys.readouterr()
+    for bad, needle in (("model.widths=[8,16]", "4 stage widths"), ("model.widths=[0,8,8,8]", "model.widths"),
+                        ("model.name=bot_resnet50", "small_resnet only")):
+        extra = ["--set", "model.widths=[8,16,24,32]"] if "name" in bad else []
+        with pytest.raises(SystemExit) as e:
+            main(["train", *common, *extra, "--set", bad, "--set", "model.pretrained=null", "--name", "x",
+                  "--out", str(tmp_path)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and needle in err[-1], (bad, err)

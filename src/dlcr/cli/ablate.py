@@ -209,7 +209,8 @@ def ablate_cmd(
     results["meta"] = {"kind": "ablation", "dataset": cfg.data.name, "config": config, "sets": list(sets),
                        "seeds": seed_list, "rows": sorted(int_list(rows, "--rows")), "arms": list(arms),
                        "epochs": cfg.train.epochs, "backend": cfg.generate.backend, "k": cfg.generate.k,
-                       "l": cfg.eval.refine_l, "m": cfg.eval.refine_m, "work": str(w), "runs": "runs",
+                       "l": cfg.eval.refine_l, "m": cfg.eval.refine_m, "work": str(w.resolve()), "runs": "runs",
+                       "images": str(Path(ds.root).resolve()),
                        "versions": versions()}
     atomic_write_json(folder / "results.json", results)
     typer.echo(results_table(results))

@@ -15,11 +15,11 @@ def demo_cmd(
                                 help="inpainting backend: recolor (offline baseline) | tiny (real diffusers code, "
                                      "tiny random weights: plumbing only)"),
     ids: int = typer.Option(None, "--ids", callback=positive, help="identities in the world",
-                            show_default="150; --quick: 40"),
+                            show_default="100; --quick: 40"),
     epochs: int = typer.Option(None, "--epochs", callback=positive, help="training epochs per arm",
-                               show_default="20; --quick: 4"),
+                               show_default="12; --quick: 4"),
     k: int = typer.Option(None, "--k", callback=positive, help="generated variants per training image",
-                          show_default="8; --quick: 4"),
+                          show_default="4"),
     l: int = typer.Option(None, "--l", callback=positive,  # noqa: E741
                           help="generated variants per query (refinement)", show_default="6; --quick: 3"),
     m: int = typer.Option(None, "--m", callback=positive, help="top-m retrievals ensembled by refinement",

@@ -28,7 +28,7 @@ def load_model(checkpoint: str | Path, fallback_arch: str, device: Any = None) -
     """
     from dlcr.engine.checkpoint import PICKLE_SUFFIXES, load_checkpoint, read_checkpoint_meta
     from dlcr.errors import CheckpointError
-    from dlcr.models import create_model
+    from dlcr.models import create_model, model_options
 
     p = Path(checkpoint)
     if p.suffix.lower() in PICKLE_SUFFIXES:  # unpickling can run code chosen by the file's author
@@ -39,7 +39,10 @@ def load_model(checkpoint: str | Path, fallback_arch: str, device: Any = None) -
     num_pids = int(meta.get("num_pids") or 0)
     if num_pids < 1:
         raise CheckpointError(f"{meta_file} does not record the number of training identities")
-    model = create_model(meta.get("arch") or fallback_arch, num_pids, pretrained=None)
+    arch = meta.get("arch") or fallback_arch
+    saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    widths = (saved.get("model") or {}).get("widths") if isinstance(saved.get("model"), dict) else None
+    model = create_model(arch, num_pids, pretrained=None, **model_options(arch, widths))
     state = load_checkpoint(meta_file, model=model, map_location="cpu", restore_rng=False)
     if device is not None:
         model.to(device)

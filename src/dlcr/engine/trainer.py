@@ -214,7 +214,7 @@ class Trainer:
                  env: DistEnv | None = None):
         from dlcr.data.transforms import build_transforms
         from dlcr.losses import ClothesAdversarialLoss, CrossEntropyLabelSmooth, TripletLoss
-        from dlcr.models import ClothesClassifier, create_model
+        from dlcr.models import ClothesClassifier, create_model, model_options
 
         self.cfg = cfg
         self.data = data
@@ -235,7 +235,8 @@ class Trainer:
         seed_everything(cfg.train.seed + self.env.rank)
         self.pool, self.variants = build_pool(data, generated,
                                               target_clothes=sc.generated_clothes_label == "target")
-        self.model = create_model(cfg.model.name, data.num_pids, pretrained=cfg.model.pretrained).to(self.device)
+        self.model = create_model(cfg.model.name, data.num_pids, pretrained=cfg.model.pretrained,
+                                  **model_options(cfg.model.name, cfg.model.widths)).to(self.device)
         self.clothes = ClothesClassifier(self.model.feat_dim, max(1, data.num_clothes),
                                          scale=cfg.loss.clothes_scale).to(self.device)
         self.pos_mask = torch.as_tensor(data.pid2clothes, dtype=torch.float32, device=self.device)

@@ -10,7 +10,7 @@ backbone (safetensors, or a torch file read with ``weights_only=True``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dlcr.models.backbones import (
@@ -83,6 +83,20 @@ def small_resnet(num_pids: int, *, pretrained: Pretrained = None, widths: tuple[
     backbone = SmallResNet(tuple(widths), tuple(layers), last_stride)
     init_backbone(backbone, pretrained, "small_resnet")
     return ReIDModel(backbone, num_pids, pooling=pooling, arch="small_resnet", **CAL_HEAD)
+
+
+def model_options(name: str, widths: Sequence[int] | None = None) -> dict[str, Any]:
+    """Keyword arguments of :func:`create_model` from the ``model`` settings beyond name and weights
+    (``model.widths``: small_resnet's four stage widths; a one-line error on any other model)."""
+    if widths is None:
+        return {}
+    from dlcr.errors import ConfigError
+
+    if name != "small_resnet":
+        raise ConfigError(f"model.widths applies to small_resnet only, not to {name!r}")
+    if len(widths) != 4:
+        raise ConfigError(f"model.widths needs 4 stage widths, got {list(widths)}")
+    return {"widths": tuple(int(w) for w in widths)}
 
 
 def create_model(name: str, num_pids: int, *, pretrained: Pretrained = None, **kwargs: Any) -> ReIDModel:

@@ -3,7 +3,9 @@
 Three kinds (:func:`folder_kind`), told apart by the files their command leaves:
 
 - a **demo folder** (``dlcr demo --out``): ``results.json`` (or, while the demo runs, ``world/`` +
-  ``work/``); its report is :func:`dlcr.report.html.build_demo_report`;
+  ``work/``); its report is :func:`dlcr.report.html.build_demo_report`. An **ablation folder**
+  (``dlcr ablate --out``) has the same layout and report; its ``results.json`` names the dataset's
+  images and the work folder (``meta.images``, ``meta.work``);
 - a **work folder** (``dlcr generate --work``, default ``out/<dataset>``): ``masks/``,
   ``captions.parquet``, ``outfits.parquet``, ``jobs.parquet``, ``generated/``, ``query_*``. Its
   report: what each stage holds (counts), the settings each stage's signature records, clothes masks

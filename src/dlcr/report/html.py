@@ -282,7 +282,8 @@ def _results_section(root: Path, results: Mapping[str, Any] | None, assets: _Ass
     meta = results.get("meta") if isinstance(results.get("meta"), Mapping) else {}
     seeds = meta.get("seeds") or []
     out = [
-        '<p class="expl">All numbers are percentages on the synthetic test set. CC = clothes-changing '
+        f'<p class="expl">All numbers are percentages on the {_e(meta.get("dataset") or "synthetic")} test set. '
+        "CC = clothes-changing "
         "protocol (only gallery images of the same person in <em>other</em> clothes and another camera "
         "count), SC = same-clothes, plain top-1/mAP = standard protocol. "
         + (f"Mean ± standard deviation over {len(seeds)} seeds ({_e(', '.join(map(str, seeds)))}). "
@@ -317,7 +318,7 @@ def _table_a1(results: Mapping[str, Any]) -> str:
                     f'<td>{"yes" if r.get("refine") else "no"}</td>{"".join(cells)}</tr>')
     seeds = tbl.get("seeds") or []
     return ("<h3>Ablation in the layout of the paper's Table A1</h3>"
-            f'<p class="expl">Each row adds one component; every row has the same world, seeds '
+            f'<p class="expl">Each row adds one component; every row has the same data, seeds '
             f"({_e(', '.join(map(str, seeds)))}) and {_e(tbl.get('epochs', '?'))} epochs. Mean ± standard "
             "deviation over seeds, in percent.</p>"
             f'<table id="table-a1"><tr><th>row</th><th class="arm">arm</th><th>generated data</th>'
@@ -503,8 +504,24 @@ def generation_grid(assets: _Assets, work: Path, images: Path | None, *, n_rows:
     return "\n".join(out)
 
 
+def _meta(results: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    meta = results.get("meta") if results else None
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def images_root(root: Path, results: Mapping[str, Any] | None) -> Path:
+    """Where a demo or ablation folder's original images are: the demo's ``world/``, an ablation's
+    dataset root (``meta.images``)."""
+    return Path(_meta(results)["images"]) if _meta(results).get("images") else root / "world"
+
+
+def work_root(root: Path, results: Mapping[str, Any] | None) -> Path:
+    """A demo's ``work/`` or an ablation's work folder (``meta.work``, relative to ``root`` or absolute)."""
+    return root / str(_meta(results).get("work") or "work")
+
+
 def _generation_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
-    return generation_grid(assets, root / "work", root / "world")
+    return generation_grid(assets, work_root(root, results), images_root(root, results))
 
 
 # --------------------------------------------------------------------------------------------
@@ -742,7 +759,7 @@ def _retrieval_section(root: Path, results: Mapping[str, Any] | None, assets: _A
         f"{int((d1 & ~b1).sum())} queries; the reverse: {int((b1 & ~d1).sum())}. Queries shown are "
         "taken from both kinds of disagreement first.</p>",
         LEGEND,
-        ranked_lists(assets, chosen, ranks, fb, pb, root / "world"),
+        ranked_lists(assets, chosen, ranks, fb, pb, images_root(root, results)),
     ]
     return "\n".join(out)
 
@@ -915,7 +932,11 @@ def demo_report(root: Path) -> Report:
             sub.append(f"{k.upper()}={meta[k]}")
     if meta.get("quick"):
         sub.append("quick mode")
-    return write_page(root, kind="demo", title="DLCR demo report", subtitle=" · ".join(sub) if sub else root.name,
+    ablation = meta.get("kind") == "ablation"
+    if ablation:
+        sub.insert(0, f"dataset: {meta.get('dataset', '?')}")
+    return write_page(root, kind="demo", title="DLCR ablation report" if ablation else "DLCR demo report",
+                      subtitle=" · ".join(sub) if sub else root.name,
                       sections=[(sid, title, section(sid, fn)) for sid, title, fn in SECTIONS], t0=t0)
 
 
