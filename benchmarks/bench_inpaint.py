@@ -1,6 +1,6 @@
 """Inpainting throughput: dlcr's batched engine vs the stock diffusers pipeline called once per image.
 
-Both run the tiny random inpainting pipeline (``dlcr.testing.tiny_diffusion``) on the CPU with the
+Both run the tiny random inpainting pipeline (``dlcr.generation.tiny_models.diffusion``) on the CPU with the
 same settings (scheduler, steps, guidance, resolution, per-job seeds). The reference is what a
 straightforward script does: one ``pipe(prompt=..., image=..., mask_image=...)`` call per job, the
 prompt encoded every time. A second reference calls the stock pipeline once per batch (lists of

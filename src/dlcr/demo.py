@@ -428,11 +428,23 @@ def _init_worker(threads: int, level: int) -> None:
         torch.set_num_threads(threads)
 
 
+def _stop_pool(pool: Any) -> None:
+    """Stop a pool at once (a failed task, Ctrl-C, SIGTERM): pending tasks are cancelled and the
+    processes of running ones terminated instead of waited for -- what they committed stays, and the
+    same command resumes from it."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # the executor keeps no public handle
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(timeout=10)
+
+
 def _run_tasks(tasks: list[tuple[str, tuple[str, ...], Any, dict[str, Any]]], jobs: int, threads: int
                ) -> dict[str, Any]:
     """Run ``(key, deps, fn, kwargs)`` tasks, each once every task it depends on is done: in this process
     in list order (``jobs`` <= 1), else on a pool of ``jobs`` spawned processes (ready tasks submitted in
-    list order). The first failure stops the run (its exception is raised once running tasks end)."""
+    list order). The first failure, Ctrl-C or SIGTERM stops the run at once (:func:`_stop_pool`) and is raised."""
     results: dict[str, Any] = {}
     if jobs <= 1:
         for key, _, fn, kw in tasks:
@@ -445,8 +457,9 @@ def _run_tasks(tasks: list[tuple[str, tuple[str, ...], Any, dict[str, Any]]], jo
     level = logging.getLogger("dlcr").getEffectiveLevel()
     todo = list(tasks)
     running: dict[Any, str] = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(threads, level)) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(threads, level))
+    try:
         while todo or running:
             for t in [t for t in todo if all(d in results for d in t[1])]:
                 todo.remove(t)
@@ -455,13 +468,11 @@ def _run_tasks(tasks: list[tuple[str, tuple[str, ...], Any, dict[str, Any]]], jo
                 raise RuntimeError(f"demo tasks with unmet dependencies: {[t[0] for t in todo]}")
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for f in finished:
-                key = running.pop(f)
-                try:
-                    results[key] = f.result()
-                except BaseException:
-                    for other in running:
-                        other.cancel()
-                    raise
+                results[running.pop(f)] = f.result()
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
     return results
 
 

@@ -61,7 +61,7 @@ def _save_weights(model: Any, folder: Path, stem: str, weights: str) -> None:
 # ------------------------------------------------------------------------------------- tokenizer
 def write_clip_tokenizer(folder: Path, *, pad_token: str = _EOS, max_length: int = 77) -> None:
     """A ``CLIPTokenizer`` folder as SD checkpoints ship it (the vocabulary is small)."""
-    from dlcr.testing.tiny_diffusion import write_tiny_clip_vocab
+    from dlcr.generation.tiny_models.diffusion import write_tiny_clip_vocab
 
     folder.mkdir(parents=True, exist_ok=True)
     write_tiny_clip_vocab(folder)  # vocab.json + merges.txt (byte-level BPE, CLIP conventions)

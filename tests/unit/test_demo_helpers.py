@@ -87,3 +87,27 @@ def test_tasks_run_after_their_dependencies_in_process():
     log: list[int] = []
     done = _run_tasks([("a", (), _task, {"x": 1, "log": log}), ("b", ("a",), _task, {"x": 2, "log": log})], 1, 1)
     assert done == {"a": 10, "b": 20} and log == [1, 2]
+
+
+def _sleep_task(seconds: float) -> float:  # module level: the pool's spawned processes import it
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def _fail_task(after: float) -> None:
+    import time
+
+    time.sleep(after)
+    raise ValueError("task failed")
+
+
+def test_a_failing_task_stops_the_pool_at_once():
+    """A failure (like Ctrl-C) does not wait for the other running tasks: their processes are ended."""
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="task failed"):
+        _run_tasks([("long", (), _sleep_task, {"seconds": 120.0}), ("bad", (), _fail_task, {"after": 1.0})], 2, 1)
+    assert time.perf_counter() - t0 < 60

@@ -18,7 +18,7 @@ from dlcr.generation.describe import (  # noqa: E402
     read_outfits,
 )
 from dlcr.generation.describers.hf import HFCaptioner, HFSummarizer, resolve_dtype  # noqa: E402
-from dlcr.testing.tiny_text import (  # noqa: E402
+from dlcr.generation.tiny_models.text import (  # noqa: E402
     TINY_LLM_LABEL,
     TINY_VLM_LABEL,
     build_word_tokenizer,

@@ -20,7 +20,7 @@ from dlcr.generation import guidance as G  # noqa: E402
 from dlcr.generation.inpainters.diffusers_backend import DiffusersInpainter  # noqa: E402
 from dlcr.generation.inpainting import InpaintItem  # noqa: E402
 from dlcr.generation.planning import Job  # noqa: E402
-from dlcr.testing.tiny_diffusion import tiny_pipeline_path  # noqa: E402
+from dlcr.generation.tiny_models.diffusion import tiny_pipeline_path  # noqa: E402
 
 H, W = 64, 32  # working size of the tiny pipeline; latents are 4 x 32 x 16 (its VAE downsamples by 2)
 

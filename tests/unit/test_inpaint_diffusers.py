@@ -12,7 +12,7 @@ from dlcr.errors import CheckpointError, ConfigError  # noqa: E402
 from dlcr.generation.inpainters.diffusers_backend import DiffusersInpainter, make_scheduler  # noqa: E402
 from dlcr.generation.inpainting import InpaintItem, create_inpainter  # noqa: E402
 from dlcr.generation.planning import Job  # noqa: E402
-from dlcr.testing.tiny_diffusion import tiny_pipeline_path, write_tiny_clip_vocab  # noqa: E402
+from dlcr.generation.tiny_models.diffusion import tiny_pipeline_path, write_tiny_clip_vocab  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from dlcr.errors import CheckpointError, ConfigError, DlcrError  # noqa: E402
 from dlcr.generation.inpainters.diffusers_backend import DiffusersInpainter, paste_back, shorten_prompt  # noqa: E402
 from dlcr.generation.inpainting import InpaintItem, pipeline_image, pipeline_mask  # noqa: E402
 from dlcr.generation.planning import Job  # noqa: E402
-from dlcr.testing.tiny_diffusion import tiny_pipeline_path  # noqa: E402
+from dlcr.generation.tiny_models.diffusion import tiny_pipeline_path  # noqa: E402
 from public_formats.sd import build_sd2_inpainting, build_sd15_inpainting, build_sdxl_inpainting  # noqa: E402
 
 PROMPTS = ["a person wearing red shirt, blue jeans, white sneakers", "a person wearing black coat, gray pants",

@@ -7,7 +7,7 @@ import pytest
 from dlcr.errors import ConfigError
 from dlcr.generation import describe
 from dlcr.generation.describe import create_summarizer, split_outfit_text
-from dlcr.testing import tiny_diffusion as td
+from dlcr.generation.tiny_models import diffusion as td
 
 # --------------------------------------------------------------------------------------------
 # SmolLM2

@@ -278,7 +278,7 @@ def test_inpaint_refuses_outputs_without_a_signature(toy):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     pytest.importorskip("diffusers")
-    from dlcr.testing.tiny_diffusion import tiny_pipeline_path
+    from dlcr.generation.tiny_models.diffusion import tiny_pipeline_path
 
     return tiny_pipeline_path(tmp_path_factory.mktemp("tiny-sd"))
 

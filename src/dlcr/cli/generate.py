@@ -270,7 +270,7 @@ def guidance_train_cmd(
     if mask_mode not in MASK_MODES:
         raise ConfigError(f"--mask-mode must be one of {', '.join(MASK_MODES)}, got {mask_mode!r}")
     if g.backend == "tiny":
-        from dlcr.testing.tiny_diffusion import tiny_pipeline_path
+        from dlcr.generation.tiny_models.diffusion import tiny_pipeline_path
 
         model, height, width = str(tiny_pipeline_path()), 64, 32  # the tiny backend's working size
     elif g.backend == "diffusers":

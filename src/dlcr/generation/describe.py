@@ -283,7 +283,7 @@ def _tiny_captioner(
     pad_images: bool = True,
 ) -> Captioner:
     from dlcr.generation.describers.hf import HFCaptioner
-    from dlcr.testing.tiny_text import TINY_VLM_LABEL, tiny_vlm_path
+    from dlcr.generation.tiny_models.text import TINY_VLM_LABEL, tiny_vlm_path
 
     cap = HFCaptioner(
         tiny_vlm_path(cache_dir, seed=seed),
@@ -311,7 +311,7 @@ def _tiny_summarizer(
     cache_dir: str | os.PathLike | None = None, seed: int = 0, max_new_tokens: int = 16, batch_size: int = 16
 ) -> Summarizer:
     from dlcr.generation.describers.hf import HFSummarizer
-    from dlcr.testing.tiny_text import TINY_LLM_LABEL, tiny_llm_path
+    from dlcr.generation.tiny_models.text import TINY_LLM_LABEL, tiny_llm_path
 
     summ = HFSummarizer(
         tiny_llm_path(cache_dir, seed=seed),

@@ -293,11 +293,11 @@ def _dtype_name(dtype: Any, device: Any) -> str | None:
 
 def _tiny_version(kind: str) -> str | None:
     if kind == "inpainter":
-        from dlcr.testing.tiny_diffusion import TINY_VERSION, tiny_tokenizer_kind
+        from dlcr.generation.tiny_models.diffusion import TINY_VERSION, tiny_tokenizer_kind
 
         return f"{TINY_VERSION}/{tiny_tokenizer_kind()}"
     if kind in ("captioner", "summarizer"):
-        from dlcr.testing.tiny_text import TINY_TEXT_VERSION
+        from dlcr.generation.tiny_models.text import TINY_TEXT_VERSION
 
         return TINY_TEXT_VERSION
     return None

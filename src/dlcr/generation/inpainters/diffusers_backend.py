@@ -661,7 +661,7 @@ def make_tiny_inpainter(
     **kwargs: Any,
 ) -> DiffusersInpainter:
     """The ``diffusers`` backend on the tiny offline pipeline (built into ``cache_dir`` on first use)."""
-    from dlcr.testing.tiny_diffusion import tiny_pipeline_path
+    from dlcr.generation.tiny_models.diffusion import tiny_pipeline_path
 
     path = tiny_pipeline_path(cache_dir)
     inp = DiffusersInpainter(path, steps=steps, height=height, width=width, query_steps=query_steps, **kwargs)

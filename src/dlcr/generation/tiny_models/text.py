@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dlcr.testing.tiny_diffusion import cached_build
+from dlcr.generation.tiny_models.diffusion import cached_build
 
 TINY_TEXT_VERSION = "v1"
 VLM_DIRNAME = f"tiny-llava-{TINY_TEXT_VERSION}"
