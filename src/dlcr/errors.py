@@ -7,6 +7,7 @@ status 2; library users catch the exception.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 
@@ -62,3 +63,25 @@ def did_you_mean(name: str, options: Iterable[str], cutoff: float = 0.6) -> str:
 
     close = difflib.get_close_matches(name, list(options), n=1, cutoff=cutoff)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def weights_only_error(e: BaseException) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` refused a file.
+
+    torch's message is several paragraphs (with terminal escape codes) whose first line explains how
+    to bypass the check; the informative part is the refused global or opcode further down.
+    """
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines()]
+    lines = [ln for ln in lines if ln]
+    for i, ln in enumerate(lines):
+        if "WeightsUnpickler error:" in ln:
+            detail = ln.split("WeightsUnpickler error:", 1)[1].strip()
+            if not detail and i + 1 < len(lines):
+                detail = lines[i + 1]
+            detail = detail.split(". Please use")[0]
+            if "GLOBAL" in detail:
+                return f"it holds more than plain tensors ({detail})"
+            return f"not a torch tensor file ({detail})"
+        if "unsupported GLOBAL" in ln:
+            return f"it holds more than plain tensors ({ln})"
+    return lines[0] if lines else type(e).__name__

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlcr.errors import CheckpointError, UnsafePathError, first_line
+from dlcr.errors import CheckpointError, UnsafePathError, first_line, weights_only_error
 from dlcr.io.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_text
 from dlcr.io.paths import safe_join
 
@@ -445,28 +445,6 @@ def read_checkpoint_meta(dir_or_json: str | os.PathLike) -> tuple[Path, dict[str
     ``.safetensors`` file → its JSON), without reading any tensors."""
     json_path = _resolve(Path(dir_or_json))
     return json_path, _read_meta(json_path)
-
-
-def weights_only_error(e: BaseException) -> str:
-    """One line saying why ``torch.load(weights_only=True)`` refused a file.
-
-    torch's message is several paragraphs (with terminal escape codes) whose first line explains how
-    to bypass the check; the informative part is the refused global or opcode further down.
-    """
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines()]
-    lines = [ln for ln in lines if ln]
-    for i, ln in enumerate(lines):
-        if "WeightsUnpickler error:" in ln:
-            detail = ln.split("WeightsUnpickler error:", 1)[1].strip()
-            if not detail and i + 1 < len(lines):
-                detail = lines[i + 1]
-            detail = detail.split(". Please use")[0]
-            if "GLOBAL" in detail:
-                return f"it holds more than plain tensors ({detail})"
-            return f"not a torch tensor file ({detail})"
-        if "unsupported GLOBAL" in ln:
-            return f"it holds more than plain tensors ({ln})"
-    return lines[0] if lines else type(e).__name__
 
 
 def _load_pickle(path: Path, model: nn.Module | None, map_location: Any) -> dict[str, Any]:

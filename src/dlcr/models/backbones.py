@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet as tv_resnet
 
-from dlcr.errors import CheckpointError
+from dlcr.errors import CheckpointError, weights_only_error
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -133,8 +133,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in many types
-        from dlcr.engine.checkpoint import weights_only_error
-
         raise CheckpointError(f"cannot read {p} safely as a weights-only torch file: {weights_only_error(e)}") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
