@@ -35,7 +35,7 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from dlcr.errors import ConfigError
-from dlcr.generation.planning import partition_of
+from dlcr.utils.partitions import partition_of
 
 Schedule = Literal["progressive", "official", "all"]
 Batching = Literal["cal", "distinct"]
@@ -218,7 +218,7 @@ class ConcatSampler(IdentitySampler):
 
 
 def progressive_count(epoch: int, num_partitions: int = 4, every: int = 5) -> int:
-    """Number of partitions allowed at 0-based ``epoch``: one more every ``every`` epochs (DESIGN §8)."""
+    """Number of partitions allowed at 0-based ``epoch``: one more every ``every`` epochs (docs/design.md §8)."""
     return min(num_partitions, 1 + max(0, int(epoch)) // every)
 
 
@@ -262,7 +262,7 @@ class PairedSampler(_EpochSampler, Sampler[list[int]]):
     ``variants[i]`` lists the pool indices of real item ``i``'s variants in variant order (as
     :func:`dlcr.data.loaders.add_generated` returns them) and ``variant_partition[i]`` their
     partitions; a negative partition is derived from the variant's position by the planner's own
-    rule (:func:`dlcr.generation.planning.partition_of`). Schedules:
+    rule (:func:`dlcr.utils.partitions.partition_of`). Schedules:
 
     * ``progressive``: partitions ``< min(num_partitions, 1 + epoch // every)`` (0-based epochs);
     * ``official``: the released code's curriculum, the first ``max(1, int(n * f))`` of an image's

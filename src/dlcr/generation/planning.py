@@ -46,6 +46,7 @@ from dlcr.errors import ConfigError, InputError
 from dlcr.io.tables import column_values, read_arrow, write_table
 from dlcr.types import Outfit, Sample
 from dlcr.utils.logging import get_logger
+from dlcr.utils.partitions import partition_of
 
 log = get_logger(__name__)
 
@@ -113,18 +114,6 @@ def make_job_id(
 def job_seed(plan_seed: int, job_id: str) -> int:
     """The per-job seed, a non-negative 31-bit integer derived from the plan seed and the job id."""
     return int(_sha1("seed", int(plan_seed), job_id)[:8], 16) & 0x7FFFFFFF
-
-
-def partition_of(variant: int, k: int, num_partitions: int) -> int:
-    """Progressive partition of variant ``variant`` out of ``k`` (see the module docstring)."""
-    if num_partitions < 1:
-        raise ConfigError(f"num_partitions must be >= 1, got {num_partitions}")
-    if not 0 <= variant < k:
-        raise InputError(f"variant {variant} outside 0..{k - 1}")
-    for p in range(num_partitions):
-        if variant < (k * (p + 1)) // num_partitions:
-            return p
-    return num_partitions - 1  # unreachable: the last bound is k
 
 
 def image_rng(seed: int, dataset: str, source: str) -> np.random.Generator:
