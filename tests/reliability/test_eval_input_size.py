@@ -30,7 +30,7 @@ def ckpt(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def sizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     """(height, width) of every evaluation loader built."""
-    import dlcr.engine.trainer as trainer
+    import dlcr.data.loaders as trainer
 
     seen: list[tuple[int, int]] = []
     real = trainer.make_eval_loader

@@ -2,7 +2,8 @@
 
 A training pool is a list of :class:`Item` records: the real training images first, then the
 generated variants (each carrying its source's person id and, by default, clothes id -1 so that it
-stays out of the clothes losses; DESIGN §8). Samplers index into this pool.
+stays out of the clothes losses; docs/design.md §8). Samplers index into this pool.
+:func:`make_eval_loader` builds the (unshuffled) loader that feature extraction runs over one split.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from dlcr.io.images import read_pil_rgb
 from dlcr.io.paths import safe_join
@@ -131,3 +132,21 @@ class ClipDataset(ImageDataset):
         clip = torch.stack([self.transform(self._load(frames[i])) for i in pick])
         return {"img": clip, "pid": it.pid, "camid": it.camid, "clothes_id": it.clothes_id,
                 "generated": it.generated, "index": index}
+
+
+def make_dataset(items: Sequence[Item], root: Path, transform: Any, video: bool, seq_len: int,
+                 cache_hw: tuple[int, int] | None = None) -> ImageDataset:
+    if video:
+        return ClipDataset(items, root, transform, seq_len=seq_len, cache_hw=cache_hw)
+    return ImageDataset(items, root, transform, cache_hw=cache_hw)
+
+
+def make_eval_loader(samples: Sequence[Sample], root: Path, *, height: int, width: int, batch_size: int,
+                     workers: int, video: bool = False, seq_len: int = 4,
+                     interpolation: str = "bilinear") -> DataLoader:
+    from dlcr.data.transforms import build_transforms
+
+    tf = build_transforms(height, width, train=False, interpolation=interpolation)  # type: ignore[arg-type]
+    ds = make_dataset(items_from_samples(samples), root, tf, video, seq_len)
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
+                      pin_memory=torch.cuda.is_available())

@@ -1,6 +1,6 @@
 """Evaluating a trained model on a dataset's protocols, with optional prediction refinement.
 
-Refinement (DESIGN §7, §8) needs, for every query image, ``l`` generated clothes-changed variants
+Refinement (docs/design.md §7, §8) needs, for every query image, ``l`` generated clothes-changed variants
 (``kind == "query"`` rows of a manifest). Their features are stacked into an ``(l, n_query, D)``
 tensor; a query with fewer than ``l`` usable variants (e.g. an empty clothes mask) is padded with its
 own feature, which is counted and logged.
@@ -92,7 +92,7 @@ class EvalSettings:
 
 def split_features(model: torch.nn.Module, splits: Mapping[str, Sequence[Sample]], root: str | os.PathLike,
                    names: Sequence[str], st: EvalSettings, *, device: Any = None, video: bool = False) -> dict[str, Any]:
-    from dlcr.engine.trainer import make_eval_loader
+    from dlcr.data.loaders import make_eval_loader
     from dlcr.evaluation import extract_features
 
     out = {}
@@ -111,7 +111,7 @@ def variant_features(model: torch.nn.Module, queries: Sequence[Sample], rows: Se
                      gen_root: str | os.PathLike, l: int, query_feats: torch.Tensor, st: EvalSettings,  # noqa: E741
                      *, device: Any = None) -> tuple[torch.Tensor, int]:
     """Features of the ``l`` variants of each query, shape (l, n_query, D); returns also the pad count."""
-    from dlcr.engine.trainer import make_eval_loader
+    from dlcr.data.loaders import make_eval_loader
     from dlcr.evaluation import extract_features
 
     index = {s.path: i for i, s in enumerate(queries)}

@@ -43,7 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dlcr.config import Config, to_dict
-from dlcr.data.loaders import ClipDataset, ImageDataset, Item, add_generated, items_from_samples
+from dlcr.data.loaders import Item, add_generated, items_from_samples, make_dataset
 from dlcr.distributed.env import DistEnv, dist_env, resolve_device
 from dlcr.errors import ConfigError, DatasetError
 from dlcr.io.atomic import atomic_write_text
@@ -107,24 +107,6 @@ def build_pool(data: TrainData, generated: GeneratedData | None, *, target_cloth
         raise DatasetError(f"no generated variant in {generated.root} matches a training image of {data.name!r}")
     log.info("training pool: %d real + %d generated images", len(real), n_gen)
     return pool, variants
-
-
-def make_dataset(items: Sequence[Item], root: Path, transform: Any, video: bool, seq_len: int,
-                 cache_hw: tuple[int, int] | None = None) -> ImageDataset:
-    if video:
-        return ClipDataset(items, root, transform, seq_len=seq_len, cache_hw=cache_hw)
-    return ImageDataset(items, root, transform, cache_hw=cache_hw)
-
-
-def make_eval_loader(samples: Sequence[Sample], root: Path, *, height: int, width: int, batch_size: int,
-                     workers: int, video: bool = False, seq_len: int = 4,
-                     interpolation: str = "bilinear") -> DataLoader:
-    from dlcr.data.transforms import build_transforms
-
-    tf = build_transforms(height, width, train=False, interpolation=interpolation)  # type: ignore[arg-type]
-    ds = make_dataset(items_from_samples(samples), root, tf, video, seq_len)
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      pin_memory=torch.cuda.is_available())
 
 
 # ----------------------------------------------------------------------------- helpers
