@@ -474,8 +474,8 @@ def test_missing_inputs_name_the_file_then_what_to_run(tmp_path):
 
 @pytest.mark.parametrize("driver", ["local", "torchrun", "ray"])
 def test_overwrite_with_a_model_that_fails_to_load_keeps_the_outputs(toy, monkeypatch, driver):
-    import dlcr.distributed.ray_backend as ray_backend
     import dlcr.generation.inpainting as inpainting
+    import dlcr.generation.ray_driver as ray_backend
     from dlcr.errors import CheckpointError
     from dlcr.generation.runner import GenerationWorker, run_local
 

@@ -1,4 +1,5 @@
-"""Multi-process helpers: rank/world detection (env), DDP and the Ray Data driver (ray_backend)."""
+"""Multi-process helpers: rank/world detection, devices and DDP (env); nothing here imports the generation code
+(the Ray Data driver of the generation runner is :mod:`dlcr.generation.ray_driver`)."""
 
 from dlcr.distributed.env import DistEnv, dist_env, shard
 

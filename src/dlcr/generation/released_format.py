@@ -24,8 +24,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from dlcr.errors import DatasetError, ImageError
-from dlcr.generation.planning import Job, clothes_key_of, job_seed, make_job_id, partition_of
-from dlcr.generation.runner import (
+from dlcr.generation.outputs import (
     STATUS_OK,
     GeneratedRecord,
     commit_part,
@@ -33,6 +32,7 @@ from dlcr.generation.runner import (
     output_relpath,
     read_manifest,
 )
+from dlcr.generation.planning import Job, clothes_key_of, job_seed, make_job_id, partition_of
 from dlcr.io.atomic import atomic_write_text
 from dlcr.io.images import read_rgb, write_png
 from dlcr.io.paths import safe_join

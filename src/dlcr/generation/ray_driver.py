@@ -1,7 +1,7 @@
 """The Ray Data driver of the generation runner (the only module of dlcr that imports ray).
 
 The pending jobs become a Ray dataset; ``map_batches`` runs them through a pool of
-``concurrency`` actors, each holding one :class:`~dlcr.generation.runner.GenerationWorker` (model
+``concurrency`` actors, each holding one :class:`~dlcr.generation.worker.GenerationWorker` (model
 loaded once per actor, one GPU per actor when CUDA is available). Each actor writes and commits its
 own batches exactly like the local driver, so resumption is owned by the project's committed job
 ids, never by Ray's checkpointing: a run cut short is resumed by running the pending jobs again.
@@ -15,14 +15,13 @@ from typing import Any
 import pyarrow as pa
 
 from dlcr.generation.planning import Job
+from dlcr.generation.worker import GenerationWorker
 
 
 class RayGenerationActor:
     """Ray Data callable class: build the worker once, then generate + commit each batch."""
 
     def __init__(self, **worker_kwargs: Any):
-        from dlcr.generation.runner import GenerationWorker
-
         self.worker = GenerationWorker(**worker_kwargs)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
