@@ -34,8 +34,8 @@ from dlcr.data.loaders import ImageDataset, items_from_samples
 from dlcr.data.transforms import build_transforms
 from dlcr.engine.trainer import GeneratedData, TrainData, Trainer
 from dlcr.generation import stages
-from dlcr.generation.describe import create_captioner, create_summarizer
-from dlcr.generation.parsing import create_parser
+from dlcr.generation.describers import create_captioner, create_summarizer
+from dlcr.generation.parsers import create_parser
 from dlcr.generation.runner import MANIFEST
 from dlcr.io.tables import read_table
 from dlcr.synth import render_world

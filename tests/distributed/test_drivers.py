@@ -9,7 +9,7 @@ import pytest
 
 from dlcr.distributed.env import dist_env, shard
 from dlcr.errors import ConfigError
-from dlcr.generation.inpainting import create_inpainter
+from dlcr.generation.inpainters import create_inpainter
 from dlcr.generation.planning import plan_jobs, write_jobs
 from dlcr.generation.runner import MANIFEST, inpaint_signature, run_jobs
 from dlcr.io.tables import read_table

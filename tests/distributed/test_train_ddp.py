@@ -12,8 +12,8 @@ import torch
 
 from dlcr.data.datasets import create_dataset
 from dlcr.generation import stages
-from dlcr.generation.describe import create_captioner, create_summarizer
-from dlcr.generation.parsing import create_parser
+from dlcr.generation.describers import create_captioner, create_summarizer
+from dlcr.generation.parsers import create_parser
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from dlcr.errors import InputError
-from dlcr.generation.inpainting import create_inpainter
+from dlcr.generation.inpainters import create_inpainter
 from dlcr.generation.planning import plan_jobs, read_jobs, write_jobs
 from dlcr.generation.runner import (
     MANIFEST,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dlcr.errors import UnsafePathError
-from dlcr.generation.inpainting import create_inpainter
+from dlcr.generation.inpainters import create_inpainter
 from dlcr.generation.planning import plan_jobs, write_jobs
 from dlcr.generation.runner import (
     MANIFEST,

@@ -13,8 +13,8 @@ from dlcr.config import load_config
 from dlcr.data.datasets import create_dataset
 from dlcr.engine.trainer import GeneratedData, TrainData, Trainer
 from dlcr.generation import stages
-from dlcr.generation.describe import create_captioner, create_summarizer
-from dlcr.generation.parsing import create_parser
+from dlcr.generation.describers import create_captioner, create_summarizer
+from dlcr.generation.parsers import create_parser
 from dlcr.generation.runner import MANIFEST
 from dlcr.io.tables import read_table
 

@@ -26,8 +26,8 @@ def work(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Work folder with masks, descriptions, a K=2 plan and recolor-generated training variants."""
     from dlcr.data.datasets import create_dataset
     from dlcr.generation import stages
-    from dlcr.generation.describe import create_captioner, create_summarizer
-    from dlcr.generation.parsing import create_parser
+    from dlcr.generation.describers import create_captioner, create_summarizer
+    from dlcr.generation.parsers import create_parser
 
     ds = create_dataset("synthcc", world)
     w = tmp_path_factory.mktemp("rel_work") / "work"

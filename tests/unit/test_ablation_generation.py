@@ -8,10 +8,11 @@ import pytest
 
 from dlcr.errors import ConfigError
 from dlcr.generation import stages
-from dlcr.generation.describe import create_captioner, create_summarizer
+from dlcr.generation.describers import create_captioner, create_summarizer
 from dlcr.generation.inpainters.recolor import RecolorInpainter, parse_outfit_prompt
 from dlcr.generation.inpainting import InpaintItem
-from dlcr.generation.parsing import CLOTHES_LABELS, create_parser, labels_mask
+from dlcr.generation.parsers import create_parser
+from dlcr.generation.parsing import CLOTHES_LABELS, labels_mask
 from dlcr.generation.planning import VOCAB_KEY_PREFIX, VOCABULARY, plan_jobs, prompt_of
 from dlcr.generation.runner import inpaint_signature, region_mask
 from dlcr.testing.toy_generation import make_toy_dataset

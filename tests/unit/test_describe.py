@@ -10,14 +10,13 @@ from dlcr.generation.describe import (
     CAPTIONS_TABLE,
     OUTFITS_TABLE,
     VoteSummarizer,
-    create_captioner,
-    create_summarizer,
     describe_dataset,
     read_captions,
     read_outfits,
     split_outfit_text,
     vote_parts,
 )
+from dlcr.generation.describers import create_captioner, create_summarizer
 from dlcr.generation.describers.rule import (
     BASIC_COLOURS,
     RuleCaptioner,

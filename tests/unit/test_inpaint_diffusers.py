@@ -9,8 +9,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:diffusers.*"
 pytest.importorskip("transformers")
 
 from dlcr.errors import CheckpointError, ConfigError  # noqa: E402
+from dlcr.generation.inpainters import create_inpainter  # noqa: E402
 from dlcr.generation.inpainters.diffusers_backend import DiffusersInpainter, make_scheduler  # noqa: E402
-from dlcr.generation.inpainting import InpaintItem, create_inpainter  # noqa: E402
+from dlcr.generation.inpainting import InpaintItem  # noqa: E402
 from dlcr.generation.planning import Job  # noqa: E402
 from dlcr.generation.tiny_models.diffusion import tiny_pipeline_path, write_tiny_clip_vocab  # noqa: E402
 

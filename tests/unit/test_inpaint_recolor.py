@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from dlcr.errors import DlcrError, InputError
+from dlcr.generation.inpainters import INPAINTERS, create_inpainter
 from dlcr.generation.inpainters.recolor import (
     COLOURS,
     RecolorInpainter,
@@ -9,7 +10,7 @@ from dlcr.generation.inpainters.recolor import (
     parse_outfit_prompt,
     parse_part,
 )
-from dlcr.generation.inpainting import INPAINTERS, InpaintItem, composite, create_inpainter
+from dlcr.generation.inpainting import InpaintItem, composite
 from dlcr.generation.planning import Job
 
 UPPER, PANTS, SHOE = 5, 9, 18

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from dlcr.errors import ConfigError
-from dlcr.generation import describe
-from dlcr.generation.describe import create_summarizer, split_outfit_text
+from dlcr.generation import describers as describe
+from dlcr.generation.describe import split_outfit_text
+from dlcr.generation.describers import create_summarizer
 from dlcr.generation.tiny_models import diffusion as td
 
 # --------------------------------------------------------------------------------------------

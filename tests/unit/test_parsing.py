@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from dlcr.errors import ConfigError, DatasetError, DlcrError, ImageError, InputError, UnsafePathError
+from dlcr.generation.parsers import PARSERS, create_parser
 from dlcr.generation.parsers.folder import FolderParser, SynthCCParser
 from dlcr.generation.parsing import (
     ACCESSORY_LABELS,
@@ -18,10 +19,8 @@ from dlcr.generation.parsing import (
     BODY_PARTS,
     CLOTHES_LABELS,
     LIP_LABELS,
-    PARSERS,
     HumanParser,
     clothes_mask,
-    create_parser,
     dilate_mask,
     label_path,
     lip_id_for_name,

@@ -14,8 +14,9 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from dlcr.errors import CheckpointError, ConfigError  # noqa: E402
+from dlcr.generation.parsers import create_parser  # noqa: E402
 from dlcr.generation.parsers.hf_segmentation import HFSegmentationParser  # noqa: E402
-from dlcr.generation.parsing import ATR_TO_LIP, LIP_LABELS, create_parser  # noqa: E402
+from dlcr.generation.parsing import ATR_TO_LIP, LIP_LABELS  # noqa: E402
 from dlcr.testing.tiny import tiny_segformer  # noqa: E402
 
 
@@ -113,6 +114,6 @@ def test_load_errors_and_safe_defaults(tmp_path):
     with pytest.raises(CheckpointError, match="cannot load segmentation model"):
         HFSegmentationParser(tmp_path / "empty", device="cpu")
     assert inspect.signature(HFSegmentationParser).parameters["trust_remote_code"].default is False
-    from dlcr.generation.parsing import PARSERS
+    from dlcr.generation.parsers import PARSERS
 
     assert inspect.signature(PARSERS.get("hf")).parameters["trust_remote_code"].default is False

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dlcr.errors import CheckpointError, ConfigError
+from dlcr.generation.parsers import create_parser
 from dlcr.generation.parsers.schp import (
     BGR_MEAN,
     BGR_STD,
@@ -17,7 +18,7 @@ from dlcr.generation.parsers.schp import (
     warp_to_image,
     warp_to_input,
 )
-from dlcr.generation.parsing import ATR_TO_LIP, create_parser
+from dlcr.generation.parsing import ATR_TO_LIP
 from dlcr.testing.tiny import TINY_SCHP_ARCH, tiny_schp, tiny_schp_checkpoint
 from public_formats import schp as official
 

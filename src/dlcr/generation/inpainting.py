@@ -1,11 +1,11 @@
-"""The inpainter interface, the compositing rule and the registry of inpainting backends.
+"""The inpainter interface and the compositing rule shared by the inpainting backends.
 
 An inpainter is a callable object: ``__init__`` loads its model once, ``__call__`` takes a batch of
 :class:`InpaintItem` (job + source image + clothes mask + LIP label map) and returns one RGB uint8
 image per item, at the source's size, in which every pixel outside the mask is bit-identical to the
 source (:func:`composite`).
 
-Backends (``INPAINTERS``):
+Backends (the registry ``INPAINTERS`` and ``create_inpainter`` of :mod:`dlcr.generation.inpainters`):
 
 - ``recolor``: prompt-driven recolouring / patterning inside each body-part mask that keeps the
   original shading (offline, works on any image + label map; the paper's colour-change baseline).
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from dlcr.errors import InputError
 from dlcr.generation.planning import Job
-from dlcr.registry import Registry
+from dlcr.registry import lazy_attributes
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,30 +97,11 @@ def pipeline_mask(mask: np.ndarray, height: int, width: int) -> Image.Image:
     return Image.fromarray(resize_mask(mask, height, width).astype(np.uint8) * 255)
 
 
-INPAINTERS: Registry[Any] = Registry("inpainter")
-
-
-@INPAINTERS.register("recolor")
-def _make_recolor(**kwargs: Any) -> Inpainter:
-    from dlcr.generation.inpainters.recolor import RecolorInpainter
-
-    return RecolorInpainter(**kwargs)
-
-
-@INPAINTERS.register("diffusers")
-def _make_diffusers(model: str = "runwayml/stable-diffusion-inpainting", **kwargs: Any) -> Inpainter:
-    from dlcr.generation.inpainters.diffusers_backend import DiffusersInpainter
-
-    return DiffusersInpainter(model, **kwargs)
-
-
-@INPAINTERS.register("tiny")
-def _make_tiny(**kwargs: Any) -> Inpainter:
-    from dlcr.generation.inpainters.diffusers_backend import make_tiny_inpainter
-
-    return make_tiny_inpainter(**kwargs)
-
-
-def create_inpainter(name: str, **kwargs: Any) -> Inpainter:
-    """Build the inpainter registered as ``name`` (``recolor``, ``diffusers``, ``tiny``)."""
-    return INPAINTERS.create(name, **kwargs)
+# The registry of backends and ``create_inpainter`` live in :mod:`dlcr.generation.inpainters`, which
+# imports the backends (this module must not: they import it). Transitional: the two names stay
+# readable here for the modules that still import them from this one (the lookup imports that
+# package on first use); new code imports them from dlcr.generation.inpainters.
+__getattr__ = lazy_attributes(__name__, {
+    "INPAINTERS": "dlcr.generation.inpainters",
+    "create_inpainter": "dlcr.generation.inpainters",
+})

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dlcr.errors import ImageError
+from dlcr.errors import ImageError, InputError
 from dlcr.io.atomic import atomic_write_bytes
 
 
@@ -61,6 +62,19 @@ def read_label_map(path: str | os.PathLike) -> np.ndarray:
     if im.mode not in ("L", "P"):
         raise ImageError(f"label map {path} has mode {im.mode}; expected a single-channel PNG")
     return np.asarray(im, dtype=np.uint8).copy()
+
+
+def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Validate a batch of RGB uint8 (H, W, 3) arrays; raise :class:`InputError` on the first bad one."""
+    out = []
+    for i, img in enumerate(images):
+        a = np.asarray(img)
+        if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or a.shape[0] == 0 or a.shape[1] == 0:
+            raise InputError(
+                f"image {i} must be an RGB uint8 array of shape (H, W, 3), got {a.dtype} {a.shape}"
+            )
+        out.append(a)
+    return out
 
 
 def encode_png(arr: np.ndarray) -> bytes:

@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 
 from dlcr.errors import InputError
-from dlcr.generation.parsing import ACCESSORY_LABELS, BODY_PARTS
 from dlcr.io.atomic import atomic_write_bytes
 from dlcr.io.images import write_png
+from dlcr.lip import ACCESSORY_LABELS, BODY_PARTS
 
 T = TypeVar("T")
 

@@ -1,7 +1,8 @@
 """Colour and garment vocabulary of the synthetic world.
 
-Clothes colours use the *names and RGB values* of the ``recolor`` inpainter's colour table, so an
-outfit description such as ``"red striped t-shirt"`` means the same colour to the renderer and to the
+Clothes colours use the *names and RGB values* of the shared colour table
+(:data:`dlcr.vocabulary.COLOURS`, the one the ``recolor`` inpainter paints with), so an outfit
+description such as ``"red striped t-shirt"`` means the same colour to the renderer and to the
 recolouring backend: a recoloured image can then look exactly like another person's real outfit,
 which is what the clothes-changing augmentation needs. Garment and pattern words are also taken
 from the words that backend understands (tests check both).
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlcr.generation.inpainters.recolor import COLOURS, contrast_colour
+from dlcr.lip import COAT, PANTS, SKIRT, UPPER_CLOTHES
+from dlcr.vocabulary import COLOURS, contrast_colour
 
-#: RGB 0..255 of the clothes colours the world uses, taken from the recolor backend's table.
+#: RGB 0..255 of the clothes colours the world uses, taken from the shared colour table.
 CLOTHES_RGB: dict[str, tuple[int, int, int]] = {
     name: COLOURS[name]
     for name in ("black", "white", "gray", "silver", "red", "maroon", "pink", "orange", "yellow", "beige", "khaki",
@@ -45,15 +47,15 @@ PATTERN_WORDS = {"plain": "plain", "striped": "stripes", "checked": "checks", "d
 
 # Garment kinds: description word -> (LIP label, sleeve length) for the upper body.
 UPPER_KINDS: dict[str, tuple[int, str]] = {
-    "t-shirt": (5, "short"),
-    "tank top": (5, "none"),
-    "shirt": (5, "long"),
-    "sweater": (5, "long"),
-    "hoodie": (5, "long"),
-    "jacket": (7, "long"),
-    "coat": (7, "long"),
+    "t-shirt": (UPPER_CLOTHES, "short"),
+    "tank top": (UPPER_CLOTHES, "none"),
+    "shirt": (UPPER_CLOTHES, "long"),
+    "sweater": (UPPER_CLOTHES, "long"),
+    "hoodie": (UPPER_CLOTHES, "long"),
+    "jacket": (COAT, "long"),
+    "coat": (COAT, "long"),
 }
-LOWER_KINDS: dict[str, int] = {"jeans": 9, "trousers": 9, "shorts": 9, "skirt": 12}
+LOWER_KINDS: dict[str, int] = {"jeans": PANTS, "trousers": PANTS, "shorts": PANTS, "skirt": SKIRT}
 FOOTWEAR_KINDS = ("sneakers", "shoes", "boots")
 
 # Identity colours (never described, never recoloured).

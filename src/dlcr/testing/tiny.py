@@ -54,7 +54,7 @@ def tiny_segformer(
     import torch
     from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
 
-    from dlcr.generation.parsing import ATR_LABELS, LIP_LABELS
+    from dlcr.lip import ATR_LABELS, LIP_LABELS
 
     names = {"lip": LIP_LABELS, "atr": ATR_LABELS}.get(labels, labels) if isinstance(labels, str) else labels
     if isinstance(names, str):

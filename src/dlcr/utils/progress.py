@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from tqdm.auto import tqdm
+
+from dlcr.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -31,3 +33,18 @@ def track(it: Iterable[T], desc: str, total: int | None = None, unit: str = "it"
             total = None
     yield from tqdm(it, desc=desc, total=total, unit=unit, disable=not progress_enabled(),
                     dynamic_ncols=True, leave=False)
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of ``items`` of ``size`` elements (the last one may be shorter)."""
+    if size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {size}")
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def track_batches(items: Sequence[T], size: int, desc: str) -> Iterator[Sequence[T]]:
+    """``batched(items, size)`` under a progress bar that counts batches."""
+    if size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {size}")
+    return track(batched(items, size), desc=desc, total=(len(items) + size - 1) // size, unit="batch")

@@ -17,10 +17,10 @@ the image (LLaVA-NeXT's ``image_grid_pinpoints``) are left alone.
 ``HFSummarizer`` loads a causal LM (``AutoTokenizer`` + ``AutoModelForCausalLM``, optionally from a
 GGUF file), asks it the paper's prompt for *each* caption (wrapped in the tokenizer's chat template
 when it has one), splits every answer into upper / lower / footwear phrases by garment keywords and
-votes per part over the images of a clothes id (:func:`dlcr.generation.describe.outfit_from_texts`).
+votes per part over the images of a clothes id (:func:`dlcr.generation.outfit_text.outfit_from_texts`).
 Tokenizers without a pad token (Llama 3) pad with their end-of-sequence token; generation stops at
 every end-of-sequence id of the model's generation config (Llama 3 lists two) and at the
-tokenizer's own. Captions and answers are cleaned (:func:`~dlcr.generation.describe.clean_generated_text`:
+tokenizer's own. Captions and answers are cleaned (:func:`~dlcr.generation.outfit_text.clean_generated_text`:
 control characters, U+FFFD, runs of whitespace) before they are stored or parsed.
 
 Remote code is never trusted unless asked for; weights load through safetensors when available.
@@ -35,17 +35,15 @@ from typing import Any
 
 import numpy as np
 
+from dlcr.distributed.env import resolve_device
 from dlcr.errors import CheckpointError, ConfigError, InputError, first_line
-from dlcr.generation.describe import (
-    DEFAULT_CAPTION_PROMPT,
-    DEFAULT_SUMMARY_PROMPT,
-    clean_generated_text,
-    outfit_from_texts,
-)
-from dlcr.generation.parsing import batched, check_images, resolve_device, resolve_dtype
+from dlcr.generation import outfit_text
+from dlcr.io.images import check_images
 from dlcr.io.paths import local_model_missing
 from dlcr.types import Outfit
 from dlcr.utils.logging import get_logger
+from dlcr.utils.progress import batched
+from dlcr.utils.torch_device import resolve_dtype
 
 log = get_logger(__name__)
 
@@ -183,7 +181,7 @@ class HFCaptioner:
     ``pad_images`` (default True): when the image processor would crop (see :func:`crop_padding`),
     centre every image on a canvas of the processor's mean colour first, as LLaVA-1.5 does, so that
     the model sees the whole person; False hands images to the processor unchanged. Captions are
-    cleaned with :func:`~dlcr.generation.describe.clean_generated_text`.
+    cleaned with :func:`~dlcr.generation.outfit_text.clean_generated_text`.
     """
 
     name = "hf"
@@ -194,7 +192,7 @@ class HFCaptioner:
         self,
         model: str | os.PathLike,
         *,
-        prompt: str = DEFAULT_CAPTION_PROMPT,
+        prompt: str = outfit_text.DEFAULT_CAPTION_PROMPT,
         max_new_tokens: int = 64,
         do_sample: bool = False,
         temperature: float = 1.0,
@@ -293,7 +291,7 @@ class HFCaptioner:
                 ids = self.net.generate(**inputs, **kw)
             new = ids[:, inputs["input_ids"].shape[1] :]
             out += [
-                clean_generated_text(t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)
+                outfit_text.clean_generated_text(t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)
             ]
         return out
 
@@ -306,7 +304,7 @@ class HFCaptioner:
 class HFSummarizer:
     """Outfits from a transformers causal LM run on every caption, then a per-part vote.
 
-    Answers are cleaned with :func:`~dlcr.generation.describe.clean_generated_text` before they are
+    Answers are cleaned with :func:`~dlcr.generation.outfit_text.clean_generated_text` before they are
     split into parts; generation is greedy whatever the checkpoint's generation config says.
     """
 
@@ -318,7 +316,7 @@ class HFSummarizer:
         self,
         model: str | os.PathLike,
         *,
-        prompt: str = DEFAULT_SUMMARY_PROMPT,
+        prompt: str = outfit_text.DEFAULT_SUMMARY_PROMPT,
         max_new_tokens: int = 64,
         batch_size: int = 16,
         device: str | None = None,
@@ -392,14 +390,14 @@ class HFSummarizer:
                 ids = self.net.generate(**enc, **kw)
             new = ids[:, enc["input_ids"].shape[1] :]
             decoded = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            answers.update(zip(chunk, (clean_generated_text(t) for t in decoded), strict=True))
+            answers.update(zip(chunk, (outfit_text.clean_generated_text(t) for t in decoded), strict=True))
         return [answers[p] for p in prompts]
 
     def summarize_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Outfit]:
         """Outfits of several clothes ids; the LM calls are batched across ids."""
         flat = [c for _, caps in items for c in caps]
         answers = iter(self.answer(flat))
-        return [outfit_from_texts(key, [next(answers) for _ in caps]) for key, caps in items]
+        return [outfit_text.outfit_from_texts(key, [next(answers) for _ in caps]) for key, caps in items]
 
     def __call__(self, clothes_key: str, captions: list[str]) -> Outfit:
         return self.summarize_many([(clothes_key, captions)])[0]

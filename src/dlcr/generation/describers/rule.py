@@ -11,7 +11,8 @@ synthetic world), and never looks at ground-truth descriptions. Per body part it
 * the **colour** from the garment's pixels in CIELAB (so that shading changes lightness, not the
   name): a two-means split gives the dominant colour (median of the larger cluster) and, when the
   clusters are far apart, a second colour; names come from hue / chroma / lightness bands and are a
-  subset of the recolor backend's vocabulary (``light`` / ``dark`` modifiers included);
+  subset of the shared vocabulary that the recolor backend paints (:mod:`dlcr.vocabulary`;
+  ``light`` / ``dark`` modifiers included);
 * the **pattern** from how the two colour clusters alternate in space. A pattern needs several
   colour changes per scan line *and* spatial regularity (the autocorrelation of the cluster labels
   at some small lag, minus its chance level, is large; independent noise scores about 0). Changes
@@ -35,19 +36,34 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlcr.errors import InputError
-from dlcr.generation.inpainters.recolor import COLOURS
-from dlcr.generation.parsing import NUM_LIP_LABELS
+from dlcr.lip import (
+    COAT,
+    DRESS,
+    LEFT_ARM,
+    LEFT_LEG,
+    LEFT_SHOE,
+    NUM_LIP_LABELS,
+    PANTS,
+    RIGHT_ARM,
+    RIGHT_LEG,
+    RIGHT_SHOE,
+    SKIRT,
+    SOCKS,
+    UPPER_CLOTHES,
+)
+from dlcr.lip import JUMPSUITS as JUMPSUIT
+from dlcr.vocabulary import COLOURS, RGB_TO_XYZN, SRGB_TO_LINEAR, lab_f, rgb_to_lab  # noqa: F401  (re-exported: bench_masks)
 
-UPPER_CLOTHES, DRESS, COAT, SOCKS, PANTS, JUMPSUIT, SKIRT = 5, 6, 7, 8, 9, 10, 12
-ARMS, LEGS, SHOES = (14, 15), (16, 17), (18, 19)
+ARMS, LEGS, SHOES = (LEFT_ARM, RIGHT_ARM), (LEFT_LEG, RIGHT_LEG), (LEFT_SHOE, RIGHT_SHOE)
 
-#: Colour names the rule captioner can produce (all are keys of recolor's ``COLOURS``).
+#: Colour names the rule captioner can produce (all are keys of :data:`dlcr.vocabulary.COLOURS`).
 BASIC_COLOURS: tuple[str, ...] = (
     "black", "white", "gray", "red", "pink", "orange", "yellow", "beige", "brown", "olive",
     "green", "teal", "turquoise", "blue", "navy", "purple",
 )  # fmt: skip
-#: Garment words it can produce, by LIP label.
-GARMENT_WORDS = {
+#: Garment words it can produce, by LIP label (the words by body part are
+#: :data:`dlcr.vocabulary.GARMENT_WORDS_BY_PART`).
+GARMENT_WORDS_BY_LIP: dict[int, tuple[str, ...]] = {
     UPPER_CLOTHES: ("t-shirt", "shirt"),  # short / long sleeves
     COAT: ("jacket",),
     DRESS: ("dress",),
@@ -80,36 +96,7 @@ EQUAL_SHARE = 0.35  # above this minor share the more colourful colour is named 
 # Colour space and colour names
 # --------------------------------------------------------------------------------------------
 
-_C = np.arange(256, dtype=np.float64) / 255.0
-#: sRGB byte -> linear light.
-SRGB_TO_LINEAR = np.where(_C <= 0.04045, _C / 12.92, ((_C + 0.055) / 1.055) ** 2.4)
-#: linear sRGB -> CIE XYZ (D65), rows already divided by the D65 white point.
-RGB_TO_XYZN = np.array(
-    [
-        [0.4124564, 0.3575761, 0.1804375],
-        [0.2126729, 0.7151522, 0.0721750],
-        [0.0193339, 0.1191920, 0.9503041],
-    ]
-) / np.array([[0.95047], [1.0], [1.08883]])
-_EPS = (6.0 / 29.0) ** 3
-_KAPPA = 1.0 / (3.0 * (6.0 / 29.0) ** 2)
-
-
-def lab_f(t: float) -> float:
-    """CIELAB's companding function (scalar; the vectorised version is inside :func:`rgb_to_lab`)."""
-    return t ** (1.0 / 3.0) if t > _EPS else t * _KAPPA + 4.0 / 29.0
-
-
-def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """CIELAB (D65) of uint8 sRGB values, shape (..., 3) -> float64 (..., 3)."""
-    lin = SRGB_TO_LINEAR[np.asarray(rgb, dtype=np.uint8)]
-    xyz = lin @ RGB_TO_XYZN.T
-    f = np.where(xyz > _EPS, np.cbrt(xyz), xyz * _KAPPA + 4.0 / 29.0)
-    lab = np.empty_like(f)
-    lab[..., 0] = 116.0 * f[..., 1] - 16.0
-    lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
-    lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
-    return lab
+# CIELAB conversion: :func:`dlcr.vocabulary.rgb_to_lab`.
 
 
 def _reference_lightness() -> dict[str, float]:
@@ -126,7 +113,7 @@ def colour_name(lab: Sequence[float]) -> str:
 
     Hue bands decide the family; lightness and chroma split it (red vs pink, orange vs brown vs
     beige, blue vs navy). ``light``/``dark`` is added to the saturated families when the colour is
-    much lighter / darker than the named colour's prototype in recolor's table.
+    much lighter / darker than the named colour's prototype in :data:`dlcr.vocabulary.COLOURS`.
     """
     lum, a, b = (float(v) for v in lab)
     c = math.hypot(a, b)
@@ -236,7 +223,7 @@ def choose_garments(layout: Layout, min_pixels: int = 10) -> list[GarmentChoice]
             short = layout.arm_band >= max(3.0, SLEEVE_MIN_FRACTION * n[UPPER_CLOTHES])
             word = "t-shirt" if short else "shirt"
         else:
-            word = GARMENT_WORDS[upper][0]
+            word = GARMENT_WORDS_BY_LIP[upper][0]
         out.append(GarmentChoice("upper", word, (upper,), n[upper]))
         whole_body = upper in (DRESS, JUMPSUIT) and n[upper] >= n[PANTS] + n[SKIRT]
     lower = PANTS if n[PANTS] >= n[SKIRT] else SKIRT

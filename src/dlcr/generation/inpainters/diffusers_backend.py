@@ -29,9 +29,9 @@ from PIL import Image
 from dlcr.distributed.env import resolve_device
 from dlcr.errors import CheckpointError, ConfigError, did_you_mean, first_line
 from dlcr.generation.inpainting import InpaintItem, composite, pipeline_image, pipeline_mask, resize_rgb
-from dlcr.generation.parsing import resolve_dtype
 from dlcr.io.paths import local_model_missing
 from dlcr.utils.logging import get_logger
+from dlcr.utils.torch_device import resolve_dtype
 
 log = get_logger(__name__)
 

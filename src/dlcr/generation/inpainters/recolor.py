@@ -17,6 +17,8 @@ A mask that covers more than the clothes (``generate.mask_region: person``, the 
 ablation: identity cues repainted too) makes the person's other pixels part of the nearest garment
 part (:data:`SKIN_PART`: hat, hair, face and arms join the upper garment, legs the lower one), so
 skin and hair take the garment's colour and pattern. With the default clothes mask nothing changes.
+
+The colour, pattern, modifier and garment words (and the colour table) are :mod:`dlcr.vocabulary`'s.
 """
 
 from __future__ import annotations
@@ -28,118 +30,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlcr.generation.inpainting import InpaintItem, composite
-from dlcr.generation.parsing import CLOTHES_LABELS, labels_mask, part_masks
+from dlcr.lip import (
+    CLOTHES_LABELS,
+    FACE,
+    HAIR,
+    HAT,
+    LEFT_ARM,
+    LEFT_LEG,
+    RIGHT_ARM,
+    RIGHT_LEG,
+    labels_mask,
+    part_masks,
+)
+from dlcr.vocabulary import COLOURS, GARMENTS, MODIFIERS, PARTS, PATTERNS, contrast_colour, luminance
 
-PARTS = ("upper", "lower", "footwear")
 #: LIP labels outside the clothes -> the garment part whose style paints them when the mask covers them
 #: (``mask_region: person``); any other non-clothes label joins the upper part.
-SKIN_PART: dict[int, str] = {1: "upper", 2: "upper", 13: "upper", 14: "upper", 15: "upper", 16: "lower",
-                             17: "lower"}
-
-# RGB in 0..255; several names per colour where people use both.
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "black": (22, 22, 24),
-    "white": (236, 236, 232),
-    "gray": (128, 128, 130),
-    "grey": (128, 128, 130),
-    "silver": (190, 190, 195),
-    "red": (190, 32, 38),
-    "maroon": (112, 22, 36),
-    "burgundy": (112, 22, 36),
-    "pink": (236, 132, 170),
-    "orange": (238, 128, 32),
-    "yellow": (238, 208, 44),
-    "gold": (210, 172, 56),
-    "beige": (218, 198, 162),
-    "cream": (240, 230, 202),
-    "khaki": (190, 174, 120),
-    "tan": (198, 158, 108),
-    "brown": (118, 74, 40),
-    "olive": (108, 114, 42),
-    "green": (40, 138, 60),
-    "teal": (22, 126, 128),
-    "cyan": (44, 188, 200),
-    "turquoise": (48, 196, 190),
-    "blue": (36, 76, 188),
-    "navy": (26, 36, 92),
-    "denim": (68, 98, 146),
-    "purple": (108, 50, 150),
-    "violet": (128, 70, 180),
-    "lavender": (180, 160, 220),
-}
-MODIFIERS = {"light": ("mix", 0.45), "pale": ("mix", 0.6), "dark": ("scale", 0.55), "deep": ("scale", 0.7)}
-PATTERNS = {
-    "striped": "stripes",
-    "stripes": "stripes",
-    "stripe": "stripes",
-    "pinstriped": "stripes",
-    "checked": "checks",
-    "checkered": "checks",
-    "plaid": "checks",
-    "checks": "checks",
-    "gingham": "checks",
-    "tartan": "checks",
-    "dotted": "dots",
-    "polka": "dots",
-    "dots": "dots",
-    "spotted": "dots",
-    "floral": "dots",
-    "plain": "plain",
-    "solid": "plain",
-}
-GARMENTS = {
-    "upper": {
-        "shirt",
-        "t-shirt",
-        "tshirt",
-        "tee",
-        "top",
-        "blouse",
-        "sweater",
-        "jumper",
-        "hoodie",
-        "sweatshirt",
-        "jacket",
-        "coat",
-        "vest",
-        "cardigan",
-        "polo",
-        "dress",
-        "blazer",
-        "parka",
-        "tank",
-        "suit",
-        "uniform",
-        "jersey",
-    },
-    "lower": {
-        "pants",
-        "jeans",
-        "trousers",
-        "shorts",
-        "skirt",
-        "leggings",
-        "slacks",
-        "chinos",
-        "joggers",
-        "sweatpants",
-        "tights",
-    },
-    "footwear": {
-        "shoes",
-        "shoe",
-        "sneakers",
-        "sneaker",
-        "boots",
-        "boot",
-        "sandals",
-        "heels",
-        "slippers",
-        "loafers",
-        "trainers",
-        "flats",
-    },
-}
+SKIN_PART: dict[int, str] = {HAT: "upper", HAIR: "upper", FACE: "upper", LEFT_ARM: "upper", RIGHT_ARM: "upper",
+                             LEFT_LEG: "lower", RIGHT_LEG: "lower"}
 
 
 @dataclass(frozen=True)
@@ -219,15 +127,6 @@ def parse_outfit_prompt(prompt: str) -> dict[str, PartStyle]:
             break
         out[free[0]] = parse_part(phrase)
     return out
-
-
-def luminance(rgb01: np.ndarray) -> np.ndarray:
-    return rgb01[..., 0] * 0.299 + rgb01[..., 1] * 0.587 + rgb01[..., 2] * 0.114
-
-
-def contrast_colour(c: np.ndarray) -> np.ndarray:
-    """The second colour of a pattern when the prompt names none: light on dark, dark on light."""
-    return np.array([0.93, 0.93, 0.92]) if luminance(c) < 0.45 else np.array([0.1, 0.1, 0.12])
 
 
 def pattern_mask(pattern: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

@@ -10,9 +10,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dlcr.errors import DatasetError, ImageError, InputError
-from dlcr.generation.parsing import HumanParser, label_path, label_table
+from dlcr.generation.parsing import HumanParser, label_path
 from dlcr.io.images import read_label_map
 from dlcr.io.paths import safe_join
+from dlcr.lip import label_table
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:

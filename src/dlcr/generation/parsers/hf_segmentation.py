@@ -3,7 +3,7 @@
 The model's classes (``config.id2label``) are mapped to LIP ids by name: LIP, ATR, CIHP and
 Fashionpedia class names and common garment words, case-, space- and punctuation-insensitively, a
 name listing several items (``"shirt, blouse"``) by its first known item (see
-:func:`dlcr.generation.parsing.lip_id_for_name`). ``label_map`` ({class name: LIP id},
+:func:`dlcr.generation.label_schemes.lip_id_for_name`). ``label_map`` ({class name: LIP id},
 ``generate.parser_label_map``) overrides or completes that mapping. Classes that match nothing
 become background and are listed in a warning; a model none of whose classes maps to a clothes label
 is refused (:class:`~dlcr.errors.ConfigError` naming its labels). Remote code is never trusted
@@ -17,18 +17,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from dlcr.distributed.env import resolve_device
 from dlcr.errors import CheckpointError, ConfigError, first_line
-from dlcr.generation.parsing import (
-    LIP_LABELS,
-    HumanParser,
-    batched,
-    check_images,
-    lip_table_for_labels,
-    require_clothes_classes,
-    resolve_device,
-)
+from dlcr.generation.label_schemes import lip_table_for_labels, require_clothes_classes
+from dlcr.generation.parsing import HumanParser
+from dlcr.io.images import check_images
 from dlcr.io.paths import local_model_missing
+from dlcr.lip import LIP_LABELS
 from dlcr.utils.logging import get_logger
+from dlcr.utils.progress import batched
 
 log = get_logger(__name__)
 

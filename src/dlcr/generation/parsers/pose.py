@@ -50,18 +50,20 @@ from typing import Any
 
 import numpy as np
 
+from dlcr import lip
 from dlcr.errors import ConfigError, first_line
-from dlcr.generation.parsing import HumanParser, check_images, mask_bbox
+from dlcr.generation.parsing import HumanParser
+from dlcr.io.images import check_images
 from dlcr.utils.logging import get_logger
+from dlcr.vocabulary import rgb_to_lab
 
 log = get_logger(__name__)
 
 MEDIAPIPE_VERSION = "0.10.21"
 INSTALL_HINT = 'pip install -e ".[pose]" && pip install --no-deps mediapipe==0.10.21'
 
-# LIP ids used here
-BACKGROUND, HAIR, UPPER, PANTS, FACE = 0, 2, 5, 9, 13
-L_ARM, R_ARM, L_LEG, R_LEG, L_SHOE, R_SHOE = 14, 15, 16, 17, 18, 19
+BACKGROUND, HAIR, UPPER, PANTS, FACE = lip.BACKGROUND, lip.HAIR, lip.UPPER_CLOTHES, lip.PANTS, lip.FACE  # LIP ids
+L_ARM, R_ARM, L_LEG, R_LEG, L_SHOE, R_SHOE = lip.LEFT_ARM, lip.RIGHT_ARM, lip.LEFT_LEG, lip.RIGHT_LEG, lip.LEFT_SHOE, lip.RIGHT_SHOE
 
 # mediapipe pose landmark indices (the person's left / right)
 NOSE, L_EAR, R_EAR, MOUTH_L, MOUTH_R = 0, 7, 8, 9, 10
@@ -251,11 +253,9 @@ def labels_from_pose(
     ``vis`` (33,) are the landmarks' visibilities; limbs seen at neither end are left out
     (:func:`skeleton`).
     """
-    from dlcr.generation.describers.rule import rgb_to_lab
-
     h, w = person.shape
     out = np.zeros((h, w), dtype=np.uint8)
-    box = mask_bbox(person)
+    box = lip.mask_bbox(person)
     if box is None:
         return out
     y0, y1, x0, x1 = box
@@ -310,7 +310,7 @@ def fallback_labels(person: np.ndarray) -> np.ndarray:
     """The fixed pedestrian geometry of :data:`FALLBACK_BANDS` laid over the person mask's bounding box."""
     h, w = person.shape
     out = np.zeros((h, w), dtype=np.uint8)
-    box = mask_bbox(person)
+    box = lip.mask_bbox(person)
     if box is None:
         return out
     y0, y1, x0, x1 = box
@@ -318,8 +318,8 @@ def fallback_labels(person: np.ndarray) -> np.ndarray:
     frac = (np.arange(h) + 0.5 - y0) / max(y1 - y0, 1)
     band = np.full(h, BACKGROUND, dtype=np.uint8)
     start = 0.0
-    for end, lip in FALLBACK_BANDS:
-        band[(frac >= start) & (frac < end)] = lip
+    for end, label in FALLBACK_BANDS:
+        band[(frac >= start) & (frac < end)] = label
         start = end
     out[:] = band[:, None]
     # the person's left shoe is on the image's right for a person facing the camera

@@ -19,7 +19,7 @@ in the heads and by no activation in the backbone (whose blocks apply their own 
 
 The three released models (LIP 20 classes at 473x473, ATR 18 at 512, Pascal-Person-Part 7 at 512,
 :data:`SCHP_DATASETS`) are told apart by the class count of the checkpoint's classifier; their class
-names are mapped to LIP ids by name (:func:`dlcr.generation.parsing.lip_table_for_labels`). The
+names are mapped to LIP ids by name (:func:`dlcr.generation.label_schemes.lip_table_for_labels`). The
 Pascal model segments body parts only, so it is refused unless ``label_map`` makes some of its
 classes clothes.
 
@@ -46,21 +46,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlcr.distributed.env import resolve_device
 from dlcr.errors import CheckpointError, ConfigError
-from dlcr.generation.parsing import (
-    ATR_LABELS,
-    LIP_LABELS,
-    PASCAL_LABELS,
-    HumanParser,
-    batched,
-    check_images,
-    lip_table_for_labels,
-    require_clothes_classes,
-    resolve_device,
-    resolve_dtype,
-)
+from dlcr.generation.label_schemes import lip_table_for_labels, require_clothes_classes
+from dlcr.generation.parsing import HumanParser
+from dlcr.io.images import check_images
+from dlcr.lip import ATR_LABELS, LIP_LABELS, PASCAL_LABELS
 from dlcr.models.backbones import read_state_dict
 from dlcr.utils.logging import get_logger
+from dlcr.utils.progress import batched
+from dlcr.utils.torch_device import resolve_dtype
 
 log = get_logger(__name__)
 
