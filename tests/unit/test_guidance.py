@@ -400,6 +400,7 @@ def test_cli_guidance_train(tiny_path, tmp_path, monkeypatch, capsys):
 
 
 def test_latent_masks_read_a_repeated_label_map_once(plain, tmp_path, monkeypatch):
+    from dlcr.generation.guidance import training as G  # where latent_masks looks up _as_mask
     from dlcr.generation.parsing import clothes_mask
     from dlcr.io.images import write_png
 

@@ -286,7 +286,7 @@ def jsonable(value: Any) -> Any:
 
 def _dtype_name(dtype: Any, device: Any) -> str | None:
     from dlcr.distributed.env import resolve_device
-    from dlcr.generation.parsing import resolve_dtype
+    from dlcr.utils.torch_device import resolve_dtype
 
     return str(resolve_dtype(dtype, resolve_device(device))).replace("torch.", "")
 

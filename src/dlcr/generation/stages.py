@@ -1,4 +1,4 @@
-"""The generation stages as plain functions over a *work folder* (DESIGN §3).
+"""The generation stages as plain functions over a *work folder* (docs/design.md §3).
 
 A work folder holds everything DLCR derives from one dataset::
 
@@ -44,6 +44,15 @@ from pathlib import Path
 from typing import Any
 
 from dlcr.errors import ConfigError, InputError
+from dlcr.generation.layout import (
+    CAPTIONS,
+    GENERATED,
+    JOBS,
+    MASKS,
+    OUTFITS,
+    QUERY_GENERATED,
+    QUERY_JOBS,
+)
 from dlcr.generation.signature import (
     check_inputs_current,
     check_signature,
@@ -55,14 +64,6 @@ from dlcr.types import Sample
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
-
-MASKS = "masks"
-GENERATED = "generated"
-QUERY_GENERATED = "query_generated"
-JOBS = "jobs.parquet"
-QUERY_JOBS = "query_jobs.parquet"
-OUTFITS = "outfits.parquet"
-CAPTIONS = "captions.parquet"
 
 
 class PlannedJobs(list):
@@ -256,7 +257,7 @@ def run_inpaint(work: str | os.PathLike, root: str | os.PathLike, *, backend: st
     """Generate the pending jobs of ``jobs.parquet`` (or ``query_jobs.parquet``); the generation
     signature is checked before any model is loaded (``overwrite`` replaces other outputs).
 
-    ``mask_region`` is what may be repainted (:func:`~dlcr.generation.runner.region_mask`):
+    ``mask_region`` is what may be repainted (:func:`~dlcr.generation.worker.region_mask`):
     ``clothes`` (the paper's ID-preserving mask) or ``person`` (every non-background label, identity
     cues included: the "standard diffusion" ablation). It is part of the generation signature.
 
