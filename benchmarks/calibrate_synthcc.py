@@ -3,7 +3,7 @@
 Renders a world into a temporary folder, trains a small ResNet from scratch on the train split
 (cross-entropy on person ids, no pretrained weights), extracts L2-normalised features and scores
 query -> gallery under the standard, same-clothes (SC) and clothes-changing (CC) rules of
-DESIGN §8. The world is calibrated when SC top-1 - CC top-1 >= 15 points while CC top-1 stays far
+docs/design.md §8. The world is calibrated when SC top-1 - CC top-1 >= 15 points while CC top-1 stays far
 above chance (identity is recoverable from body, skin, hair and head cues).
 
 Two diagnostics back the later DLCR demo:
@@ -64,7 +64,7 @@ from dlcr.synth import NAME_RE, render_world
 
 
 def evaluate(dist, q, g, mode: str) -> dict[str, float]:
-    """CMC top-1/5 and mAP under the DESIGN §8 rules (``dlcr.evaluation.evaluate``; queries without a
+    """CMC top-1/5 and mAP under the docs/design.md §8 rules (``dlcr.evaluation.evaluate``; queries without a
     good match are skipped)."""
     r = lib_evaluate(dist, q["pid"], g["pid"], q["cam"], g["cam"], q["clothes"], g["clothes"], mode=mode)
     return {"top1": float(r.cmc[0]), "top5": float(r.cmc[min(4, len(r.cmc) - 1)]), "mAP": float(r.mAP),

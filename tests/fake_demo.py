@@ -75,7 +75,7 @@ def make_fake_demo(root: Path, seeds: tuple[int, ...] = (0, 1), k: int = 3, n_qv
     write_table(work / "generated" / "manifest.parquet", man)
     write_table(work / "outfits.parquet", outfits)
 
-    # Stage 1 on real photographs (dlcr.testing.photos): crop, label map, variants, manifest.
+    # Stage 1 on real photographs (dlcr.demo.realphoto): crop, label map, variants, manifest.
     rp = root / "realphoto"
     write_png(rp / "originals" / "p.png", _person(rng, 1))
     write_png(rp / "masks" / "p.png", _labels())

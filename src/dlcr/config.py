@@ -1,6 +1,6 @@
 """Configuration: frozen dataclass schemas, YAML files with ``_base_`` inheritance, ``--set`` overrides.
 
-Only the CLI reads configuration; library functions take plain arguments (DESIGN §1).
+Only the CLI reads configuration; library functions take plain arguments (docs/design.md §1).
 
 * A YAML file may name one or more bases with ``_base_: other.yaml`` (or a list). Bases are
   resolved relative to the file, then among the packaged configs (``dlcr/configs``); they are merged
@@ -13,8 +13,8 @@ Only the CLI reads configuration; library functions take plain arguments (DESIGN
   the whole schema: positive sizes, batch sizes and epochs, non-negative workers, probabilities in
   [0, 1], ...), so a bad value is refused when the config is loaded, not deep inside a run.
 
-The packaged configs live inside the package (``src/dlcr/configs``) rather than at the repo root as
-DESIGN §2 sketched, so that an installed ``dlcr`` finds them without a checkout.
+The packaged configs live inside the package (``src/dlcr/configs``) rather than at the repo root, so
+that an installed ``dlcr`` finds them without a checkout.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ class Outfit:
 class EvalProtocol:
     """One evaluation setting of a benchmark: which split queries which, under which rule.
 
-    ``mode`` is ``"standard"``, ``"CC"`` or ``"SC"`` (DESIGN §8). For example LTCC has
+    ``mode`` is ``"standard"``, ``"CC"`` or ``"SC"`` (docs/design.md §8). For example LTCC has
     ``EvalProtocol("standard", "query", "gallery", "standard")`` and
     ``EvalProtocol("cc", "query", "gallery", "CC")``; PRCC has
     ``EvalProtocol("sc", "query_same", "gallery", "standard")`` and

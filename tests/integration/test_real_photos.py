@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
+from dlcr.demo import realphoto as photos
+from dlcr.demo.realphoto import MANIFEST, REALPHOTO_DIRNAME, run_real_photo_stage
 from dlcr.generation.parsing import CLOTHES_LABELS, labels_mask
 from dlcr.io.atomic import atomic_write_json
 from dlcr.io.images import read_label_map, read_rgb
-from dlcr.testing import photos
-from dlcr.testing.photos import MANIFEST, REALPHOTO_DIRNAME, run_real_photo_stage
 
 REASON = photos.real_photo_missing()
 

@@ -369,8 +369,8 @@ def test_cli_guidance_train(tiny_path, tmp_path, monkeypatch, capsys):
     from dlcr.cli.main import main
     from dlcr.data.datasets import create_dataset
     from dlcr.generation import stages
-    from dlcr.generation.describe import create_captioner, create_summarizer
-    from dlcr.generation.parsing import create_parser
+    from dlcr.generation.describers import create_captioner, create_summarizer
+    from dlcr.generation.parsers import create_parser
     from dlcr.synth import render_world
 
     monkeypatch.setenv("DLCR_CACHE_DIR", str(tiny_path.parent))  # reuse the tiny pipeline built above

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dlcr.errors import ConfigError
-from dlcr.generation.parsers import pose
+from dlcr.generation.parsers import create_parser, pose
 from dlcr.generation.parsers.pose import (
     FACE,
     HAIR,
@@ -21,7 +21,7 @@ from dlcr.generation.parsers.pose import (
     polygon_distance,
     segment_distance,
 )
-from dlcr.generation.parsing import CLOTHES_LABELS, clothes_mask, create_parser, parse_dataset
+from dlcr.generation.parsing import CLOTHES_LABELS, clothes_mask, parse_dataset
 
 # --------------------------------------------------------------------------------------------
 # Geometry
@@ -191,7 +191,7 @@ def parser():
 
 
 def _photo(name):
-    from dlcr.testing.photos import load_photo, photo_path
+    from dlcr.demo.realphoto import load_photo, photo_path
 
     if photo_path(name) is None:
         pytest.skip(f"photograph {name!r} not installed (photos extra)")

@@ -16,9 +16,11 @@ import pytest
 
 from dlcr.errors import ConfigError
 from dlcr.generation import stages
-from dlcr.generation.describe import VoteSummarizer, create_captioner, create_summarizer, read_outfits
-from dlcr.generation.inpainting import INPAINTERS
-from dlcr.generation.parsing import ParseReport, create_parser
+from dlcr.generation.describe import VoteSummarizer, read_outfits
+from dlcr.generation.describers import create_captioner, create_summarizer
+from dlcr.generation.inpainters import INPAINTERS
+from dlcr.generation.parsers import create_parser
+from dlcr.generation.parsing import ParseReport
 from dlcr.generation.planning import plan_jobs, write_jobs
 from dlcr.generation.runner import MANIFEST, inpaint_signature, read_manifest
 from dlcr.generation.signature import (
@@ -98,7 +100,7 @@ def test_objects_built_by_the_registries_carry_their_options():
     hand_made = object_signature(VoteSummarizer())
     assert hand_made["backend"] == "vote" and hand_made["class"].endswith("VoteSummarizer")
     # the prompt of a captioner is part of its signature (nothing is loaded to compute it)
-    from dlcr.generation.describe import CAPTIONERS
+    from dlcr.generation.describers import CAPTIONERS
 
     p1 = backend_signature(CAPTIONERS, "hf", {"model": "org/vlm"})
     p2 = backend_signature(CAPTIONERS, "hf", {"model": "org/vlm", "prompt": "Describe the clothes."})
@@ -296,7 +298,7 @@ def test_diffusion_settings_refuse_before_any_model_is_loaded(toy, tiny_model, t
     first = inpaint()
     assert first.generated == 4
     assert read_signature(signature_file(work / stages.GENERATED))["inpainter"]["dtype"] == "float32"
-    import dlcr.generation.inpainting as inpainting
+    import dlcr.generation.inpainters as inpainting
 
     def no_model(*a, **kw):
         raise AssertionError("a model was loaded before the signature check")
@@ -474,7 +476,7 @@ def test_missing_inputs_name_the_file_then_what_to_run(tmp_path):
 
 @pytest.mark.parametrize("driver", ["local", "torchrun", "ray"])
 def test_overwrite_with_a_model_that_fails_to_load_keeps_the_outputs(toy, monkeypatch, driver):
-    import dlcr.generation.inpainting as inpainting
+    import dlcr.generation.inpainters as inpainting
     import dlcr.generation.ray_driver as ray_backend
     from dlcr.errors import CheckpointError
     from dlcr.generation.runner import GenerationWorker, run_local
@@ -519,8 +521,8 @@ def test_overwrite_with_a_model_that_fails_to_load_keeps_the_outputs(toy, monkey
 def test_cli_backend_specs_have_the_signature_of_the_backends_built_from_them(tmp_path):
     from dlcr.cli.common import get_config
     from dlcr.cli.generate import _describer_specs, _describers, _parser, _parser_spec, _spec_signature
-    from dlcr.generation.describe import CAPTIONERS, SUMMARIZERS
-    from dlcr.generation.parsing import PARSERS
+    from dlcr.generation.describers import CAPTIONERS, SUMMARIZERS
+    from dlcr.generation.parsers import PARSERS
 
     (tmp_path / "labels").mkdir()
     for extra in ([], ["generate.parser=folder", f"generate.parser_model={tmp_path / 'labels'}"]):
@@ -532,8 +534,8 @@ def test_cli_backend_specs_have_the_signature_of_the_backends_built_from_them(tm
 
 
 def test_cli_masks_and_describe_refuse_before_building_a_backend(tmp_path, capsys, monkeypatch):
-    from dlcr.generation.describe import CAPTIONERS, SUMMARIZERS
-    from dlcr.generation.parsing import PARSERS
+    from dlcr.generation.describers import CAPTIONERS, SUMMARIZERS
+    from dlcr.generation.parsers import PARSERS
 
     run, sets = _cli_world(tmp_path, capsys, monkeypatch)
     (tmp_path / "labels").mkdir()

@@ -35,7 +35,7 @@ def _load(name: str, root: Path, strict: bool, csv: Path | None, check: bool = F
 def inspect(
     name: str = typer.Argument(..., help="Dataset name (prcc, ltcc, vcclothes, ..., synthcc, custom)."),
     root: Path = _ROOT,
-    as_json: bool = flag(False, "--json", help="Print every record as JSON (DESIGN §7)."),
+    as_json: bool = flag(False, "--json", help="Print every record as JSON (docs/design.md §7)."),
     check: bool = flag(False, "--check", help="Decode every image; fail on unreadable ones."),
     strict: bool = _STRICT,
     csv: Path | None = _CSV,

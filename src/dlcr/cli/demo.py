@@ -44,6 +44,7 @@ def demo_cmd(
     """Render synthcc → pose masks → descriptions → inpainting → train the Table A1 arms (validation curves)
     → evaluate once on the test set (+ refinement) → report."""
     from dlcr.demo import DemoSettings, results_table, run_demo
+    from dlcr.report import build_demo_report
 
     kw = {k_: v for k_, v in {"ids": ids, "epochs": epochs, "k": k, "l": l, "m": m, "workers": workers,
                                   "threads": threads, "eval_every": eval_every, "jobs": jobs}.items()
@@ -54,6 +55,6 @@ def demo_cmd(
         raise ConfigError(f"--masks must be pose or truth, got {masks!r}")
     kw.update(seeds=int_list(seeds, "--seeds"), backend=backend, extra_sets=tuple(sets), masks=masks, ablation=ablation)
     st = DemoSettings.quick_settings(**kw) if quick else DemoSettings(**kw)
-    res = run_demo(out, st)
+    res = run_demo(out, st, report=build_demo_report)
     typer.echo(results_table(res))
     typer.echo(f"results: {out}/results.json  report: {out}/report.html")

@@ -1,4 +1,4 @@
-"""``dlcr generate``: masks → describe → plan → inpaint (+ queries), each resumable (DESIGN §3).
+"""``dlcr generate``: masks → describe → plan → inpaint (+ queries), each resumable (docs/design.md §3).
 
 All commands take ``--config`` / ``--set`` (the ``generate`` section) and ``--work`` (the folder the
 stages share, default ``out/<dataset>``). Every stage records a signature of what made its outputs and
@@ -63,7 +63,7 @@ def _parser_spec(cfg: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _parser(cfg: Any) -> Any:
-    from dlcr.generation.parsing import create_parser
+    from dlcr.generation.parsers import create_parser
 
     name, opts = _parser_spec(cfg)
     return create_parser(name, **opts)
@@ -86,7 +86,7 @@ def _describer_specs(cfg: Any) -> tuple[tuple[str, dict[str, Any]], tuple[str, d
 
 
 def _describers(cfg: Any) -> tuple[Any, Any]:
-    from dlcr.generation.describe import create_captioner, create_summarizer
+    from dlcr.generation.describers import create_captioner, create_summarizer
 
     (cname, copts), (sname, sopts) = _describer_specs(cfg)
     return create_captioner(cname, **copts), create_summarizer(sname, **sopts)
@@ -100,7 +100,7 @@ def _spec_signature(registry: Any, spec: tuple[str, dict[str, Any]]) -> dict[str
 
 
 def masks_stage(cfg: Any, ds: Any, work: Any, with_queries: bool = True, overwrite: bool = False) -> Any:
-    from dlcr.generation.parsing import PARSERS
+    from dlcr.generation.parsers import PARSERS
     from dlcr.generation.stages import check_masks, query_splits, run_masks
 
     samples = list(ds.train)
@@ -116,7 +116,7 @@ def masks_stage(cfg: Any, ds: Any, work: Any, with_queries: bool = True, overwri
 
 
 def describe_stage(cfg: Any, ds: Any, work: Any, overwrite: bool = False) -> Any:
-    from dlcr.generation.describe import CAPTIONERS, SUMMARIZERS
+    from dlcr.generation.describers import CAPTIONERS, SUMMARIZERS
     from dlcr.generation.stages import check_describe, run_describe
 
     cspec, sspec = _describer_specs(cfg)

@@ -93,7 +93,7 @@ def load_photo(name: str) -> np.ndarray:
 
 def person_box(mask: np.ndarray, margin: float = 0.06) -> tuple[int, int, int, int] | None:
     """(top, bottom, left, right) of the mask's bounding box grown by ``margin`` x its size, clamped."""
-    from dlcr.generation.parsing import mask_bbox
+    from dlcr.lip import mask_bbox
 
     box = mask_bbox(mask)
     if box is None:
@@ -152,11 +152,11 @@ def run_real_photo_stage(
     ``summarizer`` is a name of :data:`dlcr.generation.describe.SUMMARIZERS` (``smollm2`` runs the
     real small LLM, ~30 s to load).
     """
-    from dlcr.generation.describe import create_captioner, create_summarizer
+    from dlcr.generation.describers import create_captioner, create_summarizer
     from dlcr.generation.inpainters.recolor import RecolorInpainter
     from dlcr.generation.inpainting import InpaintItem
-    from dlcr.generation.parsing import clothes_mask
     from dlcr.generation.planning import Job
+    from dlcr.lip import clothes_mask
 
     out = Path(out_dir)
     if k < 1 or k > len(OUTFITS):

@@ -1,6 +1,6 @@
 """Evaluation: feature extraction, ranking metrics, prediction refinement, protocol runner.
 
-Contracts (DESIGN §7): :func:`evaluate` returns :class:`Metrics` (``.cmc``, ``.mAP``, ``.mINP``);
+Contracts (docs/design.md §7): :func:`evaluate` returns :class:`Metrics` (``.cmc``, ``.mAP``, ``.mINP``);
 :func:`refine` returns :class:`Refinement` (``.pred_pids``, ``.sims``).
 """
 

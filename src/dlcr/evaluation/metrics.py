@@ -1,6 +1,6 @@
 """Re-id ranking metrics (CMC, mAP, mINP) under the standard / clothes-changing / same-clothes rules.
 
-Rules (DESIGN §8). For a query and a gallery item of the *same* person:
+Rules (docs/design.md §8). For a query and a gallery item of the *same* person:
 
 ============  ==========================================  ==========================================
 mode          good match                                  junk (removed from the ranking)

@@ -1,4 +1,4 @@
-"""Prediction refinement with clothes-changed query variants (DLCR, Algorithm 1; DESIGN §8).
+"""Prediction refinement with clothes-changed query variants (DLCR, Algorithm 1; docs/design.md §8).
 
 Input: ``sims`` of shape (1 + l, n_query, n_gallery); ``sims[0]`` holds the cosine similarities of
 the original queries, ``sims[k]`` those of each query's k-th clothes-changed variant.

@@ -20,7 +20,7 @@ must win against all other people's clothes, without competing with each other. 
 have zero target weight. We take the logits as produced by the classifier (already × scale); the
 ``scale`` argument only matters for :meth:`ClothesAdversarialLoss.from_cosine`.
 
-Generated images carry clothes id −1 by default (DESIGN §8): such samples are excluded from both
+Generated images carry clothes id −1 by default (docs/design.md §8): such samples are excluded from both
 losses. If none is left, the losses return a zero that keeps the graph (so ``backward`` works).
 """
 

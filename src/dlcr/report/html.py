@@ -525,18 +525,18 @@ def _generation_section(root: Path, results: Mapping[str, Any] | None, assets: _
 
 
 # --------------------------------------------------------------------------------------------
-# Section 2b: stage 1 on real photographs (written by dlcr.testing.photos.run_real_photo_stage)
+# Section 2b: stage 1 on real photographs (written by dlcr.demo.realphoto.run_real_photo_stage)
 # --------------------------------------------------------------------------------------------
 
 
 def _realphoto_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
-    from dlcr.testing.photos import MANIFEST, REALPHOTO_DIRNAME
+    from dlcr.demo.realphoto import MANIFEST, REALPHOTO_DIRNAME
 
     base = root / REALPHOTO_DIRNAME
     path = base / MANIFEST
     if not path.is_file():
         # Say why only when it is true here: the pose extra is tried for real (an import), not assumed.
-        from dlcr.testing.photos import available_photos
+        from dlcr.demo.realphoto import available_photos
 
         why = pose_extra_missing()
         if why is None and not available_photos():

@@ -1,4 +1,4 @@
-"""``synthcc``: a procedural, deterministic clothes-changing re-id world (DESIGN §6).
+"""``synthcc``: a procedural, deterministic clothes-changing re-id world (docs/design.md §6).
 
 ``render_world(out_dir, ids=150, seed=0)`` writes ``out_dir/synthcc/{train,query,test}`` images in
 LTCC naming, LIP ground-truth label maps and outfit descriptions; ``contact_sheet`` draws a grid of

@@ -44,7 +44,7 @@ IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 #: name -> factory ``(root, *, strict=True, check_images=False, **options) -> CCReIDDataset``
 DATASETS: Registry = Registry("dataset")
 
-#: query -> gallery under the three rules of DESIGN §8 (LTCC, VC-Clothes, CCVID, synthcc, custom)
+#: query -> gallery under the three rules of docs/design.md §8 (LTCC, VC-Clothes, CCVID, synthcc, custom)
 STANDARD_SC_CC: tuple[EvalProtocol, ...] = (
     EvalProtocol("standard", "query", "gallery", "standard"),
     EvalProtocol("sc", "query", "gallery", "SC"),

@@ -9,7 +9,7 @@ Layout (as parsed by the established CAL code)::
 The person id is the name of the image's own folder. Outfit keys: ``"<pid>_AB"`` for cameras A
 and B, ``"<pid>_C"`` for camera C, on every split (training clothes ids follow the same rule).
 Test splits: ``gallery`` = camera A, ``query_same`` = B (same clothes), ``query_diff`` = C
-(clothes changed); both protocols use the standard rule (DESIGN §8). The optional ``val`` folder
+(clothes changed); both protocols use the standard rule (docs/design.md §8). The optional ``val`` folder
 (3 ids, 18 images in the release) is split the way the test set is, for the clothes-changing case
 that PRCC is ranked by: ``val_gallery`` = camera A, ``val_query`` = camera C. It keeps the dataset's
 person ids, like the test splits, and the trainer selects ``best`` on it.
