@@ -63,10 +63,10 @@ def _child(nq: int, ng: int, l: int, dim: int, ids: int, budget: float | None, o
     protocols = [EvalProtocol("standard", "query", "gallery", "standard"),
                  EvalProtocol("cc", "query", "gallery", "CC")]
     warm, wv = _problem(300, 2000, l, dim, 100, seed=1)
-    evaluate_protocols(warm, protocols, refine_sims=wv, m=5, max_memory_gb=budget)  # warm-up
+    evaluate_protocols(warm, protocols, refine_variants=wv, m=5, max_memory_gb=budget)  # warm-up
     split, variants = _problem(nq, ng, l, dim, ids)
     t0 = time.perf_counter()
-    res = evaluate_protocols(split, protocols, refine_sims=variants, m=5, max_memory_gb=budget)
+    res = evaluate_protocols(split, protocols, refine_variants=variants, m=5, max_memory_gb=budget)
     seconds = time.perf_counter() - t0
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     out.put((seconds, peak_gb, {k: (v["top1"], v["mAP"]) for k, v in res.items()}))

@@ -363,7 +363,7 @@ def bench_refine(args: argparse.Namespace, device: torch.device) -> dict[str, An
         sync(device)
         t_plain = time.perf_counter() - t0
         t0 = time.perf_counter()
-        refined = evaluate_protocols({"query": q, "gallery": g}, proto, refine_sims={"query": variants}, m=m)
+        refined = evaluate_protocols({"query": q, "gallery": g}, proto, refine_variants={"query": variants}, m=m)
         sync(device)
         t_ref = time.perf_counter() - t0
         out[name] = {"query": nq, "gallery": ng, "eval_s": round(t_plain, 3), "eval_refined_s": round(t_ref, 3),

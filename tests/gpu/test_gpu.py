@@ -185,10 +185,10 @@ def test_gpu_evaluation_equals_cpu_evaluation(world):
     from dlcr.types import EvalProtocol
 
     proto = [EvalProtocol("cc", "query", "gallery", "standard")]
-    on_cpu = evaluate_protocols({"query": q, "gallery": gal}, proto, refine_sims={"query": var})
+    on_cpu = evaluate_protocols({"query": q, "gallery": gal}, proto, refine_variants={"query": var})
     qd = dataclasses.replace(q, feats=q.feats.cuda())
     gd = dataclasses.replace(gal, feats=gal.feats.cuda())
-    on_gpu = evaluate_protocols({"query": qd, "gallery": gd}, proto, refine_sims={"query": var.cuda()})
+    on_gpu = evaluate_protocols({"query": qd, "gallery": gd}, proto, refine_variants={"query": var.cuda()})
     for name in ("cc", "cc_refined"):
         for k in ("top1", "top5", "mAP", "mINP"):
             assert abs(on_cpu[name][k] - on_gpu[name][k]) <= 1e-6, (name, k)

@@ -61,7 +61,7 @@ def test_streamed_blocks_equal_the_whole_matrix_bit_for_bit(variant):
     runs = {}
     for budget in (TINY_BUDGET, None, 4.0):
         kept: dict = {}
-        runs[budget] = (evaluate_protocols(split, protocols, refine_sims=variants, m=5, variant=variant,
+        runs[budget] = (evaluate_protocols(split, protocols, refine_variants=variants, m=5, variant=variant,
                                            refined_out=kept, max_memory_gb=budget), kept)
     streamed, kept = runs[TINY_BUDGET]
     assert list(streamed) == ["standard", "standard_refined", "sc", "sc_refined", "cc", "cc_refined",

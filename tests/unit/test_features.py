@@ -149,7 +149,7 @@ def test_protocols_match_direct_evaluation():
         assert r["num_queries"] == m.num_valid and all(0 <= r[k] <= 1 for k in ("top1", "mAP", "mINP"))
     variants = {"query_diff": torch.nn.functional.normalize(
         split["query_diff"].feats[None] + 0.1 * torch.randn(2, 25, 8), dim=-1)}
-    out = evaluate_protocols(split, protocols, refine_sims=variants, m=3, variant="official")
+    out = evaluate_protocols(split, protocols, refine_variants=variants, m=3, variant="official")
     assert set(out) == {"sc", "cc", "cc_refined"} and 0 <= out["cc_refined"]["pred_top1"] <= 1
     with pytest.raises(InputError, match="no features for split 'query'"):
         evaluate_protocols(split, [EvalProtocol("standard", "query", "gallery", "standard")])
@@ -167,7 +167,7 @@ def test_protocols_sharing_a_pair_give_what_separate_evaluations_give():
     variants = {k: torch.nn.functional.normalize(split[k].feats[None] + 0.2 * torch.randn(3, len(split[k]), 8),
                                                  dim=-1) for k in ("query", "query2")}
     kept: dict = {}
-    out = evaluate_protocols(split, protocols, refine_sims=variants, m=3, refined_out=kept)
+    out = evaluate_protocols(split, protocols, refine_variants=variants, m=3, refined_out=kept)
     assert set(kept) == {f"{p.name}_refined_sims" for p in protocols}
     for p in protocols:
         q, g = split[p.query], split[p.gallery]

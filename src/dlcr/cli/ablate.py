@@ -105,19 +105,19 @@ def _run_arm(cfg: Any, ds: Any, run_dir: Path, *, gen_dir: Path | None, query_di
     from dlcr.engine.checkpoint import latest_checkpoint
     from dlcr.engine.evaluate import EvalSettings, evaluate_model
     from dlcr.engine.trainer import GeneratedData, TrainData, train
-    from dlcr.generation.runner import MANIFEST
+    from dlcr.generation.outputs import GENERATED_MANIFEST
     from dlcr.io.tables import read_table
 
     inputs = {"config": dump_yaml(cfg),
-              "generated": _file_hash(gen_dir / MANIFEST) if gen_dir is not None else None,
-              "query_variants": _file_hash(query_dir / MANIFEST) if query_dir is not None else None}
+              "generated": _file_hash(gen_dir / GENERATED_MANIFEST) if gen_dir is not None else None,
+              "query_variants": _file_hash(query_dir / GENERATED_MANIFEST) if query_dir is not None else None}
     _check_inputs(run_dir, inputs)
     if (run_dir / "eval" / "metrics.json").is_file():
         log.info("[ablate] %s: done, reused", run_dir.name)
         return
     generated = None
     if gen_dir is not None:
-        generated = GeneratedData(rows=read_table(gen_dir / MANIFEST), root=gen_dir)
+        generated = GeneratedData(rows=read_table(gen_dir / GENERATED_MANIFEST), root=gen_dir)
     log.info("[ablate] %s: training %d epochs", run_dir.name, cfg.train.epochs)
     res = train(cfg, TrainData.from_dataset(ds), run_dir, generated=generated,
                 resume=latest_checkpoint(run_dir / "checkpoints") is not None, device=device)
@@ -126,7 +126,7 @@ def _run_arm(cfg: Any, ds: Any, run_dir: Path, *, gen_dir: Path | None, query_di
     model, _ = load_model(ckpt, cfg.model.name, dev)
     ev = cfg.eval
     n_test = sum(len(ds.splits[k]) for k in ("query", "gallery") if k in ds.splits)
-    rows = read_table(query_dir / MANIFEST) if query_dir is not None else None
+    rows = read_table(query_dir / GENERATED_MANIFEST) if query_dir is not None else None
     log.info("[ablate] %s: evaluating %s on the test set%s", run_dir.name, ckpt.name,
              " (with prediction refinement)" if rows is not None else "")
     metrics = evaluate_model(model, ds.splits, ds.root, ds.protocols, EvalSettings.from_config(cfg), device=dev,

@@ -76,12 +76,3 @@ def open_dataset(cfg: Config, root: str | None = None) -> Any:
 
 def work_dir(cfg: Config, work: str | None) -> Path:
     return Path(work) if work else Path("out") / cfg.data.name
-
-
-def offline_hub(local_only: bool) -> None:
-    """Never let transformers / diffusers reach for the hub when the user asked for local files."""
-    import os
-
-    if local_only:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -70,7 +70,7 @@ def evaluate_cmd(
     from dlcr.distributed.env import resolve_device
     from dlcr.engine.evaluate import EvalSettings, evaluate_model
     from dlcr.errors import ConfigError, InputError
-    from dlcr.generation.runner import MANIFEST
+    from dlcr.generation.outputs import GENERATED_MANIFEST
     from dlcr.generation.stages import QUERY_GENERATED
     from dlcr.io.atomic import atomic_write_json
     from dlcr.io.tables import read_table
@@ -86,10 +86,10 @@ def evaluate_cmd(
     rows = None
     qdir = work_dir(cfg, work) / QUERY_GENERATED
     if refine or ev.refine:
-        if not (qdir / MANIFEST).is_file():
-            raise InputError(f"refinement needs query variants, but {qdir / MANIFEST} is missing; "
+        if not (qdir / GENERATED_MANIFEST).is_file():
+            raise InputError(f"refinement needs query variants, but {qdir / GENERATED_MANIFEST} is missing; "
                              "run `dlcr generate queries` first")
-        rows = read_table(qdir / MANIFEST)
+        rows = read_table(qdir / GENERATED_MANIFEST)
     # the input size the model was trained at wins over the config's, unless set explicitly (then warned)
     explicit = {item.split("=", 1)[0].strip() for item in sets}
     st = EvalSettings.for_checkpoint(cfg, state.get("config"), explicit, source=str(state.get("path") or checkpoint))

@@ -34,7 +34,7 @@ def train_cmd(
 ) -> None:
     """Train a CC-ReID model (CAL losses; sampler.mode none | concat | paired)."""
     from dlcr.engine.trainer import GeneratedData, TrainData, train
-    from dlcr.generation.runner import MANIFEST
+    from dlcr.generation.outputs import GENERATED_MANIFEST
     from dlcr.generation.stages import GENERATED
     from dlcr.io.tables import read_table
 
@@ -43,7 +43,7 @@ def train_cmd(
     generated = None
     if cfg.sampler.mode != "none":
         gen_dir = work_dir(cfg, work) / GENERATED
-        manifest = gen_dir / MANIFEST
+        manifest = gen_dir / GENERATED_MANIFEST
         if not manifest.is_file():
             from dlcr.errors import InputError
 

@@ -205,18 +205,6 @@ class IdentitySampler(_EpochSampler, Sampler[int]):
         return self.num_batches() * self.batch_size
 
 
-class ConcatSampler(IdentitySampler):
-    """Ablation baseline ("concat"): generated images are just more images of their source's identity.
-
-    A plain :class:`IdentitySampler` over the whole pool (real + generated items, each with its pid).
-    """
-
-    @classmethod
-    def from_items(cls, items: Sequence[Any], batch_size: int, num_instances: int, **kwargs: Any) -> ConcatSampler:
-        """Build from pool items (anything with a ``pid`` attribute, e.g. :class:`dlcr.data.loaders.Item`)."""
-        return cls([it.pid for it in items], batch_size, num_instances, **kwargs)
-
-
 def progressive_count(epoch: int, num_partitions: int = 4, every: int = 5) -> int:
     """Number of partitions allowed at 0-based ``epoch``: one more every ``every`` epochs (docs/design.md §8)."""
     return min(num_partitions, 1 + max(0, int(epoch)) // every)

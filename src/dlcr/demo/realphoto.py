@@ -149,13 +149,13 @@ def run_real_photo_stage(
     "caption", "outfit", "clothes_pixels", "variants": [{"file", "prompt", "seed"}]}], ...}``.
     When mediapipe or every photograph is missing, the manifest is
     ``{"status": "skipped", "reason": ...}`` (also written, so the report can say why).
-    ``summarizer`` is a name of :data:`dlcr.generation.describe.SUMMARIZERS` (``smollm2`` runs the
+    ``summarizer`` is a name of :data:`dlcr.generation.describers.SUMMARIZERS` (``smollm2`` runs the
     real small LLM, ~30 s to load).
     """
     from dlcr.generation.describers import create_captioner, create_summarizer
     from dlcr.generation.inpainters.recolor import RecolorInpainter
     from dlcr.generation.inpainting import InpaintItem
-    from dlcr.generation.planning import Job
+    from dlcr.generation.planning import Job, make_job_id
     from dlcr.lip import clothes_mask
 
     out = Path(out_dir)
@@ -206,13 +206,11 @@ def run_real_photo_stage(
         write_png(out / "originals" / f"{n}.png", crop)
         write_png(out / "masks" / f"{n}.png", lab)
         mask = clothes_mask(lab)
-        picks = rng.choice(len(OUTFITS), size=k, replace=False)
-        jobs = [
-            Job(job_id=f"{n}-v{v}", kind="train", dataset="realphoto", source=f"originals/{n}.png",
-                source_clothes_key=n, pid=i, target_clothes_key=f"outfit{int(j)}", variant=v, partition=0,
-                prompt=OUTFITS[int(j)], seed=int(seed) * 1000 + i * len(OUTFITS) + v, generator=inpainter.name)
-            for v, j in enumerate(picks)
-        ]  # fmt: skip
+        picks, src = rng.choice(len(OUTFITS), size=k, replace=False), f"originals/{n}.png"
+        jobs = [Job(job_id=make_job_id("realphoto", src, f"outfit{int(j)}", v, inpainter.name, seed), kind="train",
+                    dataset="realphoto", source=src, source_clothes_key=n, pid=i, target_clothes_key=f"outfit{int(j)}",
+                    variant=v, partition=0, prompt=OUTFITS[int(j)], generator=inpainter.name,
+                    seed=int(seed) * 1000 + i * len(OUTFITS) + v) for v, j in enumerate(picks)]  # fmt: skip
         images = inpainter([InpaintItem(job, crop, mask, lab) for job in jobs])
         variants = []
         for job, img in zip(jobs, images, strict=True):

@@ -117,7 +117,7 @@ def _train_task(st: DemoSettings, out: Path, tag: str, arm: str, seed: int) -> d
     from dlcr.engine.evaluate import EvalSettings, evaluate_model
     from dlcr.engine.trainer import GeneratedData, Trainer
     from dlcr.generation import stages
-    from dlcr.generation.runner import MANIFEST
+    from dlcr.generation.outputs import GENERATED_MANIFEST
     from dlcr.io.tables import read_table
 
     timed = _Timer()
@@ -130,13 +130,13 @@ def _train_task(st: DemoSettings, out: Path, tag: str, arm: str, seed: int) -> d
     gen = None
     if arm != "baseline":
         w = out / f"work{ARM_WORK[arm]}{tag}"
-        gen = GeneratedData(rows=read_table(w / stages.GENERATED / MANIFEST), root=w / stages.GENERATED)
+        gen = GeneratedData(rows=read_table(w / stages.GENERATED / GENERATED_MANIFEST), root=w / stages.GENERATED)
     tr = Trainer(arm_config(st, arm, seed, p["world"]), validation_data(ds), run_dir, generated=gen)
     tr.resume()
     timed(f"train_{arm}", tr.fit)
     es = EvalSettings(height=st.train_height, width=st.train_width, batch_size=256, workers=st.workers)
     refine = arm == "dlcr_progressive"
-    qrows = read_table(p["work"] / stages.QUERY_GENERATED / MANIFEST) if refine else None
+    qrows = read_table(p["work"] / stages.QUERY_GENERATED / GENERATED_MANIFEST) if refine else None
     metrics = timed(f"eval_{arm}", evaluate_model, tr.model, ds.splits, p["world"], ds.protocols, es,
                     refine_rows=qrows, refine_root=p["work"] / stages.QUERY_GENERATED, l=st.l, m=st.m,
                     variant=st.refine_variant, keep_features=True)

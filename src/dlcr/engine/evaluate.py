@@ -162,7 +162,7 @@ def evaluate_model(model: torch.nn.Module, splits: Mapping[str, Sequence[Sample]
                 vfeats[p.query], _ = variant_features(model, splits[p.query], refine_rows, refine_root or root, l,
                                                       feats[p.query].feats, st, device=device)
     extras: dict[str, Any] = {}
-    metrics: dict[str, Any] = dict(evaluate_protocols(feats, protocols, refine_sims=vfeats, m=m, variant=variant,
+    metrics: dict[str, Any] = dict(evaluate_protocols(feats, protocols, refine_variants=vfeats, m=m, variant=variant,
                                                       refined_out=extras if keep_features else None,
                                                       max_memory_gb=st.max_memory_gb))
     if keep_features:

@@ -244,14 +244,14 @@ def evaluate_refined(query: Features, variants: torch.Tensor, gallery: Features,
 
 
 def evaluate_protocols(qg_features: Mapping[str, Features], protocols: Iterable[EvalProtocol], *,
-                       refine_sims: Mapping[str, torch.Tensor] | None = None, m: int = 5,
+                       refine_variants: Mapping[str, torch.Tensor] | None = None, m: int = 5,
                        variant: str = "paper", exclude_junk: bool = True,
                        refined_out: dict[str, np.ndarray] | None = None,
                        max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB) -> dict[str, dict[str, Any]]:
     """Metrics of every protocol: ``{protocol.name: {"top1", "top5", "top10", "top20", "mAP", "mINP",
     "num_queries", "num_skipped"}}`` (fractions in [0, 1]).
 
-    ``refine_sims`` maps a query split name to the features of its queries' clothes-changed
+    ``refine_variants`` maps a query split name to the features of its queries' clothes-changed
     variants, shape (l, n_query, D). For every protocol whose query split has an entry, a second
     result ``"<name>_refined"`` is added (see :func:`evaluate_refined`; it also holds ``pred_top1``).
     ``refined_out``, when given, receives each refined similarity matrix as
@@ -267,7 +267,7 @@ def evaluate_protocols(qg_features: Mapping[str, Features], protocols: Iterable[
     scored: dict[str, dict[str, Any]] = {}
     for (qname, gname), group in pairs.items():
         q, g = _split(qg_features, qname), _split(qg_features, gname)
-        v = refine_sims.get(qname) if refine_sims is not None else None
+        v = refine_variants.get(qname) if refine_variants is not None else None
         res, kept = _score_pair(q, g, group, None if v is None else _check_variants(v, q), m=m, variant=variant,
                                 exclude_junk=exclude_junk, keep_refined=refined_out is not None,
                                 max_memory_gb=max_memory_gb)

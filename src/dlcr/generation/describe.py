@@ -59,7 +59,6 @@ from dlcr.io.images import read_label_map, read_rgb
 from dlcr.io.paths import safe_join
 from dlcr.io.tables import read_table, write_table
 from dlcr.lip import CLOTHES_LABELS, labels_mask
-from dlcr.registry import lazy_attributes
 from dlcr.types import Outfit, Sample
 from dlcr.utils.logging import get_logger
 from dlcr.utils.progress import track_batches
@@ -102,16 +101,6 @@ class VoteSummarizer:
         return outfit_from_texts(clothes_key, captions)
 
 
-# The registries of backends and the factories live in :mod:`dlcr.generation.describers`, which
-# imports the backends (this module must not: they import it). Transitional: the names stay
-# readable here for the modules that still import them from this one (the lookup imports that
-# package on first use); new code imports them from dlcr.generation.describers.
-__getattr__ = lazy_attributes(__name__, {
-    "CAPTIONERS": "dlcr.generation.describers",
-    "SUMMARIZERS": "dlcr.generation.describers",
-    "create_captioner": "dlcr.generation.describers",
-    "create_summarizer": "dlcr.generation.describers",
-})
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from PIL import Image
 
 from dlcr.errors import InputError
 from dlcr.generation.planning import Job
-from dlcr.registry import lazy_attributes
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,11 +96,3 @@ def pipeline_mask(mask: np.ndarray, height: int, width: int) -> Image.Image:
     return Image.fromarray(resize_mask(mask, height, width).astype(np.uint8) * 255)
 
 
-# The registry of backends and ``create_inpainter`` live in :mod:`dlcr.generation.inpainters`, which
-# imports the backends (this module must not: they import it). Transitional: the two names stay
-# readable here for the modules that still import them from this one (the lookup imports that
-# package on first use); new code imports them from dlcr.generation.inpainters.
-__getattr__ = lazy_attributes(__name__, {
-    "INPAINTERS": "dlcr.generation.inpainters",
-    "create_inpainter": "dlcr.generation.inpainters",
-})

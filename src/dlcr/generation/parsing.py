@@ -62,7 +62,6 @@ from dlcr.lip import (
     mask_bbox,
     part_masks,
 )
-from dlcr.registry import lazy_attributes
 from dlcr.utils.logging import get_logger
 from dlcr.utils.progress import batched, track_batches
 from dlcr.utils.torch_device import resolve_dtype
@@ -109,14 +108,6 @@ class HumanParser(ABC):
         return f"{type(self).__name__}({self.description})"
 
 
-# The registry of backends and ``create_parser`` live in :mod:`dlcr.generation.parsers`, which
-# imports the backends (this module must not: they import it). Transitional: the two names stay
-# readable here for the modules that still import them from this one (the lookup imports that
-# package on first use); new code imports them from dlcr.generation.parsers.
-__getattr__ = lazy_attributes(__name__, {
-    "PARSERS": "dlcr.generation.parsers",
-    "create_parser": "dlcr.generation.parsers",
-})
 
 
 # --------------------------------------------------------------------------------------------

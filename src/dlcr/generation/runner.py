@@ -59,7 +59,8 @@ from pathlib import Path
 from typing import Any
 
 from dlcr.errors import ConfigError, DlcrError, InputError
-from dlcr.generation.inpainting import INPAINTERS, Inpainter, create_inpainter
+from dlcr.generation.inpainters import INPAINTERS, create_inpainter
+from dlcr.generation.inpainting import Inpainter
 from dlcr.generation.outputs import (  # noqa: F401  (the output folder's names, re-exported)
     GENERATED_MANIFEST,
     IMAGES_DIR,
@@ -108,7 +109,7 @@ from dlcr.utils.logging import get_logger
 log = get_logger(__name__)
 
 DRIVERS = ("local", "torchrun", "ray")
-MANIFEST = GENERATED_MANIFEST  # the old name, still imported by the report, cli, demo and testing modules
+MANIFEST = GENERATED_MANIFEST  # the old name of outputs.GENERATED_MANIFEST (the tests still import it)
 
 
 @dataclass(frozen=True)

@@ -213,10 +213,10 @@ BUILDS: dict[tuple[str, str], tuple[str, ...]] = {
 
 #: The registries whose backends have signatures, by kind.
 _REGISTRIES = {
-    "inpainter": "dlcr.generation.inpainting:INPAINTERS",
-    "parser": "dlcr.generation.parsing:PARSERS",
-    "captioner": "dlcr.generation.describe:CAPTIONERS",
-    "summarizer": "dlcr.generation.describe:SUMMARIZERS",
+    "inpainter": "dlcr.generation.inpainters:INPAINTERS",
+    "parser": "dlcr.generation.parsers:PARSERS",
+    "captioner": "dlcr.generation.describers:CAPTIONERS",
+    "summarizer": "dlcr.generation.describers:SUMMARIZERS",
 }
 
 

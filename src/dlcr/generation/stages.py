@@ -264,7 +264,7 @@ def run_inpaint(work: str | os.PathLike, root: str | os.PathLike, *, backend: st
     Refused first (one ``ConfigError`` line): a plan made for another backend (its jobs' ``generator``,
     which their ids are hashed with) and a plan whose upstream outputs (outfits, captions, masks)
     were replaced since it was made."""
-    from dlcr.generation.inpainting import INPAINTERS, create_inpainter
+    from dlcr.generation.inpainters import INPAINTERS, create_inpainter
     from dlcr.generation.planning import read_jobs
     from dlcr.generation.runner import check_mask_region, inpaint_signature, run_jobs
 

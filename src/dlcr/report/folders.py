@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from dlcr.errors import ConfigError, InputError
-from dlcr.generation.runner import MANIFEST
+from dlcr.generation.outputs import GENERATED_MANIFEST
 from dlcr.generation.stages import CAPTIONS, GENERATED, JOBS, MASKS, OUTFITS, QUERY_GENERATED, QUERY_JOBS
 from dlcr.report.html import (
     LEGEND,
@@ -171,7 +171,7 @@ def _table(rows: Sequence[tuple[str, str]], tid: str, head: tuple[str, str] | No
 def _first_source(work: Path) -> str | None:
     """One image path (relative to the dataset root) the work folder's tables list."""
     for table, col in ((work / MASKS / "masks.parquet", "path"), (work / JOBS, "source"),
-                       (work / GENERATED / MANIFEST, "source"), (work / CAPTIONS, "path")):
+                       (work / GENERATED / GENERATED_MANIFEST, "source"), (work / CAPTIONS, "path")):
         if table.is_file():
             try:
                 rows = _read_rows_columns(table, [col])
@@ -194,7 +194,7 @@ def _read_rows_columns(path: Path, columns: list[str]) -> list[dict[str, Any]]:
 
 def _datasets(work: Path) -> list[str]:
     names: list[str] = []
-    for table in (work / JOBS, work / GENERATED / MANIFEST, work / QUERY_JOBS):
+    for table in (work / JOBS, work / GENERATED / GENERATED_MANIFEST, work / QUERY_JOBS):
         if table.is_file():
             try:
                 names += [str(r["dataset"]) for r in _read_rows_columns(table, ["dataset"])[:1] if r.get("dataset")]
@@ -260,9 +260,9 @@ WORK_OUTPUTS: tuple[tuple[str, str, str, str], ...] = (
     ("captions", CAPTIONS, CAPTIONS, "dlcr generate describe"),
     ("outfits", OUTFITS, OUTFITS, "dlcr generate describe"),
     ("training jobs", JOBS, JOBS, "dlcr generate plan"),
-    ("generated training images", GENERATED, f"{GENERATED}/{MANIFEST}", "dlcr generate inpaint"),
+    ("generated training images", GENERATED, f"{GENERATED}/{GENERATED_MANIFEST}", "dlcr generate inpaint"),
     ("query jobs", QUERY_JOBS, QUERY_JOBS, "dlcr generate queries --plan-only"),
-    ("generated query variants", QUERY_GENERATED, f"{QUERY_GENERATED}/{MANIFEST}", "dlcr generate queries"),
+    ("generated query variants", QUERY_GENERATED, f"{QUERY_GENERATED}/{GENERATED_MANIFEST}", "dlcr generate queries"),
 )
 
 

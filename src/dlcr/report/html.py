@@ -451,7 +451,7 @@ def _gen_row(assets: _Assets, source: str, variants: Sequence[Mapping[str, Any]]
 def pending_parts(out_dir: Path) -> int:
     """Part files of a generation folder not yet merged into its manifest (committed images of a
     killed or still running ``dlcr generate inpaint``)."""
-    from dlcr.generation.runner import PARTS_DIR
+    from dlcr.generation.outputs import PARTS_DIR
 
     parts = out_dir / PARTS_DIR
     return sum(1 for p in parts.glob("*.parquet") if p.is_file()) if parts.is_dir() else 0
@@ -459,9 +459,9 @@ def pending_parts(out_dir: Path) -> int:
 
 def missing_manifest(out_dir: Path, command: str) -> str:
     """Why ``out_dir`` has no manifest, precisely: the path looked for, and what is there instead."""
-    from dlcr.generation.runner import MANIFEST, PARTS_DIR
+    from dlcr.generation.outputs import GENERATED_MANIFEST, PARTS_DIR
 
-    manifest = out_dir / MANIFEST
+    manifest = out_dir / GENERATED_MANIFEST
     if not out_dir.is_dir():
         return f"no {manifest} ({out_dir} does not exist; run `{command}`)"
     n = pending_parts(out_dir)
@@ -476,9 +476,9 @@ def generation_grid(assets: _Assets, work: Path, images: Path | None, *, n_rows:
     """Originals, clothes masks and generated variants of a few training images of the work folder
     ``work`` (and one query's variants), originals read from ``images`` (None: not at hand, and
     ``images_note`` says why). :class:`Skip` when there is no generation manifest."""
-    from dlcr.generation.runner import MANIFEST
+    from dlcr.generation.outputs import GENERATED_MANIFEST
 
-    manifest = work / GENERATED / MANIFEST
+    manifest = work / GENERATED / GENERATED_MANIFEST
     if not manifest.is_file():
         raise Skip("no generated images (" + missing_manifest(work / GENERATED, "dlcr generate inpaint") + ")")
     rows = _read_rows(manifest)
@@ -494,7 +494,7 @@ def generation_grid(assets: _Assets, work: Path, images: Path | None, *, n_rows:
         out.append(_note(images_note))
     grid = functools.partial(_gen_row, assets, images=images, masks=work / MASKS, outfits=outfits)
     out += [grid(s, v, gen_dir=work / GENERATED) for s, v in chosen]
-    qman = work / QUERY_GENERATED / MANIFEST
+    qman = work / QUERY_GENERATED / GENERATED_MANIFEST
     if qman.is_file():
         qrows = _read_rows(qman)
         qchosen = pick_sources(qrows, 1)

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from dlcr import lip
 from dlcr.synth import palette as pal
 from dlcr.synth.world import Camera, Garment, Identity, Outfit
 
-# LIP ids used by the renderer.
-BG, HAIR, GLASSES, UPPER, COAT, PANTS, SKIRT, FACE = 0, 2, 4, 5, 7, 9, 12, 13
-L_ARM, R_ARM, L_LEG, R_LEG, L_SHOE, R_SHOE = 14, 15, 16, 17, 18, 19
+HAIR, GLASSES, FACE, L_ARM, R_ARM = lip.HAIR, lip.SUNGLASSES, lip.FACE, lip.LEFT_ARM, lip.RIGHT_ARM  # LIP ids drawn
+L_LEG, R_LEG, L_SHOE, R_SHOE = lip.LEFT_LEG, lip.RIGHT_LEG, lip.LEFT_SHOE, lip.RIGHT_SHOE
 
 Clip = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

@@ -18,9 +18,8 @@ from typing import Any
 import pyarrow as pa
 
 from dlcr.errors import InputError
-from dlcr.generation.planning import Job
-from dlcr.generation.runner import (
-    MANIFEST,
+from dlcr.generation.outputs import (
+    GENERATED_MANIFEST,
     MANIFEST_SCHEMA,
     SKIPPED,
     SKIPPED_SCHEMA,
@@ -28,6 +27,7 @@ from dlcr.generation.runner import (
     _locked,
     _part_files,
 )
+from dlcr.generation.planning import Job
 from dlcr.io.tables import read_table, write_table
 
 
@@ -40,7 +40,7 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 def _load_all(out_dir: Path) -> tuple[list[dict[str, Any]], list[Path]]:
     rows: list[dict[str, Any]] = []
-    for r in _read_rows(out_dir / MANIFEST) if (out_dir / MANIFEST).is_file() else []:
+    for r in _read_rows(out_dir / GENERATED_MANIFEST) if (out_dir / GENERATED_MANIFEST).is_file() else []:
         rows.append({**r, "status": STATUS_OK})
     for r in _read_rows(out_dir / SKIPPED) if (out_dir / SKIPPED).is_file() else []:
         rows.append({"job_id": r["job_id"], "source": r["source"], "status": r["reason"], "file": ""})
@@ -83,14 +83,14 @@ def consolidate_manifest_reference(out_dir: str | os.PathLike) -> Path:
         table = pa.Table.from_pylist(
             [{k: r.get(k) for k in MANIFEST_SCHEMA.names} for r in records], schema=MANIFEST_SCHEMA
         )
-        write_table(out / MANIFEST, table)
+        write_table(out / GENERATED_MANIFEST, table)
         if skipped or (out / SKIPPED).is_file():
             sk = sorted(skipped.values(), key=lambda r: (r["source"], r["job_id"]))
             write_table(out / SKIPPED, pa.Table.from_pylist(sk, schema=SKIPPED_SCHEMA))
         for p in parts:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-    return out / MANIFEST
+    return out / GENERATED_MANIFEST
 
 
 def write_jobs_reference(path: str | os.PathLike, jobs: Iterable[Job]) -> None:
