@@ -36,23 +36,27 @@ distance ties between a good match and another item are resolved by an explicit 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dlcr.errors import InputError
+from dlcr.evaluation.ranking import (
+    _CHUNK_ELEMENTS,
+    RankCounts,
+    _good_mask,
+    _person_index,
+    _score_rows,
+    sorted_counts,
+)
 
 __all__ = ["MODES", "Metrics", "RankAccumulator", "evaluate", "evaluate_reference", "junk_counts",
-           "match_masks", "normalise_mode", "same_person_matches"]
+           "match_masks", "normalise_mode", "same_person_matches", "RankCounts", "sorted_counts",
+           "_CHUNK_ELEMENTS", "_good_mask"]
 
 #: Canonical mode names; :func:`normalise_mode` also accepts any capitalisation.
 MODES = ("standard", "CC", "SC")
-
-#: Elements per chunk of the distance matrix processed at once by :func:`evaluate`.
-_CHUNK_ELEMENTS = 1 << 22
-
 
 @dataclass(frozen=True)
 class Metrics:
@@ -139,14 +143,6 @@ def _prepare(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: An
     else:
         ql = gl = None
     return d, qp, gp, qc, gc, ql, gl, mode  # type: ignore[return-value]
-
-
-def _good_mask(same_cam: np.ndarray, same_clothes: np.ndarray | None, mode: str) -> np.ndarray:
-    """Among same-person pairs: which are good matches (the rest are junk)."""
-    if mode == "standard":
-        return ~same_cam
-    assert same_clothes is not None
-    return ~same_cam & (~same_clothes if mode == "CC" else same_clothes)
 
 
 def match_masks(q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothes: Any = None,
@@ -250,43 +246,6 @@ def evaluate_reference(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_
                    nq, mode)
 
 
-# --------------------------------------------------------------------------------------------
-# the vectorised implementation
-
-
-def _person_index(gp: np.ndarray, qp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gallery columns of each person, padded with -1, plus each query's row in that table.
-
-    Columns within a row are increasing (stable sort), which the tie order relies on. Queries whose
-    person is absent from the gallery point at an extra all-padding row.
-    """
-    uniq, codes = np.unique(gp, return_inverse=True)
-    codes = codes.reshape(-1)
-    order = np.argsort(codes, kind="stable")
-    counts = np.bincount(codes, minlength=len(uniq))
-    width = max(1, int(counts.max()))
-    table = np.full((len(uniq) + 1, width), -1, dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slot = np.arange(len(gp)) - np.repeat(starts, counts)
-    table[codes[order], slot] = order
-    pos = np.searchsorted(uniq, qp)
-    posc = np.minimum(pos, len(uniq) - 1)
-    found = (pos < len(uniq)) & (uniq[posc] == qp)
-    return table, np.where(found, posc, len(uniq))
-
-
-def _tie_counts(d: np.ndarray, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
-    """For each (row, col, value): how many entries of ``d[row, :col]`` equal ``value``."""
-    out = np.empty(len(rows), dtype=np.int64)
-    ng = d.shape[1]
-    step = max(1, _CHUNK_ELEMENTS // ng)
-    ar = np.arange(ng)
-    for s in range(0, len(rows), step):
-        r, c, v = rows[s:s + step], cols[s:s + step], vals[s:s + step]
-        out[s:s + step] = ((d[r] == v[:, None]) & (ar[None, :] < c[:, None])).sum(1)
-    return out
-
-
 def evaluate(distmat: Any, q_pids: Any, g_pids: Any, q_camids: Any, g_camids: Any, q_clothes: Any = None,
              g_clothes: Any = None, mode: str = "standard", max_rank: int = 50,
              chunk: int | None = None) -> Metrics:
@@ -347,73 +306,3 @@ class RankAccumulator:
         if self.cmc_counts is None:
             raise InputError("no query rows were given")
         return _finish(self.cmc_counts, self.aps, self.inps, self.nq, self.mode)
-
-
-#: ``counts(rows, values) -> (less, less_or_equal)``: see :meth:`RankAccumulator.add`.
-RankCounts = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-def sorted_counts(sorted_rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Entries of each ascending ``sorted_rows`` row smaller than / not larger than each value of the
-    matching row of ``values`` (binary searches batched over rows)."""
-    import torch
-
-    srt = torch.from_numpy(np.ascontiguousarray(sorted_rows))
-    v = torch.from_numpy(np.ascontiguousarray(values))
-    return torch.searchsorted(srt, v).numpy(), torch.searchsorted(srt, v, right=True).numpy()
-
-
-def _score_rows(d: np.ndarray, qp: np.ndarray, gp: np.ndarray, qc: np.ndarray, gc: np.ndarray,
-                ql: np.ndarray | None, gl: np.ndarray | None, mode: str, cmc_counts: np.ndarray,
-                aps: list[np.ndarray], inps: list[np.ndarray], chunk: int | None,
-                counts: RankCounts | None = None) -> None:
-    """Add the first-hit ranks, APs and INPs of every query row of ``d`` to the accumulators."""
-
-    nq, ng = d.shape
-    max_rank = len(cmc_counts)
-    rows_per_chunk = int(chunk) if chunk is not None else max(1, _CHUNK_ELEMENTS // ng)
-    table, qrow = _person_index(gp, qp)
-    width = table.shape[1]
-    positions = np.arange(width)
-    for r0 in range(0, nq, rows_per_chunk):
-        r1 = min(nq, r0 + rows_per_chunk)
-        block = d[r0:r1]
-        cols = table[qrow[r0:r1]]  # (C, P): same-person gallery columns, -1 padded
-        valid = cols >= 0
-        if not valid.any():
-            continue
-        colc = np.where(valid, cols, 0)
-        dist = np.take_along_axis(block, colc, axis=1)
-        good = valid & _good_mask(gc[colc] == qc[r0:r1, None],
-                                  None if gl is None else gl[colc] == ql[r0:r1, None], mode)
-        has_good = good.any(1)
-        if not has_good.any():
-            continue
-        # keep only queries with a good match; order their same-person entries by (distance, column)
-        sel = np.flatnonzero(has_good)
-        block, valid, colc, dist, good = block[sel], valid[sel], colc[sel], dist[sel], good[sel]
-        order = np.argsort(np.where(valid, dist, np.inf), axis=1, kind="stable")
-        dist = np.take_along_axis(dist, order, axis=1)
-        good = np.take_along_axis(good, order, axis=1)
-        colc = np.take_along_axis(colc, order, axis=1)
-        # entries of the whole row strictly smaller than each same-person distance
-        if counts is None:
-            lt, le = sorted_counts(np.sort(block, axis=1), dist)
-        else:
-            lt, le = counts(r0 + sel, dist)
-        before = lt.astype(np.int64)
-        tied = good & (le - lt > 1)  # another entry has exactly this distance: count lower columns
-        if tied.any():
-            tr, tc = np.nonzero(tied)
-            before[tr, tc] += _tie_counts(block, tr, colc[tr, tc], dist[tr, tc])
-        # before = entries ranked before this one; positions = same-person entries ranked before it
-        k = np.cumsum(good, axis=1) - 1  # goods ranked before it
-        rank = before - positions[None, :] + k + 1  # 1-based rank among other persons + goods
-        n_good = good.sum(1)
-        big = np.iinfo(np.int64).max
-        first = np.where(good, rank, big).min(1)
-        last = np.where(good, rank, 0).max(1)
-        precision = np.where(good, (k + 1) / np.where(good, rank, 1), 0.0)
-        aps.append(np.cumsum(precision, axis=1)[:, -1] / n_good)
-        inps.append(n_good / last)
-        cmc_counts += np.bincount(first[first <= max_rank] - 1, minlength=max_rank)
