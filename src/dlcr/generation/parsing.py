@@ -219,6 +219,58 @@ def _remove_masks(out: Path) -> None:
             d.rmdir()
 
 
+def _check_masks_signature(out: Path, signature: Mapping[str, Any], overwrite: bool) -> int:
+    """Check the masks stage's ``signature`` against ``out``'s; how many label maps it replaced."""
+    from dlcr.generation.signature import check_signature, signature_file
+
+    committed = len(_label_maps(out))
+    state = check_signature(signature_file(out), signature, what="label maps", committed=committed,
+                            overwrite=overwrite, remove=lambda: _remove_masks(out))
+    return committed if state == "overwritten" else 0
+
+
+def _label_targets(image_paths: Iterable[str], root: Path, out: Path) -> tuple[list[str], dict[str, Path]]:
+    """The distinct image paths (``/``-separated, in order) and their label map paths under ``out``;
+    an escaping path or two images sharing a label map is an :class:`InputError` before any work."""
+    paths: list[str] = []
+    targets: dict[str, Path] = {}
+    owner: dict[Path, str] = {}
+    for p in image_paths:
+        p = str(p).replace("\\", "/")
+        if p in targets:
+            continue
+        safe_join(root, p, lexical=True)  # refuse escaping paths before any work
+        t = label_path(out, p)
+        if t in owner:
+            raise InputError(f"images {owner[t]!r} and {p!r} would share the label map {t}")
+        owner[t] = p
+        targets[p] = t
+        paths.append(p)
+    return paths, targets
+
+
+def _parse_pending(
+    parser: HumanParser,
+    pending: list[str],
+    root: Path,
+    targets: Mapping[str, Path],
+    bs: int,
+    label_ids: frozenset[int],
+    records: dict[str, MaskRecord],
+) -> None:
+    """Parse ``pending`` in batches of ``bs``, write each label map and record it in ``records``."""
+    for chunk in track_batches(pending, bs, f"parse [{parser.name}]"):
+        outputs = parser.parse_files(list(chunk), root)
+        if len(outputs) != len(chunk):
+            raise DlcrError(
+                f"parser {parser.name!r} returned {len(outputs)} label maps for {len(chunk)} images"
+            )
+        for p, labels in zip(chunk, outputs, strict=True):
+            labels = _check_output(parser, p, labels)
+            write_png(targets[p], labels)
+            records[p] = _record(p, labels, label_ids)
+
+
 def parse_dataset(
     parser: HumanParser,
     image_paths: Iterable[str],
@@ -249,29 +301,8 @@ def parse_dataset(
     if bs < 1:
         raise ConfigError(f"batch_size must be at least 1, got {bs}")
     label_ids = frozenset(int(i) for i in label_set)
-    replaced = 0
-    if signature is not None:
-        from dlcr.generation.signature import check_signature, signature_file
-
-        committed = len(_label_maps(out))
-        state = check_signature(signature_file(out), signature, what="label maps", committed=committed,
-                                overwrite=overwrite, remove=lambda: _remove_masks(out))
-        replaced = committed if state == "overwritten" else 0
-
-    paths: list[str] = []
-    targets: dict[str, Path] = {}
-    owner: dict[Path, str] = {}
-    for p in image_paths:
-        p = str(p).replace("\\", "/")
-        if p in targets:
-            continue
-        safe_join(root, p, lexical=True)  # refuse escaping paths before any work
-        t = label_path(out, p)
-        if t in owner:
-            raise InputError(f"images {owner[t]!r} and {p!r} would share the label map {t}")
-        owner[t] = p
-        targets[p] = t
-        paths.append(p)
+    replaced = _check_masks_signature(out, signature, overwrite) if signature is not None else 0
+    paths, targets = _label_targets(image_paths, root, out)
 
     table_path = out / MASKS_TABLE
     # rows of an earlier run are reused for label maps already on disk (their pixel counts are only
@@ -289,16 +320,7 @@ def parse_dataset(
 
     # backends with a fallback path (``pose``) count its use in ``fallback_count``
     fallbacks_before = int(getattr(parser, "fallback_count", 0) or 0)
-    for chunk in track_batches(pending, bs, f"parse [{parser.name}]"):
-        outputs = parser.parse_files(list(chunk), root)
-        if len(outputs) != len(chunk):
-            raise DlcrError(
-                f"parser {parser.name!r} returned {len(outputs)} label maps for {len(chunk)} images"
-            )
-        for p, labels in zip(chunk, outputs, strict=True):
-            labels = _check_output(parser, p, labels)
-            write_png(targets[p], labels)
-            records[p] = _record(p, labels, label_ids)
+    _parse_pending(parser, pending, root, targets, bs, label_ids, records)
 
     rows = [records[p] for p in paths]
     # keep rows of earlier runs for images not asked for this time (a run over one split must not
