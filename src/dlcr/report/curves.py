@@ -1,0 +1,68 @@
+"""Sections "Training curves" and "Feature space (PCA)" of the demo report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlcr.errors import InputError
+from dlcr.report.common import ARM_LABELS, BASELINE, DLCR, N_IDS, Skip, _Assets, _e, _read_json
+from dlcr.report.runs import _compared_runs, find_runs
+
+
+def _curves_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    from dlcr.report.plots import curve_from_history, plot_curves
+
+    curves = []
+    for arm, seeds in find_runs(root).items():
+        for seed, run in sorted(seeds.items()):
+            path = run / "history.json"
+            if not path.is_file():
+                continue
+            hist = _read_json(path)
+            if not isinstance(hist, list):
+                raise InputError(f"{path} must hold a list of per-epoch records")
+            c = curve_from_history(arm, seed, [h for h in hist if isinstance(h, Mapping)])
+            if len(c.epochs) or len(c.eval_epochs):
+                curves.append(c)
+    if not curves:
+        raise Skip(f"no runs/*/history.json with per-epoch losses in {root}")
+    out = assets.figure_path("curves.png")
+    plot_curves(curves, out, ARM_LABELS)
+    n_seeds = len({c.seed for c in curves})
+    where = ("the validation split (held-out training identities; the test set is evaluated once, at "
+             "the end)" if any(c.source == "validation" for c in curves) else "the test set")
+    return (f'<p class="expl">Per-epoch training loss and clothes-changing top-1 on {where}'
+            f"{' (one line per seed; the first seed drawn solid)' if n_seeds > 1 else ''}.</p>"
+            f'<img class="plot" src="{_e(assets.href(out))}" alt="training curves">')
+
+
+def _features_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    from dlcr.report.figures import distance_ratio, pca_2d, pick_identities
+    from dlcr.report.plots import FeatureView, plot_pca
+
+    pair = _compared_runs(root, results)
+    if pair is None:
+        raise Skip(f"needs {root / 'runs'}/{BASELINE}_s* and {root / 'runs'}/{DLCR}_s* with eval/features.npz")
+    (_, fb), (_, fd) = pair
+    ids = pick_identities(fb["g_pids"], fb["g_clothes"], n=N_IDS)
+    views, ratios = [], []
+    for name, f in (("baseline", fb), ("DLCR progressive", fd)):
+        sel = np.isin(f["g_pids"], ids)
+        if sel.sum() < 3:
+            raise Skip("too few gallery images for the chosen identities")
+        x, pids, clothes = f["g_feats"][sel], f["g_pids"][sel], f["g_clothes"][sel]
+        coords, ratio = pca_2d(x)
+        views.append(FeatureView(name, coords, ratio, pids, clothes))
+        ratios.append((name, distance_ratio(x, pids)))
+    out = assets.figure_path("pca.png")
+    plot_pca(views, out)
+    rtxt = ", ".join(f"{_e(n)} {r:.2f}" for n, r in ratios)
+    return (f'<p class="expl">Gallery features of {len(ids)} test identities projected on their first two '
+            "principal components (fitted separately per model). Colour = identity, marker = outfit. A "
+            "model that ignores clothes puts one identity's outfits together. Mean within-identity / "
+            f"between-identity distance in the full feature space (lower is better): {rtxt}.</p>"
+            f'<img class="plot" src="{_e(assets.href(out))}" alt="PCA of test features">')
