@@ -132,6 +132,56 @@ def _skip(out: Path, reason: str) -> dict[str, Any]:
     return manifest
 
 
+def _parse_photos(names: Sequence[str], height: int) -> tuple[Any, list[np.ndarray], list[tuple[int, int, int, int]],
+                                                             list[np.ndarray], list[bool]]:
+    """Crop each photograph to its person (``height`` rows) and parse the crop with the ``pose``
+    backend: (the closed parser, crops, boxes, LIP label maps, whether a pose was found)."""
+    from dlcr.generation.parsers.pose import PoseParser
+
+    parser = PoseParser()
+    crops, boxes, labels, found = [], [], [], []
+    try:
+        for n in names:
+            full = load_photo(n)
+            person, _ = parser.person_mask(full)
+            box = person_box(person) or (0, full.shape[0], 0, full.shape[1])
+            crop = crop_resize(full, box, height)
+            lab = parser.parse([crop])[0]
+            crops.append(crop)
+            boxes.append(box)
+            labels.append(lab)
+            found.append(not parser.last_fallbacks[0])
+    finally:
+        parser.close()
+    return parser, crops, boxes, labels, found
+
+
+def _repaint(out: Path, inpainter: Any, n: str, i: int, crop: np.ndarray, lab: np.ndarray, picks: np.ndarray,
+             seed: int) -> tuple[list[dict[str, Any]], int]:
+    """Write photo ``n`` (the ``i``-th) and its label map into ``out/originals/`` and ``out/masks/``, and
+    its repaintings, one per outfit index in ``picks``, into ``out/variants/``: (their manifest entries,
+    the clothes mask's pixel count)."""
+    from dlcr.generation.inpainting import InpaintItem
+    from dlcr.generation.planning import Job, make_job_id
+    from dlcr.lip import clothes_mask
+
+    write_png(out / "originals" / f"{n}.png", crop)
+    write_png(out / "masks" / f"{n}.png", lab)
+    mask = clothes_mask(lab)
+    src = f"originals/{n}.png"
+    jobs = [Job(job_id=make_job_id("realphoto", src, f"outfit{int(j)}", v, inpainter.name, seed), kind="train",
+                dataset="realphoto", source=src, source_clothes_key=n, pid=i, target_clothes_key=f"outfit{int(j)}",
+                variant=v, partition=0, prompt=OUTFITS[int(j)], generator=inpainter.name,
+                seed=int(seed) * 1000 + i * len(OUTFITS) + v) for v, j in enumerate(picks)]  # fmt: skip
+    images = inpainter([InpaintItem(job, crop, mask, lab) for job in jobs])
+    variants = []
+    for job, img in zip(jobs, images, strict=True):
+        rel = f"variants/{n}_v{job.variant}.png"
+        write_png(out / rel, img)
+        variants.append({"file": rel, "prompt": job.prompt, "seed": job.seed})
+    return variants, int(mask.sum())
+
+
 def run_real_photo_stage(
     out_dir: str | os.PathLike,
     *,
@@ -154,9 +204,6 @@ def run_real_photo_stage(
     """
     from dlcr.generation.describers import create_captioner, create_summarizer
     from dlcr.generation.inpainters.recolor import RecolorInpainter
-    from dlcr.generation.inpainting import InpaintItem
-    from dlcr.generation.planning import Job, make_job_id
-    from dlcr.lip import clothes_mask
 
     out = Path(out_dir)
     if k < 1 or k > len(OUTFITS):
@@ -172,24 +219,8 @@ def run_real_photo_stage(
     if not names:
         return _skip(out, f"photographs not installed: {', '.join(missing)}")
 
-    from dlcr.generation.parsers.pose import PoseParser
-
     t0 = time.perf_counter()
-    parser = PoseParser()
-    crops, boxes, labels, found = [], [], [], []
-    try:
-        for n in names:
-            full = load_photo(n)
-            person, _ = parser.person_mask(full)
-            box = person_box(person) or (0, full.shape[0], 0, full.shape[1])
-            crop = crop_resize(full, box, height)
-            lab = parser.parse([crop])[0]
-            crops.append(crop)
-            boxes.append(box)
-            labels.append(lab)
-            found.append(not parser.last_fallbacks[0])
-    finally:
-        parser.close()
+    parser, crops, boxes, labels, found = _parse_photos(names, height)
     t_parse = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -203,26 +234,14 @@ def run_real_photo_stage(
     inpainter = RecolorInpainter()
     rows = []
     for i, (n, crop, lab) in enumerate(zip(names, crops, labels, strict=True)):
-        write_png(out / "originals" / f"{n}.png", crop)
-        write_png(out / "masks" / f"{n}.png", lab)
-        mask = clothes_mask(lab)
-        picks, src = rng.choice(len(OUTFITS), size=k, replace=False), f"originals/{n}.png"
-        jobs = [Job(job_id=make_job_id("realphoto", src, f"outfit{int(j)}", v, inpainter.name, seed), kind="train",
-                    dataset="realphoto", source=src, source_clothes_key=n, pid=i, target_clothes_key=f"outfit{int(j)}",
-                    variant=v, partition=0, prompt=OUTFITS[int(j)], generator=inpainter.name,
-                    seed=int(seed) * 1000 + i * len(OUTFITS) + v) for v, j in enumerate(picks)]  # fmt: skip
-        images = inpainter([InpaintItem(job, crop, mask, lab) for job in jobs])
-        variants = []
-        for job, img in zip(jobs, images, strict=True):
-            rel = f"variants/{n}_v{job.variant}.png"
-            write_png(out / rel, img)
-            variants.append({"file": rel, "prompt": job.prompt, "seed": job.seed})
+        picks = rng.choice(len(OUTFITS), size=k, replace=False)
+        variants, clothes_pixels = _repaint(out, inpainter, n, i, crop, lab, picks, seed)
         o = outfits[i]
         rows.append({
             "name": n, "credit": PHOTOS[n].credit, "box": list(boxes[i]), "size": list(crop.shape[:2]),
             "original": f"originals/{n}.png", "mask": f"masks/{n}.png", "pose_found": bool(found[i]),
             "caption": captions[i], "outfit": {"upper": o.upper, "lower": o.lower, "footwear": o.footwear},
-            "clothes_pixels": int(mask.sum()), "variants": variants,
+            "clothes_pixels": clothes_pixels, "variants": variants,
         })  # fmt: skip
     t_inpaint = time.perf_counter() - t0
 
