@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,9 +81,12 @@ def _functions(node: ast.AST, prefix: str, out: dict[str, int]) -> None:
 
 def test_import_contracts_hold():
     pytest.importorskip("importlinter", reason="import-linter is in the dev extra")
-    from importlinter.cli import lint_imports
-
-    assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True) == 0
+    # in a child process: import-linter's command configures logging with dictConfig, which would
+    # disable this process's dlcr loggers for every later test
+    code = ("import sys; from importlinter.cli import lint_imports; "
+            f"sys.exit(lint_imports(config_filename={str(ROOT / 'pyproject.toml')!r}, no_cache=True, no_logo=True))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_no_module_or_function_grows_past_the_limits():
