@@ -138,6 +138,29 @@ def _run_arm(cfg: Any, ds: Any, run_dir: Path, *, gen_dir: Path | None, query_di
         torch.cuda.empty_cache()
 
 
+def _generate(cfg: Any, ds: Any, w: Path, arms: tuple[str, ...], *, refine: bool, driver: str, arm_cfg: Any
+              ) -> None:
+    """Stage 1 in ``w`` once, then the generated data of every arm that needs them (each variant
+    folder shares ``w``'s masks and descriptions), then the query variants when refinement is asked."""
+    from dlcr.ablation import ARM_WORK, GEN_VARIANTS, share_work, variant_work
+    from dlcr.cli.generate import describe_stage, inpaint_stage, masks_stage, plan_stage, queries_plan_stage
+
+    masks_stage(cfg, ds, w, with_queries=refine)
+    describe_stage(cfg, ds, w)
+    variants = {variant_work(w, a): a for a in reversed(arms) if a != "baseline"}  # folder -> an arm using it
+    for wv, arm in sorted(variants.items(), key=lambda kv: str(kv[0])):
+        if wv != w:
+            share_work(w, wv)
+        region, source = GEN_VARIANTS[ARM_WORK[arm]]
+        log.info("[ablate] generated data in %s: %s mask, %s prompts", wv, region, source)
+        acfg = arm_cfg(arm)
+        plan_stage(acfg, ds, wv)
+        inpaint_stage(acfg, wv, ds.root, queries=False, driver=driver)
+    if refine:
+        queries_plan_stage(cfg, ds, w)
+        inpaint_stage(cfg, w, ds.root, queries=True, driver=driver)
+
+
 def ablate_cmd(
     config: str = ConfigOpt,
     sets: list[str] = SetOpt,
@@ -153,18 +176,7 @@ def ablate_cmd(
     report: bool = flag(True, "--report/--no-report", help="write <out>/report.html"),
 ) -> None:
     """Train and evaluate the paper's Table A1 rows on one dataset → results.json + report.html."""
-    from dlcr.ablation import (
-        ARM_WORK,
-        GEN_VARIANTS,
-        arm_sets,
-        arms_for_rows,
-        collect_results,
-        results_table,
-        share_work,
-        variant_work,
-        versions,
-    )
-    from dlcr.cli.generate import describe_stage, inpaint_stage, masks_stage, plan_stage, queries_plan_stage
+    from dlcr.ablation import arm_sets, arms_for_rows, collect_results, results_table, variant_work, versions
     from dlcr.config import dump_yaml
     from dlcr.generation import stages
     from dlcr.io.atomic import atomic_write_json
@@ -184,22 +196,7 @@ def ablate_cmd(
     for (arm, seed), acfg in arm_cfgs.items():  # a stale run is refused before any work is done
         _check_inputs(runs / f"{arm}_s{seed}", {"config": dump_yaml(acfg)}, write=False)
 
-    # stage 1 and the generated data of every arm that needs them, in the order of the work they share
-    masks_stage(cfg, ds, w, with_queries=refine)
-    describe_stage(cfg, ds, w)
-    variants = {variant_work(w, a): a for a in reversed(arms) if a != "baseline"}  # folder -> an arm using it
-    for wv, arm in sorted(variants.items(), key=lambda kv: str(kv[0])):
-        if wv != w:
-            share_work(w, wv)
-        region, source = GEN_VARIANTS[ARM_WORK[arm]]
-        log.info("[ablate] generated data in %s: %s mask, %s prompts", wv, region, source)
-        acfg = arm_cfg(arm)
-        plan_stage(acfg, ds, wv)
-        inpaint_stage(acfg, wv, ds.root, queries=False, driver=driver)
-    if refine:
-        queries_plan_stage(cfg, ds, w)
-        inpaint_stage(cfg, w, ds.root, queries=True, driver=driver)
-
+    _generate(cfg, ds, w, arms, refine=refine, driver=driver, arm_cfg=arm_cfg)
     for (arm, seed), acfg in arm_cfgs.items():
         gen_dir = None if arm == "baseline" else variant_work(w, arm) / stages.GENERATED
         qdir = w / stages.QUERY_GENERATED if refine and arm == "dlcr_progressive" else None
