@@ -16,161 +16,62 @@ complete), so a crash mid-save falls back to it instead of leaving no checkpoint
 truncated or swapped file is a :class:`CheckpointError`, as is any key or shape mismatch with the
 model (the message names the first mismatched key). Pickled ``.pt``/``.pth`` files are refused
 unless ``allow_pickle=True``, and even then read with ``torch.load(weights_only=True)``.
+
+The encoding lives in :mod:`dlcr.engine.checkpoint_codec`, the reading and verification of the
+records in :mod:`dlcr.engine.checkpoint_files`; their names are importable from here too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import math
 import os
-import random
 import re
 import shutil
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from dlcr.errors import CheckpointError, UnsafePathError, first_line, weights_only_error
+from dlcr.engine.checkpoint_codec import (
+    _canonical_safetensors,
+    _check_keys,
+    _decode,
+    _encode,
+    _load_module,
+    _restore_rng,
+    _rng_state,
+    _sha256,
+    _weights_of,
+    unwrap,
+)
+from dlcr.engine.checkpoint_files import (
+    FORMAT,
+    VERSION,
+    _file_of,
+    _is_complete,
+    _read_meta,
+    _read_verified,
+    _resolve,
+    latest_checkpoint,
+    read_checkpoint_meta,
+    verify_checkpoint,
+)
+from dlcr.errors import CheckpointError, first_line, weights_only_error
 from dlcr.io.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_text
-from dlcr.io.paths import safe_join
 
-FORMAT = "dlcr-checkpoint"
-VERSION = 1
+__all__ = ["FORMAT", "PICKLE_SUFFIXES", "PREV", "VERSION", "latest_checkpoint", "load_checkpoint",
+           "read_checkpoint_meta", "resume_checkpoint", "save_checkpoint", "unwrap", "verify_checkpoint",
+           # the encoding and record helpers, for callers of this module's earlier layout
+           "_canonical_safetensors", "_check_keys", "_decode", "_encode", "_file_of", "_is_complete",
+           "_load_module", "_read_meta", "_read_verified", "_resolve", "_restore_rng", "_rng_state", "_sha256",
+           "_weights_of"]
+
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 PREV = ".prev"  # suffix of the name under which a checkpoint survives its own re-save
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-# ---------------------------------------------------------------------------------------------
-# JSON encoding of nested states (tensors go to a side table)
-
-
-def _encode(obj: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(obj, torch.Tensor):
-        tensors[key] = obj.detach().cpu().contiguous().clone()
-        return {"__tensor__": key}
-    if isinstance(obj, np.ndarray):
-        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
-    if isinstance(obj, Counter):
-        return {"__counter__": [[_encode(k, f"{key}.k{i}", tensors), v] for i, (k, v) in enumerate(obj.items())]}
-    if isinstance(obj, Mapping):
-        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
-            return {k: _encode(v, f"{key}.{k}", tensors) for k, v in obj.items()}
-        return {"__items__": [[_encode(k, f"{key}.k{i}", tensors), _encode(v, f"{key}.{k}", tensors)]
-                              for i, (k, v) in enumerate(obj.items())]}
-    if isinstance(obj, tuple):
-        return {"__tuple__": [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]}
-    if isinstance(obj, list):
-        return [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return {"__float__": repr(obj)}
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"cannot store a {type(obj).__name__} at {key!r} in a checkpoint")
-
-
-def _decode(obj: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
-    if isinstance(obj, list):
-        return [_decode(v, tensors) for v in obj]
-    if not isinstance(obj, dict):
-        return obj
-    if "__tensor__" in obj:
-        name = obj["__tensor__"]
-        if name not in tensors:
-            raise CheckpointError(f"checkpoint state references a missing tensor {name!r}")
-        return tensors[name]
-    if "__ndarray__" in obj:
-        return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
-    if "__counter__" in obj:
-        return Counter({_decode(k, tensors): v for k, v in obj["__counter__"]})
-    if "__items__" in obj:
-        return {_decode(k, tensors): _decode(v, tensors) for k, v in obj["__items__"]}
-    if "__tuple__" in obj:
-        return tuple(_decode(v, tensors) for v in obj["__tuple__"])
-    if "__float__" in obj:
-        return float(obj["__float__"])
-    return {k: _decode(v, tensors) for k, v in obj.items()}
-
-
-# ---------------------------------------------------------------------------------------------
-# RNG states
-
-
-def _rng_state(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-    tensors["rng.torch"] = torch.get_rng_state()
-    n_cuda = 0
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s.cpu()
-        n_cuda = torch.cuda.device_count()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, pstate, gauss = random.getstate()
-    return {"torch": {"__tensor__": "rng.torch"}, "cuda_devices": n_cuda,
-            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-            "python": [version, list(pstate), gauss]}
-
-
-def _restore_rng(state: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
-    torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
-    n = int(state.get("cuda_devices", 0))
-    if n and torch.cuda.is_available() and torch.cuda.device_count() == n:
-        torch.cuda.set_rng_state_all([tensors[f"rng.cuda.{i}"] for i in range(n)])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, pstate, gauss = state["python"]
-    random.setstate((version, tuple(pstate), gauss))
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """The plain module inside DDP / DataParallel / torch.compile wrappers."""
-    while True:
-        if isinstance(module, nn.parallel.DistributedDataParallel | nn.DataParallel):
-            module = module.module
-        elif hasattr(module, "_orig_mod"):
-            module = module._orig_mod  # type: ignore[assignment]
-        else:
-            return module
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _weights_of(module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
-    return {f"{prefix}{k}": v.detach().cpu().contiguous().clone() for k, v in unwrap(module).state_dict().items()}
-
-
-def _check_keys(own: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor], prefix: str,
-                source: str) -> None:
-    for k, v in own.items():
-        sk = prefix + k
-        if sk not in saved:
-            raise CheckpointError(f"{source}: checkpoint has no key {sk!r} (different architecture?)")
-        if tuple(saved[sk].shape) != tuple(v.shape):
-            raise CheckpointError(f"{source}: shape mismatch at {sk!r}: checkpoint {tuple(saved[sk].shape)} "
-                                  f"vs model {tuple(v.shape)}")
-    extra = [k for k in saved if k.startswith(prefix) and k[len(prefix):] not in own]
-    if extra:
-        raise CheckpointError(f"{source}: unexpected key {extra[0]!r} in checkpoint (different architecture?)")
-
-
-def _load_module(module: nn.Module, saved: Mapping[str, torch.Tensor], prefix: str, source: str) -> None:
-    m = unwrap(module)
-    _check_keys(m.state_dict(), saved, prefix, source)
-    m.load_state_dict({k[len(prefix):]: v for k, v in saved.items() if k.startswith(prefix)}, strict=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,27 +134,6 @@ def save_checkpoint(directory: str | os.PathLike, *, model: nn.Module, clothes_c
     return json_path
 
 
-def _canonical_safetensors(data: bytes) -> bytes:
-    """``data`` (a safetensors file) with its header rewritten in a fixed order.
-
-    safetensors keeps the metadata in a Rust hash map whose iteration order changes from one save to
-    the next, so identical tensors gave files with different bytes (and sha256). The header is
-    re-serialised with the metadata keys sorted and the tensor entries in file order; the tensor
-    bytes are untouched (their offsets are relative to the end of the header).
-    """
-    n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + n])
-    fixed: dict[str, Any] = {}
-    meta = header.pop("__metadata__", None)
-    if meta:
-        fixed["__metadata__"] = dict(sorted(meta.items()))
-    for k, v in sorted(header.items(), key=lambda kv: (list(kv[1]["data_offsets"]), kv[0])):
-        fixed[k] = v
-    text = json.dumps(fixed, separators=(",", ":"), ensure_ascii=False).encode()
-    text += b" " * (-len(text) % 8)  # the alignment safetensors itself pads to
-    return len(text).to_bytes(8, "little") + text + data[8 + n:]
-
-
 def _keep_previous(d: Path, name: str) -> Path | None:
     """Make the complete checkpoint ``name`` (if any) loadable as ``name.prev`` before it is replaced.
 
@@ -295,109 +175,6 @@ def _drop_previous(d: Path, name: str) -> None:
 # Load
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a dlcr checkpoint")
-    if int(meta.get("version", 0)) > VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {meta.get('version')}; this dlcr reads "
-                              f"up to {VERSION}")
-    return meta
-
-
-def _file_of(json_path: Path, meta: Mapping[str, Any], role: str) -> Path:
-    entry = meta.get("files", {}).get(role)
-    if not isinstance(entry, dict) or "file" not in entry:
-        raise CheckpointError(f"{json_path}: no {role} file recorded")
-    try:
-        return safe_join(json_path.parent, entry["file"])
-    except UnsafePathError as e:
-        raise CheckpointError(f"{json_path}: {e}") from None
-
-
-def _read_verified(json_path: Path, meta: Mapping[str, Any], role: str) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load as st_load
-
-    entry = meta["files"][role]
-    p = _file_of(json_path, meta, role)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"cannot read {p}: {e.strerror or e}") from None
-    if len(data) != int(entry["bytes"]):
-        raise CheckpointError(f"{p} is truncated or was replaced: {len(data)} bytes, expected {entry['bytes']}")
-    if _sha256(data) != entry["sha256"]:
-        raise CheckpointError(f"{p} is corrupt: sha256 does not match {json_path.name}")
-    try:
-        return dict(st_load(data))
-    except (SafetensorError, ValueError) as e:
-        raise CheckpointError(f"cannot parse {p}: {e}") from None
-
-
-def _is_complete(json_path: Path) -> tuple[bool, dict[str, Any]]:
-    try:
-        meta = _read_meta(json_path)
-        for role in ("weights", "state"):
-            p = _file_of(json_path, meta, role)
-            if not p.is_file() or p.stat().st_size != int(meta["files"][role]["bytes"]):
-                return False, meta
-    except (CheckpointError, KeyError, TypeError, ValueError):
-        return False, {}
-    return True, meta
-
-
-def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """JSON path of the complete checkpoint with the highest epoch in ``directory`` (newest on ties)."""
-    d = Path(directory)
-    if not d.is_dir():
-        return None
-    best: tuple[int, float, str] | None = None
-    best_path = None
-    for p in d.glob("*.json"):
-        if p.name.startswith("."):
-            continue
-        ok, meta = _is_complete(p)
-        if not ok:
-            continue
-        key = (int(meta.get("epoch", -1)), p.stat().st_mtime, p.name)
-        if best is None or key > best:
-            best, best_path = key, p
-    return best_path
-
-
-def verify_checkpoint(json_path: str | os.PathLike) -> str | None:
-    """None when the checkpoint is intact (its JSON reads, both tensor files have the recorded size
-    and sha256); otherwise one line saying what is wrong. Reads both files."""
-    json_path = Path(json_path)
-    try:
-        meta = _read_meta(json_path)
-        for role in ("weights", "state"):
-            entry = meta["files"][role]
-            p = _file_of(json_path, meta, role)
-            h = hashlib.sha256()
-            size = 0
-            try:
-                with open(p, "rb") as fh:
-                    while chunk := fh.read(1 << 24):
-                        h.update(chunk)
-                        size += len(chunk)
-            except OSError as e:
-                return f"cannot read {p}: {e.strerror or e}"
-            if size != int(entry["bytes"]):
-                return f"{p} is truncated or was replaced: {size} bytes, expected {entry['bytes']}"
-            if h.hexdigest() != entry["sha256"]:
-                return f"{p} is corrupt: sha256 does not match {json_path.name}"
-    except CheckpointError as e:
-        return str(e)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return f"{json_path} is not a complete checkpoint record"
-    return None
-
-
 def resume_checkpoint(directory: str | os.PathLike) -> tuple[Path | None, str | None]:
     """The checkpoint a resumed run continues from, and a note when it is a fallback.
 
@@ -420,31 +197,6 @@ def resume_checkpoint(directory: str | os.PathLike) -> tuple[Path | None, str | 
             raise CheckpointError(f"cannot resume: {why}; no intact previous checkpoint to fall back to "
                                   f"(move {d.parent} away to start the run over)")
     return latest_checkpoint(d), None
-
-
-def _resolve(path: Path) -> Path:
-    if path.is_dir():
-        found = latest_checkpoint(path)
-        if found is None:
-            raise CheckpointError(f"no complete checkpoint in {path}")
-        return found
-    if path.suffix == ".safetensors":
-        stem = path.name[: -len(".safetensors")].removesuffix(".optim")
-        path = path.with_name(f"{stem}.json")
-    if path.suffix != ".json":
-        if not path.exists():
-            raise CheckpointError(f"checkpoint {path} not found")
-        raise CheckpointError(f"{path}: expected a checkpoint folder, .json or .safetensors file")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found or incomplete (its JSON is written last)")
-    return path
-
-
-def read_checkpoint_meta(dir_or_json: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    """``(json path, metadata)`` of a checkpoint (a folder → its latest complete one; a
-    ``.safetensors`` file → its JSON), without reading any tensors."""
-    json_path = _resolve(Path(dir_or_json))
-    return json_path, _read_meta(json_path)
 
 
 def _load_pickle(path: Path, model: nn.Module | None, map_location: Any) -> dict[str, Any]:

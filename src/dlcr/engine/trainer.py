@@ -1,9 +1,10 @@
 """The training loop: CAL (identity + triplet + clothes-adversarial losses) on real images, optionally
 with DLCR's generated variants (concatenated, or paired with progressive learning).
 
-The loop is written out in one place on purpose (torchreid / nanoGPT style): one function builds the
-pieces, one runs an epoch, one evaluates. Library code takes plain arguments; the CLI reads YAML and
-passes the frozen config dataclasses in.
+The loop is written out in one place on purpose (torchreid / nanoGPT style): :mod:`dlcr.engine.build`
+builds the pieces (and re-seeds the global RNGs, see there), :class:`Trainer` holds them and runs
+``fit`` → ``train_epoch`` → ``evaluate`` / ``save``. Library code takes plain arguments; the CLI reads
+YAML and passes the frozen config dataclasses in.
 
 Per batch (CAL, Gu et al. 2022):
 
@@ -25,156 +26,40 @@ writes checkpoints and logs.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader
 
 from dlcr.config import Config, to_dict
-from dlcr.data.loaders import Item, add_generated, items_from_samples, make_dataset
-from dlcr.distributed.env import DistEnv, dist_env, resolve_device
-from dlcr.errors import ConfigError, DatasetError
+from dlcr.distributed.env import DistEnv, dist_env
+from dlcr.engine.build import (
+    GeneratedData,
+    TrainData,
+    TrainingParts,
+    build_pool,
+    build_training,
+    seed_everything,
+)
+from dlcr.engine.loop_parts import EpochTally, JsonlLog, allreduce_grads, frozen, loader_seed
+from dlcr.errors import ConfigError
 from dlcr.io.atomic import atomic_write_text
-from dlcr.types import EvalProtocol, Sample
+from dlcr.types import EvalProtocol
 from dlcr.utils.logging import get_logger
 from dlcr.utils.progress import track
 
+__all__ = ["GeneratedData", "JsonlLog", "TrainData", "TrainResult", "Trainer", "TrainingParts", "build_pool",
+           "build_training", "frozen", "init_distributed", "loader_seed", "seed_everything", "train"]
+
 log = get_logger(__name__)
-
-
-# ----------------------------------------------------------------------------- data plumbing
-@dataclass
-class TrainData:
-    """What the loop needs from a dataset, as plain values."""
-
-    root: Path
-    train: list[Sample]
-    eval_splits: dict[str, list[Sample]]
-    protocols: tuple[EvalProtocol, ...]
-    num_pids: int
-    num_clothes: int
-    pid2clothes: np.ndarray
-    video: bool = False
-    name: str = ""
-
-    @classmethod
-    def from_dataset(cls, ds: Any) -> TrainData:
-        splits = {k: list(v) for k, v in ds.splits.items() if k != "train"}
-        return cls(root=Path(ds.root), train=list(ds.train), eval_splits=splits,
-                   protocols=tuple(ds.protocols), num_pids=int(ds.num_train_pids),
-                   num_clothes=int(ds.num_train_clothes), pid2clothes=np.asarray(ds.pid2clothes),
-                   video=bool(ds.video), name=str(ds.name))
-
-    def validation_protocols(self) -> tuple[EvalProtocol, ...]:
-        """Protocols on a validation split, used for model selection (never the test splits)."""
-        if "val_query" in self.eval_splits and "val_gallery" in self.eval_splits:
-            return (EvalProtocol("val", "val_query", "val_gallery", "standard"),)
-        return ()
-
-
-@dataclass
-class GeneratedData:
-    """Generated training variants: the manifest rows and the folder their files are relative to."""
-
-    rows: list[dict[str, Any]]
-    root: Path
-
-
-def build_pool(data: TrainData, generated: GeneratedData | None, *, target_clothes: bool = False
-               ) -> tuple[list[Item], list[list[int]]]:
-    real = items_from_samples(data.train)
-    if generated is None:
-        return real, [[] for _ in real]
-    key_to_id: dict[str, int] | None = None
-    if target_clothes:
-        key_to_id = {s.clothes_key: s.clothes_id for s in data.train}
-    rows = [r for r in generated.rows if r.get("kind", "train") == "train" and r.get("file")]
-    pool, variants = add_generated(real, rows, generated.root, target_clothes=key_to_id)
-    n_gen = len(pool) - len(real)
-    if n_gen == 0:
-        raise DatasetError(f"no generated variant in {generated.root} matches a training image of {data.name!r}")
-    log.info("training pool: %d real + %d generated images", len(real), n_gen)
-    return pool, variants
-
-
-# ----------------------------------------------------------------------------- helpers
-def seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def loader_seed(seed: int, epoch: int, rank: int) -> int:
-    """Seed of the data loader's generator for one epoch on one rank (its workers' base seed comes
-    from it): a function of the checkpointed state only, never of the process's RNG."""
-    return int(np.random.default_rng([int(seed), int(epoch), int(rank), 0x10AD]).integers(2**63))
-
-
-@contextlib.contextmanager
-def frozen(module: nn.Module) -> Iterator[None]:
-    """Parameters of ``module`` take no gradient inside the block (inputs still do)."""
-    flags = [p.requires_grad for p in module.parameters()]
-    for p in module.parameters():
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, f in zip(module.parameters(), flags, strict=True):
-            p.requires_grad_(f)
-
-
-def _allreduce_grads(module: nn.Module, world: int) -> None:
-    import torch.distributed as dist
-
-    for p in module.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= world
-
-
-class JsonlLog:
-    """``log.jsonl`` (one JSON object per line, flushed) plus TensorBoard scalars when installed."""
-
-    def __init__(self, out_dir: Path, enabled: bool):
-        self.enabled = enabled
-        self.path = out_dir / "log.jsonl"
-        self.tb = None
-        if enabled:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(out_dir / "tb"))
-            except Exception:  # tensorboard is optional
-                self.tb = None
-
-    def write(self, record: dict[str, Any], step: int | None = None) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-        if self.tb is not None and step is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("epoch", "step"):
-                    self.tb.add_scalar(k, v, step)
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -189,140 +74,40 @@ class TrainResult:
 
 
 class Trainer:
-    """Builds model, losses, optimisers and sampler from a :class:`Config`; ``fit()`` runs the epochs."""
+    """Holds the parts of a training run (:class:`~dlcr.engine.build.TrainingParts`) and runs it:
+    ``fit()`` runs the epochs, ``resume()`` continues from the last checkpoint.
+
+    ``Trainer(cfg, data, out_dir, ...)`` builds the parts with :func:`~dlcr.engine.build.build_training`
+    (which re-seeds the global RNGs from ``train.seed + rank`` before building the model);
+    :meth:`from_parts` takes parts built already.
+    """
 
     def __init__(self, cfg: Config, data: TrainData, out_dir: str | os.PathLike, *,
                  generated: GeneratedData | None = None, device: str | None = None,
                  env: DistEnv | None = None):
-        from dlcr.data.transforms import build_transforms
-        from dlcr.losses import ClothesAdversarialLoss, CrossEntropyLabelSmooth, TripletLoss
-        from dlcr.models import ClothesClassifier, create_model, model_options
+        self._hold(build_training(cfg, data, out_dir, generated=generated, device=device, env=env))
 
-        self.cfg = cfg
-        self.data = data
-        self.out_dir = Path(out_dir)
-        self.env = env or dist_env()
-        self.device = torch.device(resolve_device(device))
-        if self.env.is_distributed and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.env.local_rank)
-        sc = cfg.sampler
-        if sc.mode != "none" and generated is None:
-            raise ConfigError(f"sampler.mode={sc.mode!r} needs generated images (a manifest); "
-                              "use sampler.mode=none to train on the originals only")
-        if sc.mode == "none":
-            generated = None
-        if data.num_pids < 2:
-            raise DatasetError("training needs at least 2 identities")
+    @classmethod
+    def from_parts(cls, parts: TrainingParts) -> Trainer:
+        self = cls.__new__(cls)
+        self._hold(parts)
+        return self
 
-        seed_everything(cfg.train.seed + self.env.rank)
-        self.pool, self.variants = build_pool(data, generated,
-                                              target_clothes=sc.generated_clothes_label == "target")
-        self.model = create_model(cfg.model.name, data.num_pids, pretrained=cfg.model.pretrained,
-                                  **model_options(cfg.model.name, cfg.model.widths)).to(self.device)
-        self.clothes = ClothesClassifier(self.model.feat_dim, max(1, data.num_clothes),
-                                         scale=cfg.loss.clothes_scale).to(self.device)
-        self.pos_mask = torch.as_tensor(data.pid2clothes, dtype=torch.float32, device=self.device)
-
-        oc = cfg.optim
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=oc.lr, weight_decay=oc.weight_decay)
-        self.opt_c = torch.optim.Adam(self.clothes.parameters(), lr=oc.clothes_lr, weight_decay=oc.weight_decay)
-        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, list(oc.milestones), gamma=oc.gamma)
-        # CAL never decays the clothes classifier's rate (optim.clothes_lr_decay=false is its recipe)
-        self.sched_c = torch.optim.lr_scheduler.MultiStepLR(
-            self.opt_c, list(oc.milestones) if oc.clothes_lr_decay else [], gamma=oc.gamma)
-
-        lc = cfg.loss
-        self.ce = CrossEntropyLabelSmooth(epsilon=lc.label_smooth)
-        self.triplet = TripletLoss(margin=lc.triplet_margin, metric=lc.triplet_metric)
-        self.adv = ClothesAdversarialLoss(scale=lc.clothes_scale, epsilon=lc.cal_epsilon)
-
-        self.sampler = self._make_sampler()
-        pad = cfg.data.pad if cfg.data.pad is not None else max(1, round(10 * cfg.data.height / 384))
-        d = cfg.data
-        tf = build_transforms(d.height, d.width, train=True, pad=pad, random_erasing=d.random_erasing, crop=d.crop,
-                              crop_prob=d.crop_prob, flip_prob=d.flip_prob, erasing=d.erasing,
-                              interpolation=d.interpolation)
-        cache = (cfg.data.height, cfg.data.width) if cfg.data.cache_images else None
-        ds = make_dataset(self.pool, data.root, tf, data.video, cfg.data.seq_len, cache_hw=cache)
-        # Loader workers are started afresh every epoch and seeded from (train.seed, epoch, rank) through
-        # this generator (re-seeded in train_epoch): the DataLoader draws its workers' base seed from it,
-        # and each worker seeds torch / random / numpy from that base seed + its worker id. A resumed
-        # epoch therefore draws the augmentations the uninterrupted run drew, for any worker count.
-        # (Persistent workers, seeded once from the global RNG when the first epoch starts and carrying
-        # their RNG state across epochs, made a resumed run diverge.)
-        self.loader_generator = torch.Generator()
-        loader_kw: dict[str, Any] = {"num_workers": cfg.data.workers, "pin_memory": self.device.type == "cuda",
-                                     "persistent_workers": False, "generator": self.loader_generator}
-        self.max_steps: int | None = None
-        if sc.mode == "paired":
-            self.loader = DataLoader(ds, batch_sampler=self.sampler, **loader_kw)
-        else:
-            self.loader = DataLoader(ds, sampler=self.sampler, batch_size=self.sampler.batch_size,
-                                     drop_last=True, **loader_kw)
-            if sc.mode == "concat" and sc.concat_budget == "paired":
-                self.max_steps = self._real_steps()
-
-        # called with with_logits=True: features and identity logits in one forward, so that DDP sees
-        # every identity parameter used
-        self.forward: nn.Module = self.model
-        if self.env.is_distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward = DDP(self.forward, device_ids=ids)
-        if self.device.type == "cuda":  # CAL's set_seed (train.cudnn_deterministic)
-            torch.backends.cudnn.deterministic = bool(cfg.train.cudnn_deterministic)
-            torch.backends.cudnn.benchmark = not cfg.train.cudnn_deterministic
-        on_cuda = self.device.type == "cuda"
-        self.amp = bool(cfg.train.amp and on_cuda)
-        # train.amp_dtype: float16 (CAL's AMP, with loss scaling) or bfloat16 (no scaler needed)
-        self.amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bfloat16" else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
-        # train.channels_last: NHWC weights and image batches on CUDA (faster cuDNN convolutions under AMP)
-        self.channels_last = bool(cfg.train.channels_last and on_cuda)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        # running losses are read back to the host every sync_every steps (0: once per epoch); on the
-        # CPU, where a read costs nothing, every step (the NaN-loss check then stops at the bad step)
-        self.sync_every = int(cfg.train.sync_every) if on_cuda else 1
+    def _hold(self, p: TrainingParts) -> None:
+        self.parts = p
+        self.cfg, self.data, self.out_dir, self.env, self.device = p.cfg, p.data, p.out_dir, p.env, p.device
+        self.pool, self.variants = p.pool, p.variants
+        self.model, self.clothes, self.pos_mask = p.model, p.clothes, p.pos_mask
+        self.opt, self.opt_c, self.sched, self.sched_c = p.opt, p.opt_c, p.sched, p.sched_c
+        self.ce, self.triplet, self.adv = p.ce, p.triplet, p.adv
+        self.sampler, self.loader_generator, self.loader, self.max_steps = (p.sampler, p.loader_generator,
+                                                                            p.loader, p.max_steps)
+        self.forward, self.amp, self.amp_dtype, self.scaler = p.forward, p.amp, p.amp_dtype, p.scaler
+        self.channels_last, self.sync_every = p.channels_last, p.sync_every
         self.start_epoch = 0
         self.best: tuple[float, int] | None = None  # (validation mAP, epoch)
         self.history: list[dict[str, Any]] = []
         self.step = 0
-
-    # -- construction helpers
-    def _per_rank_batch(self) -> int:
-        bs = self.cfg.sampler.batch_size
-        if bs % self.env.world_size:
-            raise ConfigError(f"sampler.batch_size={bs} is not divisible by the world size {self.env.world_size}")
-        return bs // self.env.world_size
-
-    def _make_sampler(self) -> Any:
-        from dlcr.data.samplers import IdentitySampler, PairedSampler
-
-        sc, seed = self.cfg.sampler, self.cfg.train.seed
-        kw = {"seed": seed, "num_replicas": self.env.world_size, "rank": self.env.rank, "batching": sc.batching}
-        pids = [it.pid for it in self.pool]
-        if sc.mode == "none":
-            return IdentitySampler(pids, self._per_rank_batch(), sc.num_instances, **kw)
-        if sc.mode == "concat":
-            # equal compute with the paired arm: as many images per step (real + generated)
-            bs = self._per_rank_batch() * (2 if sc.concat_budget == "paired" else 1)
-            return IdentitySampler(pids, bs, sc.num_instances, **kw)
-        n_real = len(self.variants)
-        parts = [[self.pool[i].partition for i in v] for v in self.variants]
-        return PairedSampler(pids[:n_real], self.variants, parts, self._per_rank_batch(), sc.num_instances,
-                             schedule=sc.schedule, num_partitions=sc.num_partitions, every=sc.progressive_every,
-                             **kw)
-
-    def _real_steps(self) -> int:
-        """Steps per epoch of a P×K pass over the real images alone (the paired sampler's length)."""
-        from dlcr.data.samplers import IdentitySampler
-
-        real = [it.pid for it in self.pool if not it.generated]
-        return IdentitySampler(real, self._per_rank_batch(), self.cfg.sampler.num_instances, seed=0,
-                               num_replicas=self.env.world_size, rank=self.env.rank,
-                               batching=self.cfg.sampler.batching).num_batches()
 
     # -- checkpoints
     @property
@@ -381,94 +166,91 @@ class Trainer:
         read every step, as before. The sums are the float64 sums of the per-step float32 values in
         step order, i.e. the same numbers as Python float accumulation."""
         cfg = self.cfg
-        self.model.train()
-        self.clothes.train()
-        self.sampler.set_epoch(epoch)
-        self.loader_generator.manual_seed(loader_seed(cfg.train.seed, epoch, self.env.rank))
-        use_cal = epoch >= cfg.loss.cal_start_epoch and self.data.num_clothes > 1
-        keys = ("loss", "id", "tri", "clothes", "adv", "acc")
-        dev = self.device
-        on_cuda = dev.type == "cuda"
-        sums_t = torch.zeros(len(keys), dtype=torch.float64, device=dev)
-        bad_found = torch.zeros((), dtype=torch.bool, device=dev)  # a non-finite loss was seen
-        bad_value = torch.zeros((), dtype=torch.float32, device=dev)  # the first one
-        zero = torch.zeros((), device=dev)
-
-        def check() -> None:  # one host sync
-            if bool(bad_found):
-                raise FloatingPointError(f"loss became {float(bad_value)} at epoch {epoch + 1}; lower optim.lr")
-
-        n = 0
+        use_cal = self._start_epoch(epoch)
+        tally = EpochTally(self.device, epoch)
         t0 = time.time()
         images = 0
         total = len(self.loader) if self.max_steps is None else min(self.max_steps, len(self.loader))
         for batch in track(itertools.islice(self.loader, total), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                            total=total, unit="batch"):
-            img = batch["img"]
-            if self.channels_last and img.ndim == 4:
-                x = img.to(dev, non_blocking=True, memory_format=torch.channels_last)
-            else:
-                x = img.to(dev, non_blocking=True)
-            pids = batch["pid"].to(dev, non_blocking=True)
-            cids_host = batch["clothes_id"]
-            cids = cids_host.to(dev, non_blocking=True)
-            with self._autocast():
-                feats, logits = self.forward(x, with_logits=True)
-                loss_id = self.ce(logits, pids)
-                loss_tri = self.triplet(feats, pids)
-                loss = loss_id + cfg.loss.triplet_weight * loss_tri
-            # generated images carry no clothes label (-1): only real ones train CAL. Which rows are
-            # real is read from the loader's CPU tensor (no device sync); on CUDA the rows are then
-            # gathered by index (a boolean mask would sync to count them)
-            real_host = cids_host >= 0
-            any_real = bool(real_host.any())
-            real: torch.Tensor = cids >= 0
-            if on_cuda and any_real:
-                real = torch.nonzero(real_host).squeeze(1).to(dev, non_blocking=True)
-            loss_c = zero
-            loss_adv = zero
-            if use_cal and any_real:
-                # CAL's order (Simple-CCReID train.py): the clothes classifier learns on the detached
-                # features and steps first; the adversarial loss then sees its updated weights
-                with self._autocast():
-                    loss_c = F.cross_entropy(self.clothes(feats.detach()[real]).float(), cids[real])
-                self.opt_c.zero_grad(set_to_none=True)
-                self.scaler.scale(loss_c).backward()
-                if self.env.is_distributed:
-                    _allreduce_grads(self.clothes, self.env.world_size)
-                self.scaler.step(self.opt_c)
-                with self._autocast(), frozen(self.clothes):
-                    adv_logits = self.clothes(feats[real])
-                    loss_adv = self.adv(adv_logits.float(), cids[real], self.pos_mask[pids[real]])
-                loss = loss + cfg.loss.cal_weight * loss_adv
-            self.opt.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.opt)
-            self.scaler.update()
-            lv = loss.detach().float()
-            finite = torch.isfinite(lv)
-            bad_value = torch.where(bad_found | finite, bad_value, lv)
-            bad_found = bad_found | ~finite
-            n += 1
+            x, pids, logits, terms = self._train_step(batch, use_cal, tally.zero)
+            tally.add(terms, logits, pids)
             self.step += 1
             images += x.shape[0]
-            acc = ((logits.mean(-1) if logits.ndim == 3 else logits).argmax(1) == pids).float().mean()
-            step_vals = torch.stack([v.detach().float().reshape(()) for v in
-                                     (loss, loss_id, loss_tri, loss_c, loss_adv, acc)])
-            sums_t += step_vals.double()
-            if self.sync_every and n % self.sync_every == 0:
-                check()
-        check()
-        sums = dict(zip(keys, sums_t.tolist(), strict=True))
+            if self.sync_every and tally.n % self.sync_every == 0:
+                tally.check()
+        tally.check()
+        sums = tally.sums()
         self.sched.step()
         with warnings.catch_warnings():  # before cal_start_epoch the clothes optimiser has not stepped yet
             warnings.simplefilter("ignore", UserWarning)
             self.sched_c.step()
         dt = time.time() - t0
+        n = tally.n
         out = {k: v / max(n, 1) for k, v in sums.items()}
         out.update(batches=n, seconds=dt, images_per_s=images / dt if dt > 0 else 0.0,
                    lr=self.opt.param_groups[0]["lr"])
         return out
+
+    def _start_epoch(self, epoch: int) -> bool:
+        """Train mode, the sampler's and the loader's epoch seeds; whether CAL's losses are on."""
+        self.model.train()
+        self.clothes.train()
+        self.sampler.set_epoch(epoch)
+        self.loader_generator.manual_seed(loader_seed(self.cfg.train.seed, epoch, self.env.rank))
+        return epoch >= self.cfg.loss.cal_start_epoch and self.data.num_clothes > 1
+
+    def _train_step(self, batch: dict[str, Any], use_cal: bool, zero: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One optimiser step on ``batch``: ``(images, pids, logits, (loss, id, tri, clothes, adv))``."""
+        cfg, dev = self.cfg, self.device
+        img = batch["img"]
+        if self.channels_last and img.ndim == 4:
+            x = img.to(dev, non_blocking=True, memory_format=torch.channels_last)
+        else:
+            x = img.to(dev, non_blocking=True)
+        pids = batch["pid"].to(dev, non_blocking=True)
+        cids_host = batch["clothes_id"]
+        cids = cids_host.to(dev, non_blocking=True)
+        with self._autocast():
+            feats, logits = self.forward(x, with_logits=True)
+            loss_id = self.ce(logits, pids)
+            loss_tri = self.triplet(feats, pids)
+            loss = loss_id + cfg.loss.triplet_weight * loss_tri
+        # generated images carry no clothes label (-1): only real ones train CAL. Which rows are
+        # real is read from the loader's CPU tensor (no device sync); on CUDA the rows are then
+        # gathered by index (a boolean mask would sync to count them)
+        real_host = cids_host >= 0
+        any_real = bool(real_host.any())
+        real: torch.Tensor = cids >= 0
+        if dev.type == "cuda" and any_real:
+            real = torch.nonzero(real_host).squeeze(1).to(dev, non_blocking=True)
+        loss_c = zero
+        loss_adv = zero
+        if use_cal and any_real:
+            loss_c, loss_adv = self._cal_step(feats, pids, cids, real)
+            loss = loss + cfg.loss.cal_weight * loss_adv
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return x, pids, logits, (loss, loss_id, loss_tri, loss_c, loss_adv)
+
+    def _cal_step(self, feats: torch.Tensor, pids: torch.Tensor, cids: torch.Tensor, real: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """CAL's order (Simple-CCReID train.py): the clothes classifier learns on the detached features
+        and steps first; the adversarial loss then sees its updated weights. Returns both losses."""
+        with self._autocast():
+            loss_c = F.cross_entropy(self.clothes(feats.detach()[real]).float(), cids[real])
+        self.opt_c.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_c).backward()
+        if self.env.is_distributed:
+            allreduce_grads(self.clothes, self.env.world_size)
+        self.scaler.step(self.opt_c)
+        with self._autocast(), frozen(self.clothes):
+            adv_logits = self.clothes(feats[real])
+            loss_adv = self.adv(adv_logits.float(), cids[real], self.pos_mask[pids[real]])
+        return loss_c, loss_adv
 
     # -- evaluation
     def evaluate(self, protocols: Sequence[EvalProtocol] | None = None) -> dict[str, Any]:
