@@ -85,17 +85,16 @@ from dlcr.generation.outputs import (  # noqa: F401  (the output folder's names,
     read_manifest,
     remove_outputs,
 )
-from dlcr.generation.parsing import MASKS_TABLE
 from dlcr.generation.planning import Job, read_jobs
-from dlcr.generation.signature import (
-    backend_signature,
-    check_signature,
-    recorded_hash,
-    signature_file,
-    signature_hash,
-    stable_hash,
-    wait_for_signature,
+from dlcr.generation.runner_steps import (  # noqa: F401  (the steps of run_jobs, re-exported)
+    _check_output_signature,
+    _free_memory,
+    check_output,
+    dispatch,
+    jobs_to_run,
+    would_replace,
 )
+from dlcr.generation.signature import backend_signature, recorded_hash, stable_hash
 from dlcr.generation.worker import (  # noqa: F401  (re-exported)
     MASK_REGIONS,
     GenerationWorker,
@@ -158,42 +157,6 @@ def inpaint_signature(
     return sig
 
 
-def would_replace(out: str | os.PathLike, signature: dict[str, Any]) -> bool:
-    """Whether ``overwrite`` would remove outputs of ``out``: some are committed and the recorded
-    signature (if any) is not ``signature``."""
-    if recorded_hash(out) == signature_hash(signature):
-        return False
-    return bool(committed_job_ids(out, check_files=False))
-
-
-def _free_memory() -> None:
-    """Free what a dropped probe inpainter of the driver process held (GPU memory included)."""
-    import gc
-
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _check_output_signature(out: Path, signature: dict[str, Any], *, driver: str, overwrite: bool) -> str:
-    """Check (and record) ``signature`` for ``out`` before any work; see the module docstring."""
-    path = signature_file(out)
-    rank = 0
-    if driver == "torchrun":
-        from dlcr.distributed.env import dist_env
-
-        rank = dist_env().rank
-    if rank != 0 and overwrite:
-        wait_for_signature(path, signature)  # rank 0 removes the old outputs and records the new one
-        return "overwritten"
-    # every rank records a new signature before it commits anything (the same bytes from each rank), so
-    # a rank that starts late finds the signature of what the early ones are committing
-    committed = len(committed_job_ids(out, check_files=False))
-    return check_signature(path, signature, what="generated images", committed=committed, overwrite=overwrite,
-                           remove=lambda: remove_outputs(out))
-
-
 def run_jobs(
     jobs: Sequence[Job],
     *,
@@ -231,72 +194,23 @@ def run_jobs(
         raise InputError("the job list holds duplicate job ids")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    worker_kwargs = {"image_root": image_root, "label_root": label_root, "out_dir": out, "mask_region": mask_region}
     checked, sig_hash = "", ""
     worker: GenerationWorker | None = None
     if signature is not None:
-        sig_hash = signature_hash(signature) or ""
-        if overwrite and would_replace(out, signature):
-            # build (load) the inpainter before removing anything: a bad model loses nothing
-            if driver == "ray":
-                probe = make_worker()
-                del probe
-                _free_memory()
-            else:
-                worker = GenerationWorker(make_worker, image_root=image_root, label_root=label_root, out_dir=out,
-                                          signature=sig_hash, mask_region=mask_region)
-        checked = _check_output_signature(out, signature, driver=driver, overwrite=overwrite)
+        checked, sig_hash, worker = check_output(out, signature, driver=driver, overwrite=overwrite,
+                                                 make_worker=make_worker, worker_kwargs=worker_kwargs)
     # torchrun ranks share the folder: only temps too old to belong to a live writer are removed.
     removed = remove_stale_temps(out, older_than=60.0 if driver == "torchrun" else None)
     if removed:
         log.info("removed %d stale temp file(s) from an interrupted run", removed)
 
-    if masks_table is None and (Path(label_root) / MASKS_TABLE).is_file():
-        masks_table = Path(label_root) / MASKS_TABLE
-    empty_sources = read_empty_masks(masks_table) if masks_table else set()
-
-    if driver == "torchrun":
-        from dlcr.distributed.env import dist_env, shard
-
-        env = dist_env()
-        jobs_here = shard(jobs, env.rank, env.world_size)
-    else:
-        jobs_here = jobs
-    committed = committed_job_ids(out)
-    already = sum(j.job_id in committed for j in jobs)
-    skipped = tuple(j.job_id for j in jobs_here if j.source in empty_sources and j.job_id not in committed)
-    pending = [j for j in jobs_here if j.job_id not in committed and j.source not in empty_sources]
-    if skipped:
-        log.warning(
-            "skipping %d job(s) whose source has an empty clothes mask (e.g. %s)",
-            len(skipped),
-            next(j.source for j in jobs_here if j.source in empty_sources),
-        )
-    log.info("%d planned, %d already committed, %d pending", len(jobs), already, len(pending))
-
+    already, skipped, pending = jobs_to_run(jobs, out, driver=driver, label_root=label_root, masks_table=masks_table)
     results: list[tuple[str, str]] = []
     if pending:
-        if driver == "ray":
-            from dlcr.generation.ray_driver import run_with_ray
-
-            results = run_with_ray(
-                pending,
-                worker_kwargs={
-                    "make_inpainter": make_worker,
-                    "image_root": str(image_root),
-                    "label_root": str(label_root),
-                    "out_dir": str(out),
-                    "signature": sig_hash,
-                    "mask_region": mask_region,
-                },
-                batch_size=batch_size,
-                concurrency=ray_concurrency,
-                num_gpus=ray_num_gpus,
-            )
-        else:
-            if worker is None:
-                worker = GenerationWorker(make_worker, image_root=image_root, label_root=label_root, out_dir=out,
-                                          signature=sig_hash, mask_region=mask_region)
-            results = run_local(worker, pending, batch_size)
+        results = dispatch(pending, driver=driver, make_worker=make_worker, worker=worker,
+                           worker_kwargs=worker_kwargs, sig_hash=sig_hash, batch_size=batch_size,
+                           ray_concurrency=ray_concurrency, ray_num_gpus=ray_num_gpus)
     generated = sum(st == STATUS_OK for _, st in results)
     found_empty = tuple(jid for jid, st in results if st == STATUS_EMPTY)
     if found_empty:
