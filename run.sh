@@ -46,7 +46,8 @@ case "$cmd" in
     ;;
   test)
     setup
-    exec "$VENV/bin/python" -m pytest "$@"
+    # one worker per core (at most 4); `./run.sh test -n 0` runs in this one process
+    exec "$VENV/bin/python" -m pytest -n auto --maxprocesses 4 "$@"
     ;;
   dlcr)
     setup

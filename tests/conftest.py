@@ -8,7 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every model a test loads is buil
 try:  # keep tests polite on small CI machines
     import torch
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    # one thread per xdist worker (the workers already share the cores), else at most two
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 except ImportError:  # pragma: no cover
     pass
 
