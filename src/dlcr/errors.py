@@ -57,6 +57,14 @@ def first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def examples_note(items: list[str] | tuple[str, ...], examples: int = 3) -> str:
+    """``" (e.g. a, b, c, and 4 more)"`` for the first ``examples`` of ``items``; ``""`` when there is none."""
+    if not items or examples <= 0:
+        return ""
+    more = len(items) - examples
+    return " (e.g. " + ", ".join(items[:examples]) + (f", and {more} more" if more > 0 else "") + ")"
+
+
 def did_you_mean(name: str, options: Iterable[str], cutoff: float = 0.6) -> str:
     """``" (did you mean 'x'?)"`` for the closest of ``options`` to a mistyped ``name``, else ``""``."""
     import difflib

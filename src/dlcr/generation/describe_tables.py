@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from dlcr.errors import InputError
+from dlcr.errors import InputError, examples_note
 from dlcr.generation.parsing import MASKS_TABLE
 from dlcr.io.tables import read_table, write_table
 from dlcr.types import Outfit
@@ -150,10 +150,7 @@ class DescribeReport:
 
     def summary(self, examples: int = 3) -> str:
         """One line: the counts and at most ``examples`` of the images with an empty clothes mask."""
-        eg = ""
-        if self.empty_paths and examples > 0:
-            more = len(self.empty_paths) - examples
-            eg = " (e.g. " + ", ".join(self.empty_paths[:examples]) + (f", and {more} more" if more > 0 else "") + ")"
+        eg = examples_note(self.empty_paths, examples)
         return (
             (f"replaced {' and '.join(self.replaced)} made with other settings; " if self.replaced else "")
             + f"{self.total} images: captioned {self.captioned}, reused {self.reused}, "

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from dlcr.distributed.env import resolve_device
-from dlcr.errors import ConfigError, DlcrError, InputError
+from dlcr.errors import ConfigError, DlcrError, InputError, examples_note
 from dlcr.generation.label_schemes import (
     FASHIONPEDIA_LABELS,
     lip_id_for_name,
@@ -155,10 +155,7 @@ class ParseReport:
 
     def summary(self, examples: int = 3) -> str:
         """One line: the counts and at most ``examples`` of the images with an empty clothes mask."""
-        eg = ""
-        if self.empty_paths and examples > 0:
-            more = len(self.empty_paths) - examples
-            eg = " (e.g. " + ", ".join(self.empty_paths[:examples]) + (f", and {more} more" if more > 0 else "") + ")"
+        eg = examples_note(self.empty_paths, examples)
         return (
             (f"replaced {self.replaced} label maps made with other settings; " if self.replaced else "")
             + f"{self.total} images: parsed {self.done}, already done {self.skipped_existing}, "

@@ -1,14 +1,7 @@
 """The generation stages as plain functions over a *work folder* (docs/design.md §3).
 
-A work folder holds everything DLCR derives from one dataset::
-
-    <work>/masks/<rel_path>.png      LIP label maps (+ masks/masks.parquet)
-    <work>/captions.parquet          one caption per training image
-    <work>/outfits.parquet           one outfit per training clothes key
-    <work>/jobs.parquet              K inpainting jobs per training image
-    <work>/generated/                generated training images + manifest.parquet
-    <work>/query_jobs.parquet        l jobs per query image (prediction refinement)
-    <work>/query_generated/          generated query variants + manifest.parquet
+A work folder holds everything DLCR derives from one dataset (its files and folders are listed in
+:mod:`dlcr.generation.layout`).
 
 Each function is idempotent and resumable: what is already committed is kept and skipped. The CLI
 (``dlcr generate …``) and the demo both call these.
