@@ -23,7 +23,10 @@ pytestmark = pytest.mark.slow
 
 def _interrupt_when(cmd: list[str], ready, sig: int, timeout: float = 120.0) -> subprocess.CompletedProcess:
     """Start ``cmd``, send ``sig`` as soon as ``ready()`` holds, return the finished process."""
-    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as in a terminal: a suite started in the background (`cmd &` in a script) inherits an
+    # ignored SIGINT, which Python then leaves ignored in the child; restore the default there
+    proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.monotonic()
     while proc.poll() is None and not ready() and time.monotonic() - t0 < timeout:
         time.sleep(0.01)
