@@ -116,9 +116,18 @@ def share_work(work: Path, other: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- one arm's test evaluation
-def write_eval(run_dir: Path, metrics: dict[str, Any], splits: Mapping[str, Sequence[Any]]) -> None:
-    """``run_dir/eval``: the features and image paths the report's retrieval panels read, the refined
-    similarities when ``metrics`` has them, and ``metrics.json`` last (its presence means done)."""
+def report_splits(protocols: Sequence[Any]) -> tuple[str, str]:
+    """The (query, gallery) splits whose features the report's panels show: the clothes-changing
+    protocol's (``cc``; PRCC's ``query_diff``), else the first protocol's."""
+    p = next((p for p in protocols if p.name == "cc"), protocols[0])
+    return p.query, p.gallery
+
+
+def write_eval(run_dir: Path, metrics: dict[str, Any], splits: Mapping[str, Sequence[Any]],
+               protocols: Sequence[Any]) -> None:
+    """``run_dir/eval``: the features and image paths the report's retrieval panels read (of
+    :func:`report_splits`), the refined similarities when ``metrics`` has them, and ``metrics.json``
+    last (its presence means done)."""
     from dlcr.engine.evaluate import save_features
     from dlcr.io.atomic import atomic_write, atomic_write_json
 
@@ -126,12 +135,16 @@ def write_eval(run_dir: Path, metrics: dict[str, Any], splits: Mapping[str, Sequ
     extras = metrics.pop("_extras", None) or {}
     ev = run_dir / "eval"
     ev.mkdir(parents=True, exist_ok=True)
+    q, g = report_splits(protocols)
     if feats is not None:
-        save_features(ev / "features.npz", feats["query"], feats["gallery"])
-        atomic_write_json(ev / "paths.json", {k: [s.path for s in splits[k]] for k in ("query", "gallery")})
-    if "standard_refined_sims" in extras:
+        save_features(ev / "features.npz", feats[q], feats[g])
+        atomic_write_json(ev / "paths.json", {"query": [s.path for s in splits[q]],
+                                              "gallery": [s.path for s in splits[g]]})
+    refined = next((f"{p.name}_refined_sims" for p in protocols if (p.query, p.gallery) == (q, g)
+                    and f"{p.name}_refined_sims" in extras), None)
+    if refined is not None:
         with atomic_write(ev / "refined_sims.npy", "wb") as fh:
-            np.save(fh, np.asarray(extras["standard_refined_sims"], dtype=np.float32))
+            np.save(fh, np.asarray(extras[refined], dtype=np.float32))
     atomic_write_json(ev / "metrics.json", metrics)
 
 
@@ -148,20 +161,28 @@ def versions() -> dict[str, str]:
     return out
 
 
-def metric_row(metrics: Mapping[str, Any], suffix: str = "") -> dict[str, float]:
-    """The six Table A1 metrics of one ``metrics.json`` (``suffix="_refined"``: the refined ones)."""
+#: Table A1's metrics: (protocol, key in its metrics)
+METRIC_SOURCES = {"cc_top1": ("cc", "top1"), "cc_map": ("cc", "mAP"), "sc_top1": ("sc", "top1"),
+                  "sc_map": ("sc", "mAP"), "top1": ("standard", "top1"), "map": ("standard", "mAP")}
 
-    def g(proto: str, key: str) -> float:
-        return float(metrics[f"{proto}{suffix}"][key])
 
-    return {"cc_top1": g("cc", "top1"), "cc_map": g("cc", "mAP"), "sc_top1": g("sc", "top1"),
-            "sc_map": g("sc", "mAP"), "top1": g("standard", "top1"), "map": g("standard", "mAP")}
+def metric_row(metrics: Mapping[str, Any], suffix: str = "") -> dict[str, float | None]:
+    """The six Table A1 metrics of one ``metrics.json`` (``suffix="_refined"``: the refined ones);
+    None for a protocol the dataset does not have (PRCC has no ``standard``, LaST no ``sc``/``cc``)."""
+    out: dict[str, float | None] = {}
+    for k, (proto, key) in METRIC_SOURCES.items():
+        r = metrics.get(f"{proto}{suffix}")
+        out[k] = None if r is None else float(r[key])
+    return out
 
 
 def aggregate(per_seed: Sequence[dict[str, float]]) -> dict[str, Any]:
     """Mean and sample std over seeds of each metric, with the per-seed rows."""
     out: dict[str, Any] = {}
     for k in METRIC_KEYS:
+        if any(r[k] is None for r in per_seed):  # a protocol the dataset does not have
+            out[k] = out[f"{k}_std"] = None
+            continue
         vals = np.array([r[k] for r in per_seed], dtype=np.float64)
         out[k] = float(vals.mean())
         out[f"{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
@@ -243,7 +264,8 @@ def results_table(results: Mapping[str, Any]) -> str:
     tbl = results.get("table_a1") or table_a1(results, seeds=(0,), epochs=0)
     rows = list(tbl["rows"]) + ([tbl["concat"]] if tbl.get("concat") else [])
     for r in rows:
-        cells = "".join((f"{100 * r[k]:>8.1f} ± {100 * r[k + '_std']:<4.1f}" if many else f"{100 * r[k]:>{width}.1f}")
+        cells = "".join(f"{'-':>{width}}" if r[k] is None else
+                        (f"{100 * r[k]:>8.1f} ± {100 * r[k + '_std']:<4.1f}" if many else f"{100 * r[k]:>{width}.1f}")
                         for k in METRIC_KEYS)
         lines.append(f"{str(r['row']) if r['row'] != 'concat' else '+':<3}{r['arm']:<28}{cells}")
     return "\n".join(lines)

@@ -125,3 +125,38 @@ def test_ablate_rows_subset_and_bad_values(user_dataset: Path, capsys):
                         (["--rows", "1", "--no-concat", "--set", "train.epochs=0"], "epochs")):
         line = one_error(*run([*ARGS, *bad], capsys)[::2])
         assert needle in line, (bad, line)
+
+
+def test_ablate_on_prcc_without_a_standard_protocol(tmp_path: Path, capsys, monkeypatch):
+    """PRCC has no ``standard`` protocol and its queries are ``query_same`` / ``query_diff``: the table
+    leaves those cells empty, the report shows the clothes-changing split, the validation split picks
+    the evaluated checkpoint."""
+    from dlcr.data.datasets import create_dataset
+    from dlcr.synth import render_world
+    from user_dataset import as_prcc
+
+    render_world(tmp_path / "w", ids=12, seed=3, height=H, width=W)
+    as_prcc(create_dataset("synthcc", tmp_path / "w"), tmp_path / "w", tmp_path / "data", labels=tmp_path / "labels")
+    monkeypatch.chdir(tmp_path)
+    args = ["ablate", "-c", "prcc", "--set", "data.root=data", *GEN, *MODEL, "--set", "train.epochs=2",
+            "--set", "train.eval_every=1", "--set", "sampler.batch_size=8", "--set", "sampler.num_instances=2",
+            "--set", "train.amp=false", "--rows", "1,6", "--no-concat", "--work", "work", "--out", "abl"]
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    res = json.loads((tmp_path / "abl" / "results.json").read_text())
+    assert [r["arm"] for r in res["table_a1"]["rows"]] == ["baseline", "dlcr_progressive", "dlcr_progressive_refined"]
+    for r in res["table_a1"]["rows"]:
+        assert r["top1"] is None and r["map"] is None and r["top1_std"] is None  # PRCC: no standard protocol
+        for k in ("cc_top1", "cc_map", "sc_top1", "sc_map"):
+            assert 0.0 <= r[k] <= 1.0, (r["arm"], k)
+    assert "baseline" in out and " -" in out  # the printed table marks the missing cells
+    for arm in ("baseline", "dlcr_progressive"):
+        run_dir = tmp_path / "abl" / "runs" / f"{arm}_s0"
+        assert (run_dir / "checkpoints" / "best.json").is_file()  # PRCC's val split chose a checkpoint
+        paths = json.loads((run_dir / "eval" / "paths.json").read_text())
+        ds = create_dataset("prcc", tmp_path / "data")
+        assert paths["query"] == [s.path for s in ds.splits["query_diff"]]  # the clothes-changing queries
+        assert paths["gallery"] == [s.path for s in ds.splits["gallery"]]
+    assert (tmp_path / "abl" / "runs" / "dlcr_progressive_s0" / "eval" / "refined_sims.npy").is_file()
+    page = (tmp_path / "abl" / "report.html").read_text()
+    assert 'id="table-a1"' in page and "dataset: prcc" in page

@@ -17,6 +17,7 @@ from dlcr.generation.describers import create_captioner, create_summarizer
 from dlcr.generation.parsers import create_parser
 from dlcr.generation.runner import MANIFEST
 from dlcr.io.tables import read_table
+from user_dataset import as_prcc
 
 H, W = 64, 32
 
@@ -237,40 +238,10 @@ def test_damaged_last_checkpoint_falls_back_to_an_intact_previous_one(world, tmp
     assert any("last.json is damaged" in m and "corrupt" in m and "last.prev" in m for m in notes), notes
 
 
-def _as_prcc(world: dict, dst: Path) -> Path:
-    """The synthetic world re-filed in PRCC's layout, with a ``val`` folder: per person the first
-    outfit is seen by cameras A and B, another outfit by camera C (PRCC's clothes rule)."""
-    import shutil
-
-    by_pid: dict[int, dict[str, list]] = {}
-    for split in world["ds"].splits.values():
-        for s in split:
-            by_pid.setdefault(s.pid, {}).setdefault(s.clothes_key, []).append(s)
-    people = sorted(p for p, outfits in by_pid.items() if len(outfits) >= 2)
-    assert len(people) >= 8, people
-    rgb = dst / "prcc" / "rgb"
-    for i, pid in enumerate(people):
-        outfits = [by_pid[pid][k] for k in sorted(by_pid[pid])]
-        same, other = outfits[0], outfits[1]
-        files = [("A" if j % 2 == 0 else "B", s) for j, s in enumerate(same)] + [("C", s) for s in other]
-        for j, (cam, s) in enumerate(files):
-            if i < 4 or i >= 6:  # 4 training, 2 validation, the rest test identities
-                folder = "train" if i < 4 else None
-            else:
-                folder = "val"
-            if folder is None:
-                target = rgb / "test" / cam / f"{pid:03d}" / f"{j:03d}.png"
-            else:
-                target = rgb / folder / f"{pid:03d}" / f"{cam}_{j:03d}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(world["root"] / s.path, target)
-    return dst
-
-
 def test_prcc_validation_split_selects_the_best_checkpoint(world, tmp_path):
     """PRCC's val folder (C -> A, like its clothes-changing test) is evaluated every eval_every epochs
     and keeps ``best``; the test protocols are logged but never select."""
-    root = _as_prcc(world, tmp_path / "data")
+    root = as_prcc(world["ds"], world["root"], tmp_path / "data")
     ds = create_dataset("prcc", root)
     data = TrainData.from_dataset(ds)
     assert [p.name for p in data.validation_protocols()] == ["val"]

@@ -13,7 +13,6 @@ that made them are the same, and refused (one ``error:`` line) when they are not
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -42,34 +41,23 @@ INPUTS = "ablation_inputs.json"
 
 
 def _file_hash(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from dlcr.generation.signature import file_sha256
 
-
-def _flat(d: Any, pre: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``."""
-    if isinstance(d, dict):
-        return {k: v for key, val in d.items() for k, v in _flat(val, f"{pre}{key}.").items()}
-    return {pre[:-1]: d}
+    return file_sha256(path) if path.is_file() else None
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     """What differs between two runs' inputs, in words (config keys named with their values)."""
     import yaml
 
+    from dlcr.generation.signature_record import signature_diff
+
     parts = []
     if old.get("config") != new["config"]:
-        a, b = (_flat(yaml.safe_load(x["config"]) or {}) if isinstance(x.get("config"), str) else {}
-                for x in (old, new))
-        keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-        shown = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:3])
-        parts.append(f"settings ({shown}{', ...' if len(keys) > 3 else ''})" if keys else "settings")
-    parts += [f"{k.replace('_', ' ')}" for k in ("generated", "query_variants") if old.get(k) != new.get(k)]
+        a, b = ((yaml.safe_load(x["config"]) or {}) if isinstance(x.get("config"), str) else {} for x in (old, new))
+        diff = signature_diff(a, b, limit=3)
+        parts.append(f"settings ({diff})" if diff else "settings")
+    parts += [k.replace("_", " ") for k in ("generated", "query_variants") if old.get(k) != new.get(k)]
     return " and ".join(parts) or "inputs"
 
 
@@ -98,7 +86,7 @@ def _run_arm(cfg: Any, ds: Any, run_dir: Path, *, gen_dir: Path | None, query_di
     refinement when ``query_dir`` is given) into ``run_dir/eval``."""
     import torch
 
-    from dlcr.ablation import write_eval
+    from dlcr.ablation import report_splits, write_eval
     from dlcr.cli.evaluate import load_model
     from dlcr.config import dump_yaml
     from dlcr.distributed.env import resolve_device
@@ -125,14 +113,14 @@ def _run_arm(cfg: Any, ds: Any, run_dir: Path, *, gen_dir: Path | None, query_di
     dev = torch.device(resolve_device(device))
     model, _ = load_model(ckpt, cfg.model.name, dev)
     ev = cfg.eval
-    n_test = sum(len(ds.splits[k]) for k in ("query", "gallery") if k in ds.splits)
+    n_test = sum(len(ds.splits[k]) for k in report_splits(ds.protocols))
     rows = read_table(query_dir / GENERATED_MANIFEST) if query_dir is not None else None
     log.info("[ablate] %s: evaluating %s on the test set%s", run_dir.name, ckpt.name,
              " (with prediction refinement)" if rows is not None else "")
     metrics = evaluate_model(model, ds.splits, ds.root, ds.protocols, EvalSettings.from_config(cfg), device=dev,
                              video=ds.video, refine_rows=rows, refine_root=query_dir, l=ev.refine_l, m=ev.refine_m,
                              variant=ev.refine_variant, keep_features=n_test <= MAX_SAVED_FEATURES)
-    write_eval(run_dir, metrics, ds.splits)
+    write_eval(run_dir, metrics, ds.splits, ds.protocols)
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -140,7 +140,7 @@ def _train_task(st: DemoSettings, out: Path, tag: str, arm: str, seed: int) -> d
     metrics = timed(f"eval_{arm}", evaluate_model, tr.model, ds.splits, p["world"], ds.protocols, es,
                     refine_rows=qrows, refine_root=p["work"] / stages.QUERY_GENERATED, l=st.l, m=st.m,
                     variant=st.refine_variant, keep_features=True)
-    write_eval(run_dir, metrics, ds.splits)
+    write_eval(run_dir, metrics, ds.splits, ds.protocols)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return {"timings": timed.seconds}
