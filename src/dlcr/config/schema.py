@@ -15,6 +15,8 @@ class DataConfig:
     name: str = "synthcc"
     root: str = "data"
     csv: str | None = None  # dataset `custom`: the CSV (path,pid,camid,clothes,split) describing the images
+    # a samples.parquet written by `dlcr data prepare`: the stages read the dataset from it (no re-parse)
+    samples: str | None = None
     height: int = 384
     width: int = 192
     workers: int = 2
@@ -42,6 +44,8 @@ class ModelConfig:
     pretrained: str | None = "imagenet"  # "imagenet", a local weights file, or null for random init
     # small_resnet only: channels of its four stages (null: (32, 64, 128, 256)); the demo's narrower net
     widths: tuple[int, ...] | None = None
+    # null: the architecture's own backbone; "timm:<name>": any timm model as the feature extractor
+    backbone: str | None = None
 
 
 @dataclass(frozen=True)
