@@ -85,18 +85,24 @@ def small_resnet(num_pids: int, *, pretrained: Pretrained = None, widths: tuple[
     return ReIDModel(backbone, num_pids, pooling=pooling, arch="small_resnet", **CAL_HEAD)
 
 
-def model_options(name: str, widths: Sequence[int] | None = None) -> dict[str, Any]:
+def model_options(name: str, widths: Sequence[int] | None = None,
+                  backbone: str | None = None) -> dict[str, Any]:
     """Keyword arguments of :func:`create_model` from the ``model`` settings beyond name and weights
-    (``model.widths``: small_resnet's four stage widths; a one-line error on any other model)."""
+    (``model.widths``: small_resnet's four stage widths, a one-line error on any other model;
+    ``model.backbone``: e.g. ``"timm:resnet18"``, checked when the model is built)."""
+    options: dict[str, Any] = {}
+    if backbone is not None:
+        options["backbone"] = backbone
     if widths is None:
-        return {}
+        return options
     from dlcr.errors import ConfigError
 
     if name != "small_resnet":
         raise ConfigError(f"model.widths applies to small_resnet only, not to {name!r}")
     if len(widths) != 4:
         raise ConfigError(f"model.widths needs 4 stage widths, got {list(widths)}")
-    return {"widths": tuple(int(w) for w in widths)}
+    options["widths"] = tuple(int(w) for w in widths)
+    return options
 
 
 def create_model(name: str, num_pids: int, *, pretrained: Pretrained = None, **kwargs: Any) -> ReIDModel:
