@@ -412,7 +412,7 @@ def test_samples_parquet_roundtrip(root: Path, tmp_path: Path):
     import pyarrow.parquet as pq
 
     cols = pq.read_schema(out).names
-    assert cols == ["split", "rel_path", "pid", "camid", "clothes_key", "clothes_id", "tracklet", "frames"]
+    assert cols == ["split", "path", "pid", "camid", "clothes_key", "clothes_id", "tracklet", "frames"]
     ds2 = dataset_from_samples(out, root)
     assert ds2.name == "ccvid" and ds2.video and ds2.protocols == ds.protocols
     np.testing.assert_array_equal(ds2.pid2clothes, ds.pid2clothes)

@@ -224,7 +224,7 @@ def split_stats(samples: Sequence[Sample], video: bool = False) -> dict[str, int
 
 SAMPLES_SCHEMA = pa.schema([
     ("split", pa.string()),
-    ("rel_path", pa.string()),
+    ("path", pa.string()),  # the image (video: tracklet folder) relative to the dataset root
     ("pid", pa.int64()),
     ("camid", pa.int64()),
     ("clothes_key", pa.string()),
@@ -233,6 +233,8 @@ SAMPLES_SCHEMA = pa.schema([
     ("frames", pa.list_(pa.string())),
 ])
 _META = b"dlcr.dataset"
+#: the image-path column's name in tables written before it was ``path`` (still read)
+_OLD_PATH_COLUMN = "rel_path"
 
 
 def write_samples(dataset: CCReIDDataset, path: str | os.PathLike) -> Path:
@@ -242,7 +244,7 @@ def write_samples(dataset: CCReIDDataset, path: str | os.PathLike) -> Path:
     :func:`dataset_from_samples` can rebuild the dataset without the raw files' names.
     """
     rows = [
-        {"split": s.split, "rel_path": s.path, "pid": s.pid, "camid": s.camid, "clothes_key": s.clothes_key,
+        {"split": s.split, "path": s.path, "pid": s.pid, "camid": s.camid, "clothes_key": s.clothes_key,
          "clothes_id": s.clothes_id, "tracklet": s.tracklet, "frames": list(s.frames)}
         for s in dataset.all_samples()
     ]
@@ -269,6 +271,9 @@ def _read(path: str | os.PathLike) -> pa.Table:
         table = pq.read_table(p)
     except (pa.ArrowInvalid, OSError) as e:
         raise DatasetError(f"cannot read samples table {p}: {e}") from None
+    if "path" not in table.column_names and _OLD_PATH_COLUMN in table.column_names:
+        names = ["path" if c == _OLD_PATH_COLUMN else c for c in table.column_names]
+        table = table.rename_columns(names).replace_schema_metadata(table.schema.metadata)  # renaming drops it
     missing = [c for c in SAMPLES_SCHEMA.names if c not in table.column_names]
     if missing:
         raise DatasetError(f"samples table {p} lacks column(s) {', '.join(missing)}")
@@ -281,7 +286,7 @@ def read_samples(path: str | os.PathLike) -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = {split: [] for split in _meta(table).get("splits", [])}
     for r in table.to_pylist():
         out.setdefault(r["split"], []).append(Sample(
-            path=r["rel_path"], pid=int(r["pid"]), camid=int(r["camid"]), clothes_id=int(r["clothes_id"]),
+            path=r["path"], pid=int(r["pid"]), camid=int(r["camid"]), clothes_id=int(r["clothes_id"]),
             split=r["split"], clothes_key=r["clothes_key"] or "", tracklet=int(r["tracklet"]),
             frames=tuple(r["frames"] or ()),
         ))
