@@ -31,7 +31,7 @@ _WARNED: set[str] = set()
 _IMAGENET_FAILED = False  # one failed download per process is enough
 
 
-def _set_last_stride_one(layer4: nn.Sequential) -> None:
+def set_last_stride_one(layer4: nn.Sequential) -> None:
     """Remove the stride-2 of layer4's first block (main path and shortcut)."""
     block = layer4[0]
     conv = block.conv2 if isinstance(block, tv_resnet.Bottleneck) else block.conv1
@@ -48,7 +48,7 @@ class ResNetBackbone(nn.Module):
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         if last_stride == 1:
-            _set_last_stride_one(self.layer4)
+            set_last_stride_one(self.layer4)
         elif last_stride != 2:
             raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
         self.out_channels = out_channels
@@ -179,10 +179,11 @@ def load_backbone_weights(backbone: nn.Module, state: Mapping[str, torch.Tensor]
     backbone.load_state_dict(sd, strict=True)
 
 
-def _warn_once(key: str, message: str) -> None:
+def _warn_once(key: str, message: str, stacklevel: int = 5) -> None:
+    """Warn once per ``key``; the default stack level points at the caller of ``create_model``."""
     if key not in _WARNED:
         _WARNED.add(key)
-        warnings.warn(message, UserWarning, stacklevel=5)  # points at the create_model caller
+        warnings.warn(message, UserWarning, stacklevel=stacklevel)
 
 
 def imagenet_resnet50_state() -> dict[str, torch.Tensor] | None:

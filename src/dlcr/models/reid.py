@@ -90,3 +90,8 @@ class ReIDModel(nn.Module):
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(features)
+
+    def triplet_features(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The feature(s) a metric (triplet) loss is applied to, each scored separately and the losses
+        summed: the whole feature here; MGN returns its three global features."""
+        return (features,)
