@@ -59,11 +59,12 @@ def _root(
 
 
 def _register() -> None:
-    from dlcr.cli import ablate, config, data, demo, evaluate, generate, report, train
+    from dlcr.cli import ablate, config, data, demo, evaluate, generate, released, report, train
 
     app.add_typer(config.app, name="config")
     app.add_typer(data.app, name="data")
     app.add_typer(generate.app, name="generate")
+    generate.app.command("import-released")(released.import_released_cmd)
     app.command("train")(train.train_cmd)
     app.command("evaluate")(evaluate.evaluate_cmd)
     app.command("ablate")(ablate.ablate_cmd)

@@ -18,12 +18,12 @@ can train a model exactly like locally generated data. Every path is checked wit
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from dlcr.errors import DatasetError, ImageError
+from dlcr.errors import DatasetError, ImageError, UnsafePathError
 from dlcr.generation.outputs import (
     STATUS_OK,
     GeneratedRecord,
@@ -125,17 +125,85 @@ def export_released(
     return written
 
 
-def _find_pairs(src_root: Path) -> list[str]:
-    """Relative POSIX paths of strip PNGs that have a sibling txt (no symlinked folders followed)."""
+def find_pairs(src_root: str | os.PathLike, trust_root: str | os.PathLike | None = None) -> list[str]:
+    """Relative POSIX paths of strip PNGs under ``src_root`` that have a sibling txt (symlinked folders
+    are not followed; one that resolves outside ``trust_root``, default ``src_root``, is an error)."""
+    src = Path(src_root)
+    check = _checker(src, trust_root)
     rels = []
-    for dirpath, dirnames, filenames in os.walk(src_root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
         for d in dirnames:  # symlinked folders are not followed, but one leaving the root is an error
-            safe_join(src_root, Path(dirpath, d).relative_to(src_root).as_posix())
+            check(Path(dirpath, d).relative_to(src).as_posix())
         names = set(filenames)
         for name in filenames:
             if name.lower().endswith(".png") and name[:-4] + ".txt" in names:
-                rels.append(Path(dirpath, name).relative_to(src_root).as_posix())
+                rels.append(Path(dirpath, name).relative_to(src).as_posix())
     return sorted(rels)
+
+
+def _checker(src: Path, trust_root: str | os.PathLike | None) -> Callable[[str], Path]:
+    """``rel`` under ``src`` -> its resolved path, refused (:class:`UnsafePathError`) when it leaves
+    ``trust_root`` (default ``src``). A hub snapshot's files are links into the cache's ``blobs/``
+    folder beside the snapshot, so its trust root is the cached repository's folder."""
+    if trust_root is None:
+        return lambda rel: safe_join(src, rel)
+    trust = Path(trust_root).resolve()
+    try:
+        prefix = src.resolve().relative_to(trust).as_posix()
+    except ValueError:
+        raise UnsafePathError(f"released data folder {src} is not inside {trust}") from None
+    return lambda rel: safe_join(trust, rel if prefix == "." else f"{prefix}/{rel}")
+
+
+def match_samples(rels: Sequence[str], samples: Sequence[Sample]) -> dict[str, Sample]:
+    """The sample each released strip (relative path) stands for, matched by path without extension.
+
+    A strip whose whole path is no sample's is matched by its longest trailing part (``001/A_x``)
+    that ends exactly one sample's path: released folders mirror the dataset's own, but may sit under
+    another prefix (``PRCC/train/...`` for ``prcc/rgb/train/...``). A trailing part shared by several
+    samples, or a sample claimed by two strips, leaves the strip unmatched.
+    """
+    exact = {_stem(s.path): s for s in samples}
+    by_tail: dict[tuple[str, ...], list[Sample]] = {}
+    for s in samples:
+        parts = tuple(_stem(s.path).split("/"))
+        for k in range(1, len(parts) + 1):
+            by_tail.setdefault(parts[-k:], []).append(s)
+    found: dict[str, Sample] = {}
+    for rel in rels:
+        stem = _stem(rel)
+        if stem in exact:
+            found[rel] = exact[stem]
+            continue
+        parts = tuple(stem.split("/"))
+        cands = next((c for k in range(len(parts), 0, -1) if (c := by_tail.get(parts[-k:]))), [])
+        if len(cands) == 1:
+            found[rel] = cands[0]
+    claimed: dict[str, int] = {}
+    for s in found.values():
+        claimed[s.path] = claimed.get(s.path, 0) + 1
+    return {rel: s for rel, s in found.items() if claimed[s.path] == 1}
+
+
+def _variant_job(line: str, v: int, k: int, *, dataset: str, source: str, sample: Sample | None,
+                 num_partitions: int, generator: str) -> Job:
+    """The job variant ``v`` of ``k`` of a released strip stands for (txt line ``line``)."""
+    upper, lower, footwear = parse_line(line)
+    jid = make_job_id(dataset, source, "", v, generator, 0)
+    return Job(
+        job_id=jid,
+        kind="train",
+        dataset=dataset,
+        source=source,
+        source_clothes_key=clothes_key_of(sample) if sample else "",
+        pid=int(sample.pid) if sample else -1,
+        target_clothes_key="",
+        variant=v,
+        partition=partition_of(v, k, num_partitions),
+        prompt=Outfit("", upper, lower, footwear).prompt,
+        seed=job_seed(0, jid),
+        generator=generator,
+    )
 
 
 def import_released(
@@ -146,25 +214,34 @@ def import_released(
     samples: Sequence[Sample] | None = None,
     num_partitions: int = 4,
     generator: str = RELEASED_BACKEND,
+    trust_root: str | os.PathLike | None = None,
 ) -> list[GeneratedRecord]:
     """Read released strips + txt files under ``src_root`` into the generation folder ``out_dir``.
 
-    With ``samples``, each strip is matched to the sample whose path has the same stem (its real
-    path, person id and clothes key are used; strips without a sample are skipped with a warning);
+    With ``samples``, each strip is matched to its sample by :func:`match_samples` (its real path,
+    person id and clothes key are used; strips without a sample are skipped with a warning);
     without, the strip's own relative path stands for the source and ``pid`` is -1. The number of
     variants K is the number of non-empty txt lines; the strip width must be K times the tile width.
+    Every file must resolve inside ``trust_root`` (default ``src_root``; see :func:`find_pairs`).
     Returns the imported records (also consolidated into ``out_dir/manifest.parquet``).
     """
     src = Path(src_root)
     if not src.is_dir():
         raise DatasetError(f"released data folder not found: {src}")
-    by_stem = {_stem(s.path): s for s in samples} if samples is not None else None
+    check = _checker(src, trust_root)
     out = Path(out_dir)
     records: list[GeneratedRecord] = []
     unmatched = 0
     # refuse a crafted archive (a member symlinked out of the root) before writing anything
-    pairs = [(rel, safe_join(src, rel), safe_join(src, rel[:-4] + ".txt")) for rel in _find_pairs(src)]
+    pairs = [(rel, check(rel), check(rel[:-4] + ".txt")) for rel in find_pairs(src, trust_root)]
+    matched = match_samples([rel for rel, _, _ in pairs], samples) if samples is not None else None
     for rel, strip_path, txt_path in track(pairs, desc="import released"):
+        sample = None
+        if matched is not None:
+            sample = matched.get(rel)
+            if sample is None:
+                unmatched += 1
+                continue
         lines = [ln for ln in txt_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         if not lines:
             raise DatasetError(f"{txt_path} has no description lines")
@@ -174,32 +251,11 @@ def import_released(
         if w % k:
             raise ImageError(f"{strip_path}: width {w} is not a multiple of its {k} variants (txt lines)")
         tw = w // k
-        sample = None
-        if by_stem is not None:
-            sample = by_stem.get(_stem(rel))
-            if sample is None:
-                unmatched += 1
-                continue
         source = sample.path if sample else rel
         rows = []
         for v, line in enumerate(lines):
-            upper, lower, footwear = parse_line(line)
-            prompt = Outfit("", upper, lower, footwear).prompt
-            jid = make_job_id(dataset, source, "", v, generator, 0)
-            job = Job(
-                job_id=jid,
-                kind="train",
-                dataset=dataset,
-                source=source,
-                source_clothes_key=clothes_key_of(sample) if sample else "",
-                pid=int(sample.pid) if sample else -1,
-                target_clothes_key="",
-                variant=v,
-                partition=partition_of(v, k, num_partitions),
-                prompt=prompt,
-                seed=job_seed(0, jid),
-                generator=generator,
-            )
+            job = _variant_job(line, v, k, dataset=dataset, source=source, sample=sample,
+                               num_partitions=num_partitions, generator=generator)
             file = output_relpath(job)
             write_png(safe_join(out, file), np.ascontiguousarray(strip[:, v * tw : (v + 1) * tw]))
             rec = GeneratedRecord.from_job(
