@@ -211,3 +211,18 @@ def test_from_through_the_cli_and_a_work_folder_of_other_images(world, hub, tmp_
         line = _one_error(*run_cli(_cmd(world, tmp_path / "w_bad", *args), capsys)[::2])
         assert msg in line, (args, line)
     assert not (tmp_path / "w_bad").exists()
+
+
+def test_strips_match_a_training_image_by_their_longest_unambiguous_trailing_path():
+    from dlcr.generation.released_format import match_samples
+    from dlcr.types import Sample
+
+    paths = ["prcc/rgb/train/001/A_1.jpg", "prcc/rgb/train/002/A_1.jpg", "prcc/rgb/train/002/B_2.jpg",
+             "prcc/rgb/train/003/C_3.jpg"]
+    samples = [Sample(path=p, pid=i, camid=0, clothes_id=i, split="train") for i, p in enumerate(paths)]
+    got = match_samples(["PRCC/train/001/A_1.png",  # 001/A_1 names one image
+                         "elsewhere/A_1.png",  # A_1 names two: left out
+                         "prcc/rgb/train/002/A_1.png",  # the whole path
+                         "x/C_3.png", "y/C_3.png"], samples)  # two strips claim one image: both left out
+    assert {r: s.path for r, s in got.items()} == {"PRCC/train/001/A_1.png": paths[0],
+                                                   "prcc/rgb/train/002/A_1.png": paths[1]}
