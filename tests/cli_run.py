@@ -15,3 +15,12 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def cli_status(argv: list[str]) -> int:
+    """``dlcr ARGV`` in this process: its exit status only (the output stays for capsys to read)."""
+    try:
+        main(list(argv))
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0

@@ -80,7 +80,7 @@ def test_plain_processes_with_rank_env_produce_exactly_the_plan(toy, tmp_path):
             [
                 sys.executable,
                 "-m",
-                "dlcr.generation.runner",
+                "dlcr",
                 *_cli(tmp_path, image_root, label_root, out, "--driver", "torchrun"),
             ],
             env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2", "DLCR_NO_PROGRESS": "1"},
@@ -99,7 +99,7 @@ def test_plain_processes_with_rank_env_produce_exactly_the_plan(toy, tmp_path):
 
     # other settings: every rank refuses; with --overwrite rank 0 replaces the outputs, rank 1 waits for it
     def ranks(*extra):
-        procs = [subprocess.Popen([sys.executable, "-m", "dlcr.generation.runner",
+        procs = [subprocess.Popen([sys.executable, "-m", "dlcr",
                                    *_cli(tmp_path, image_root, label_root, out, "--driver", "torchrun", *extra)],
                                   env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2", "DLCR_NO_PROGRESS": "1"},
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -135,7 +135,7 @@ def test_torchrun_two_cpu_processes_produce_exactly_the_plan(toy, tmp_path):
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "dlcr.generation.runner",
+        "dlcr",
         *_cli(tmp_path, image_root, label_root, out, "--driver", "torchrun"),
     ]
     done = subprocess.run(

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_run import cli_status as main
 from dlcr.errors import UnsafePathError
 from dlcr.generation.inpainters import create_inpainter
 from dlcr.generation.planning import plan_jobs, write_jobs
@@ -21,7 +22,6 @@ from dlcr.generation.runner import (
     commit_part,
     committed_job_ids,
     consolidate_manifest,
-    main,
     read_manifest,
     run_jobs,
 )
@@ -164,7 +164,7 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(toy, 
     _run(jobs, image_root, label_root, ref, batch_size=5)
 
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "dlcr.generation.runner",
+    cmd = [sys.executable, "-m", "dlcr",
            *runner_argv(tmp_path / "jobs.parquet", image_root, label_root, out, "--batch-size", "2")]
     env = {**os.environ, "DLCR_NO_PROGRESS": "1"}
     rng = np.random.default_rng(1234)

@@ -253,7 +253,7 @@ def test_inpaint_refuses_other_options_or_plan_and_overwrite_replaces(toy):
 
 
 def test_runner_command_line_checks_the_signature(toy, capsys):
-    from dlcr.generation.runner import main
+    from cli_run import cli_status as main
     from dlcr.testing.toy_generation import runner_argv
 
     samples, outfits, images, _, work = toy

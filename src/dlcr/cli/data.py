@@ -109,7 +109,8 @@ def prepare(
     ds = _load(name, root, strict, csv, check)
     path = write_samples(ds, Path(out) / "samples.parquet")
     counts = ", ".join(f"{split} {len(s)}" for split, s in ds.splits.items())
-    print(f"wrote {path} ({counts})")
+    print(f"wrote {path} ({counts}); later stages read it with --set data.samples={path} "
+          f"--set data.root={root}")
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")

@@ -59,12 +59,13 @@ def _root(
 
 
 def _register() -> None:
-    from dlcr.cli import ablate, config, data, demo, evaluate, generate, released, report, train
+    from dlcr.cli import ablate, config, data, demo, evaluate, generate, released, report, run_jobs, train
 
     app.add_typer(config.app, name="config")
     app.add_typer(data.app, name="data")
     app.add_typer(generate.app, name="generate")
     generate.app.command("import-released")(released.import_released_cmd)
+    generate.app.command("run-jobs")(run_jobs.run_jobs_cmd)
     app.command("train")(train.train_cmd)
     app.command("evaluate")(evaluate.evaluate_cmd)
     app.command("ablate")(ablate.ablate_cmd)

@@ -40,26 +40,24 @@ repainted too; for the diffusers backends that is inpainting with a whole-person
 img2img on the whole image, and ``recolor`` paints the person's skin and hair in the style of the
 nearest garment part). The region is recorded in the generation signature when it is not ``clothes``.
 
-Command line (used by tests and by ``torchrun``)::
+Command line (used by tests and by ``torchrun``; :mod:`dlcr.cli.run_jobs`)::
 
-    python -m dlcr.generation.runner --jobs jobs.parquet --image-root R --label-root L --out O \
+    dlcr generate run-jobs --jobs jobs.parquet --image-root R --label-root L --out O \
         [--backend recolor] [--option key=value ...] [--batch-size 8] [--driver local|torchrun|ray] \
         [--mask-region clothes|person] [--overwrite]
+    torchrun --nproc_per_node=N -m dlcr generate run-jobs ... --driver torchrun
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlcr.errors import ConfigError, DlcrError, InputError
-from dlcr.generation.inpainters import INPAINTERS, create_inpainter
+from dlcr.errors import ConfigError, InputError
+from dlcr.generation.inpainters import INPAINTERS
 from dlcr.generation.inpainting import Inpainter
 from dlcr.generation.outputs import (  # noqa: F401  (the output folder's names, re-exported)
     GENERATED_MANIFEST,
@@ -85,7 +83,7 @@ from dlcr.generation.outputs import (  # noqa: F401  (the output folder's names,
     read_manifest,
     remove_outputs,
 )
-from dlcr.generation.planning import Job, read_jobs
+from dlcr.generation.planning import Job
 from dlcr.generation.runner_steps import (  # noqa: F401  (the steps of run_jobs, re-exported)
     _check_output_signature,
     _free_memory,
@@ -231,74 +229,3 @@ def run_jobs(
         manifest=manifest,
         signature=checked,
     )
-
-
-# ----------------------------------------------------------------------------- command line
-def _parse_option(text: str) -> tuple[str, Any]:
-    import yaml
-
-    if "=" not in text:
-        raise ConfigError(f"--option expects key=value, got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dlcr.generation.runner", description=__doc__.split("\n")[0])
-    ap.add_argument("--jobs", required=True, help="jobs.parquet written by plan")
-    ap.add_argument("--image-root", required=True)
-    ap.add_argument("--label-root", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--backend", default="recolor")
-    ap.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="backend constructor argument (YAML value), repeatable",
-    )
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--driver", choices=DRIVERS, default="local")
-    ap.add_argument("--masks-table", default=None)
-    ap.add_argument("--no-consolidate", action="store_true")
-    ap.add_argument("--ray-concurrency", type=int, default=1)
-    ap.add_argument("--mask-region", choices=MASK_REGIONS, default="clothes",
-                    help="what may be repainted: the clothes (the paper) or the whole person (ablation)")
-    ap.add_argument("--overwrite", action="store_true",
-                    help="replace outputs in --out made with another generation signature")
-    args = ap.parse_args(argv)
-    try:
-        options = dict(_parse_option(o) for o in args.option)
-        INPAINTERS.get(args.backend)  # an unknown name fails now, not after the planning work
-        make = functools.partial(create_inpainter, args.backend, **options)
-        jobs = read_jobs(args.jobs)
-        rep = run_jobs(
-            jobs,
-            make_worker=make,
-            image_root=args.image_root,
-            label_root=args.label_root,
-            out_dir=args.out,
-            batch_size=args.batch_size,
-            driver=args.driver,
-            masks_table=args.masks_table,
-            consolidate=not args.no_consolidate,
-            ray_concurrency=args.ray_concurrency,
-            signature=inpaint_signature(args.backend, options, jobs, args.label_root, mask_region=args.mask_region),
-            overwrite=args.overwrite,
-            mask_region=args.mask_region,
-        )
-    except DlcrError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    where = ""
-    if args.driver == "torchrun":
-        from dlcr.distributed.env import dist_env
-
-        env = dist_env()
-        where = f"rank {env.rank}/{env.world_size}: "
-    print(f"{where}{rep.summary()}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

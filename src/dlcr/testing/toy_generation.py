@@ -126,10 +126,14 @@ def make_toy_dataset(
     return samples, outfits, image_root, label_root
 
 
+RUN_JOBS = ("generate", "run-jobs")  # the command that runs a job table (dlcr.cli.run_jobs)
+
+
 def runner_argv(jobs: str | os.PathLike, image_root: str | os.PathLike, label_root: str | os.PathLike,
                 out: str | os.PathLike, *extra: str) -> list[str]:
-    """Arguments of ``python -m dlcr.generation.runner`` for a job table and the toy roots."""
-    return ["--jobs", str(jobs), "--image-root", str(image_root), "--label-root", str(label_root),
+    """Arguments of ``dlcr generate run-jobs`` for a job table and the toy roots (after ``dlcr`` or
+    ``python -m dlcr``, or given to ``dlcr.cli.main.main``)."""
+    return [*RUN_JOBS, "--jobs", str(jobs), "--image-root", str(image_root), "--label-root", str(label_root),
             "--out", str(out), *extra]
 
 
