@@ -15,11 +15,13 @@ from dlcr.errors import ConfigError
 
 def import_released_cmd(
     config: str = ConfigOpt, sets: list[str] = SetOpt, work: str = WorkOpt,
-    src: str = typer.Option(None, "--from", help="local folder in the released layout (strips + txt files)"),
+    src: str = typer.Option(None, "--from", help="local folder in the released layout (strips + txt files)",
+                            show_default="none: give --from or --hub"),
     hub: str = typer.Option(None, "--hub", help="Hugging Face hub dataset id; the DLCR authors' release is "
-                                                "ihaveamoose/DLCR"),
+                                                "ihaveamoose/DLCR", show_default="none"),
     benchmark: str = typer.Option(None, "--benchmark",
-                                  help="with --hub: the dataset's top-level folder to fetch, e.g. PRCC"),
+                                  help="with --hub: the dataset's top-level folder to fetch, e.g. PRCC",
+                                  show_default="none"),
     revision: str = typer.Option(None, "--revision", help="with --hub: branch, tag or commit",
                                  show_default="main"),
     offline: bool = flag(False, "--offline", help="with --hub: only the local hub cache (like HF_HUB_OFFLINE=1)"),
