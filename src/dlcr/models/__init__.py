@@ -31,7 +31,7 @@ from dlcr.models.mgn import MGNModel
 from dlcr.models.parts import PartHead, PartModel
 from dlcr.models.pcb import PCBModel
 from dlcr.models.reid import GlobalPool, ReIDModel
-from dlcr.models.timm_backbone import TimmBackbone, parse_backbone, refuse_backbone, timm_backbone
+from dlcr.models.timm_backbone import TimmBackbone, build_timm_backbone, parse_backbone, refuse_backbone
 from dlcr.registry import Registry
 
 __all__ = [
@@ -54,7 +54,7 @@ def _resnet50_or_timm(backbone: str | None, pretrained: Pretrained, arch: str,
     """The architecture's ResNet-50 (with ``pretrained`` applied), or the timm model ``backbone`` names."""
     name = parse_backbone(backbone, arch)
     if name is not None:
-        return timm_backbone(name, pretrained, arch)
+        return build_timm_backbone(name, pretrained, arch)
     net = resnet50_backbone(last_stride)
     init_backbone(net, pretrained, arch)
     return net

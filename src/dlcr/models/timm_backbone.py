@@ -1,6 +1,6 @@
 """Any timm model as a re-id backbone (``model.backbone: timm:<name>``).
 
-``timm_backbone("resnet18", pretrained, arch)`` builds ``timm.create_model(name, pretrained=False,
+``build_timm_backbone("resnet18", pretrained, arch)`` builds ``timm.create_model(name, pretrained=False,
 num_classes=0, global_pool="")`` and wraps it as a backbone that returns the last stage's feature map
 ``(B, C, H, W)`` with ``out_channels = C``, so that the global heads (CAL, BoT, C2D) and the part
 heads (PCB, HPM) sit on it as they sit on the ResNet-50. The map is read with timm's
@@ -126,7 +126,7 @@ def _drop_classifier(state: dict[str, torch.Tensor], net: nn.Module) -> dict[str
             if k in own or not any(k == h or k.startswith(h + ".") for h in heads)}
 
 
-def timm_backbone(name: str, pretrained: str | os.PathLike | None, arch: str) -> TimmBackbone:
+def build_timm_backbone(name: str, pretrained: str | os.PathLike | None, arch: str) -> TimmBackbone:
     """Build timm model ``name`` as a backbone and apply ``pretrained`` (None, ``"imagenet"``, or a file)."""
     timm = _import_timm()
     _check_name(timm, name)
