@@ -8,26 +8,30 @@ Layout (see :mod:`dlcr.generation.runner` for how the drivers use it)::
     out_dir/skipped.parquet      jobs whose source has an empty clothes mask (job_id, source, reason)
 
 A job is *committed* when a part file (or the manifest) lists it and, for generated jobs, its image file
-exists. :func:`consolidate_manifest` merges the parts into the manifest under a file lock.
+exists. :func:`consolidate_manifest` merges the parts into the manifest under a file lock. The parts,
+the lock and the merge step are those of :class:`dlcr.io.parts_table.PartsTable`
+(:func:`manifest_table`); this module adds what is particular to generation: the status column (a
+skip goes to ``skipped.parquet``) and the image files that must exist.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dlcr.errors import ImageError, InputError
 from dlcr.generation.parsing import label_path
 from dlcr.generation.planning import Job
+from dlcr.io.parts_table import Committed, PartsTable
 from dlcr.io.paths import safe_join
-from dlcr.io.tables import read_arrow, read_table, write_table
+from dlcr.io.tables import read_arrow_file, read_table, write_table
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -138,27 +142,22 @@ def read_empty_masks(path: str | os.PathLike) -> set[str]:
     return {str(r[key]) for r in rows if r["empty"]}
 
 
-@contextlib.contextmanager
-def _locked(out_dir: Path, exclusive: bool) -> Iterator[None]:
-    """An advisory file lock on the output folder (shared for readers, exclusive for merging)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX: no lock
-        yield
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / LOCK_FILE, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+def manifest_table(out_dir: str | os.PathLike) -> PartsTable:
+    """The committed records of a generation folder as a :class:`~dlcr.io.parts_table.PartsTable`:
+    ``manifest.parquet`` grown from ``parts/<first job id>.parquet``, locked by ``.manifest.lock``
+    (ranks and actors commit into one folder), keyed by ``job_id``; a damaged file is an error."""
+    return PartsTable(out_dir, GENERATED_MANIFEST, MANIFEST_SCHEMA, "job_id", parts_dir=PARTS_DIR,
+                      part_schema=PART_SCHEMA, lock=LOCK_FILE)
+
+
+def _locked(out_dir: str | os.PathLike, exclusive: bool) -> contextlib.AbstractContextManager[None]:
+    """The folder's file lock (shared for readers, exclusive for merging): :meth:`PartsTable.locked`."""
+    return manifest_table(out_dir).locked(exclusive)
 
 
 # ----------------------------------------------------------------------------- commits
-def _part_files(out_dir: Path) -> list[Path]:
-    d = out_dir / PARTS_DIR
-    return sorted(d.glob("*.parquet")) if d.is_dir() else []
+def _part_files(out_dir: str | os.PathLike) -> list[Path]:
+    return manifest_table(out_dir).part_files()
 
 
 def existing_files(root: str | os.PathLike, files: Sequence[str]) -> list[bool]:
@@ -185,45 +184,39 @@ def existing_files(root: str | os.PathLike, files: Sequence[str]) -> list[bool]:
     return found
 
 
-def _read_arrow(path: Path, columns: Sequence[str] | None = None) -> pa.Table | None:
+def _read_skipped(out: Path) -> pa.Table | None:
     try:
-        return read_arrow(path, columns)
-    except FileNotFoundError:  # merged and deleted meanwhile
+        return read_arrow_file(out / SKIPPED) if (out / SKIPPED).is_file() else None
+    except FileNotFoundError:  # replaced meanwhile
         return None
 
 
-def _committed_tables(out_dir: Path, columns: Sequence[str] | None = None
-                      ) -> tuple[pa.Table | None, pa.Table | None, list[pa.Table], list[Path]]:
-    """The manifest, the skipped list and the part tables of ``out_dir`` (read column-wise), and the
-    part files read."""
-    path = out_dir / GENERATED_MANIFEST
-    manifest = _read_arrow(path, columns) if path.is_file() else None
-    skipped = _read_arrow(out_dir / SKIPPED) if (out_dir / SKIPPED).is_file() else None
-    parts = _part_files(out_dir)
-    tables = [t for t in (_read_arrow(p, columns and [*columns, "status"]) for p in parts) if t is not None]
-    return manifest, skipped, tables, parts
+def _ok(table: pa.Table) -> pa.ChunkedArray:
+    """Which rows of a part are generated images (status ``ok``; any other status is a skip)."""
+    return pc.fill_null(pc.equal(table.column("status"), STATUS_OK), False)
 
 
 def committed_job_ids(out_dir: str | os.PathLike, check_files: bool = True) -> set[str]:
     """Ids of the jobs committed in ``out_dir`` (generated ones only if their image file exists)."""
     out = Path(out_dir)
-    with _locked(out, exclusive=False):
-        manifest, skipped, parts, _ = _committed_tables(out, ["job_id", "file"])
+    tbl = manifest_table(out)
+    with tbl.locked(exclusive=False):
+        committed = tbl.read(["job_id", "file"], ["job_id", "file", "status"])
+        skipped = _read_skipped(out)
     done: set[str] = set()
     ids: list[str] = []
     files: list[str] = []
     if skipped is not None:
         done.update(skipped.column("job_id").to_pylist())
-    for t in [manifest] if manifest is not None else []:
-        ids += t.column("job_id").to_pylist()
-        files += t.column("file").to_pylist()
-    for t in parts:
-        for jid, st, f in zip(*(t.column(c).to_pylist() for c in ("job_id", "status", "file")), strict=True):
-            if st == STATUS_OK:
-                ids.append(jid)
-                files.append(f)
-            else:
-                done.add(jid)
+    if committed.main is not None:
+        ids += committed.main.column("job_id").to_pylist()
+        files += committed.main.column("file").to_pylist()
+    for t in committed.parts:
+        ok = _ok(t)
+        generated = t.filter(ok)
+        ids += generated.column("job_id").to_pylist()
+        files += generated.column("file").to_pylist()
+        done.update(t.filter(pc.invert(ok)).column("job_id").to_pylist())
     exists = existing_files(out, files) if check_files else [True] * len(files)
     done.update(jid for jid, e in zip(ids, exists, strict=True) if e)
     return done
@@ -233,16 +226,50 @@ def commit_part(out_dir: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> P
     """Commit one batch: write its records as ``parts/<first job id>.parquet``, atomically."""
     if not rows:
         return None
-    path = Path(out_dir) / PARTS_DIR / f"{rows[0]['job_id']}.parquet"
-    table = pa.Table.from_pylist([{k: r.get(k) for k in PART_SCHEMA.names} for r in rows], schema=PART_SCHEMA)
-    write_table(path, table)
-    return path
+    return manifest_table(out_dir).write_part(rows, name=f"{rows[0]['job_id']}.parquet")
 
 
 def _as_manifest(table: pa.Table) -> pa.Table:
     """``table``'s manifest columns in :data:`MANIFEST_SCHEMA` (a column an older manifest lacks is null)."""
     return pa.table([table.column(f.name).cast(f.type) if f.name in table.column_names
                      else pa.nulls(table.num_rows, f.type) for f in MANIFEST_SCHEMA], schema=MANIFEST_SCHEMA)
+
+
+def _merge(out: Path, committed: Committed) -> pa.Table:
+    """The new manifest of ``out`` from what is committed (see :func:`consolidate_manifest`); writes
+    the new ``skipped.parquet``."""
+    manifest, part_tables = committed.main, committed.parts
+    skipped_table = _read_skipped(out)
+    tables = ([_as_manifest(manifest)] if manifest is not None else []) + [_as_manifest(t) for t in part_tables]
+    merged = pa.concat_tables(tables) if tables else MANIFEST_SCHEMA.empty_table()
+    status = [STATUS_OK] * (manifest.num_rows if manifest is not None else 0)
+    for t in part_tables:
+        status += t.column("status").to_pylist()
+    ids, sources, files = (merged.column(c).to_pylist() for c in ("job_id", "source", "file"))
+    ok_rows = [i for i, st in enumerate(status) if st == STATUS_OK]
+    exists = existing_files(out, [files[i] for i in ok_rows])
+    missing = exists.count(False)
+    keep: dict[str, int] = {}  # job id -> its first generated row whose image exists
+    for i, e in zip(ok_rows, exists, strict=True):
+        if e:
+            keep.setdefault(ids[i], i)
+    skipped: dict[str, dict[str, Any]] = {}
+    if skipped_table is not None:
+        for r in skipped_table.to_pylist():
+            skipped.setdefault(r["job_id"], {"job_id": r["job_id"], "source": r["source"], "reason": r["reason"]})
+    for i, st in enumerate(status):
+        if st != STATUS_OK:
+            skipped.setdefault(ids[i], {"job_id": ids[i], "source": sources[i], "reason": st})
+    for jid in keep:
+        skipped.pop(jid, None)
+    if missing:
+        log.warning("%d committed record(s) lost their image file; their jobs are pending again", missing)
+    if skipped or (out / SKIPPED).is_file():
+        sk = sorted(skipped.values(), key=lambda r: (r["source"], r["job_id"]))
+        write_table(out / SKIPPED, pa.Table.from_pylist(sk, schema=SKIPPED_SCHEMA))
+    table = merged.take(pa.array(list(keep.values()), type=pa.int64())).sort_by(
+        [("kind", "ascending"), ("source", "ascending"), ("variant", "ascending"), ("job_id", "ascending")])
+    return table.combine_chunks()
 
 
 def consolidate_manifest(out_dir: str | os.PathLike) -> Path:
@@ -252,45 +279,11 @@ def consolidate_manifest(out_dir: str | os.PathLike) -> Path:
     file is missing are dropped (their jobs become pending again), and the manifest is sorted by
     (kind, source, variant, job_id) so it is byte-identical however the work was split or resumed.
     Safe to call while workers are still committing: it holds an exclusive lock and deletes only
-    the parts it read. The rows stay in Arrow columns (no Python object per row).
+    the parts it read (:meth:`PartsTable.consolidate`). The rows stay in Arrow columns (no Python
+    object per row).
     """
     out = Path(out_dir)
-    with _locked(out, exclusive=True):
-        manifest, skipped_table, part_tables, parts = _committed_tables(out)
-        tables = ([_as_manifest(manifest)] if manifest is not None else []) + [_as_manifest(t) for t in part_tables]
-        merged = pa.concat_tables(tables) if tables else MANIFEST_SCHEMA.empty_table()
-        status = [STATUS_OK] * (manifest.num_rows if manifest is not None else 0)
-        for t in part_tables:
-            status += t.column("status").to_pylist()
-        ids, sources, files = (merged.column(c).to_pylist() for c in ("job_id", "source", "file"))
-        ok_rows = [i for i, st in enumerate(status) if st == STATUS_OK]
-        exists = existing_files(out, [files[i] for i in ok_rows])
-        missing = exists.count(False)
-        keep: dict[str, int] = {}  # job id -> its first generated row whose image exists
-        for i, e in zip(ok_rows, exists, strict=True):
-            if e:
-                keep.setdefault(ids[i], i)
-        skipped: dict[str, dict[str, Any]] = {}
-        if skipped_table is not None:
-            for r in skipped_table.to_pylist():
-                skipped.setdefault(r["job_id"], {"job_id": r["job_id"], "source": r["source"], "reason": r["reason"]})
-        for i, st in enumerate(status):
-            if st != STATUS_OK:
-                skipped.setdefault(ids[i], {"job_id": ids[i], "source": sources[i], "reason": st})
-        for jid in keep:
-            skipped.pop(jid, None)
-        if missing:
-            log.warning("%d committed record(s) lost their image file; their jobs are pending again", missing)
-        table = merged.take(pa.array(list(keep.values()), type=pa.int64())).sort_by(
-            [("kind", "ascending"), ("source", "ascending"), ("variant", "ascending"), ("job_id", "ascending")])
-        write_table(out / GENERATED_MANIFEST, table.combine_chunks())
-        if skipped or (out / SKIPPED).is_file():
-            sk = sorted(skipped.values(), key=lambda r: (r["source"], r["job_id"]))
-            write_table(out / SKIPPED, pa.Table.from_pylist(sk, schema=SKIPPED_SCHEMA))
-        for p in parts:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-    return out / GENERATED_MANIFEST
+    return manifest_table(out).consolidate(lambda committed: _merge(out, committed))
 
 
 def read_manifest(out_dir: str | os.PathLike) -> list[GeneratedRecord]:
@@ -305,9 +298,4 @@ def read_manifest(out_dir: str | os.PathLike) -> list[GeneratedRecord]:
 def remove_outputs(out_dir: str | os.PathLike) -> None:
     """Delete a generation folder's images, part files, manifest and skipped list (``--overwrite``)."""
     out = Path(out_dir)
-    with _locked(out, exclusive=True):
-        for name in (IMAGES_DIR, PARTS_DIR):
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
-        for name in (GENERATED_MANIFEST, SKIPPED):
-            (out / name).unlink(missing_ok=True)
+    manifest_table(out).remove(also=[out / IMAGES_DIR, out / SKIPPED])

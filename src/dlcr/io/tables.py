@@ -44,6 +44,23 @@ def read_arrow(path: str | os.PathLike, columns: Sequence[str] | None = None) ->
         raise InputError(f"cannot read table {path}: {first_line(e)}") from None
 
 
+def read_arrow_file(path: str | os.PathLike, columns: Sequence[str] | None = None) -> pa.Table:
+    """One Parquet file as a :class:`pyarrow.Table`, read without the dataset layer of
+    :func:`read_arrow` (several times faster for the many small part files of a resumable stage).
+
+    A damaged file, or one lacking a column asked for, is a one-line :class:`InputError`; a missing
+    file stays :class:`FileNotFoundError`."""
+    try:
+        pf = pq.ParquetFile(Path(path))
+        if columns:
+            lacking = sorted(set(columns) - set(pf.schema_arrow.names))
+            if lacking:
+                raise InputError(f"cannot read table {path}: it lacks column(s) {lacking}")
+        return pf.read(columns=list(columns) if columns else None)
+    except pa.ArrowInvalid as e:
+        raise InputError(f"cannot read table {path}: {first_line(e)}") from None
+
+
 def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Rows of a Parquet table; a damaged file is a one-line :class:`InputError` (a missing one stays
     :class:`FileNotFoundError`, which resumable stages treat as "not written yet")."""
