@@ -46,8 +46,9 @@ from dlcr.generation.describe_tables import (
     OUTFITS_TABLE,
     DescribeReport,
     _captions_sha,
-    _CommittedTable,
+    _CommittedTable,  # noqa: F401  (re-exported: dlcr.generation.stages imports it from here)
     _empty_flags,
+    committed_table,
     read_captions,
     read_outfits,
 )
@@ -64,6 +65,7 @@ from dlcr.generation.outfit_text import (
 from dlcr.generation.parsing import label_path
 from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb
+from dlcr.io.parts_table import PartsTable
 from dlcr.io.paths import safe_join
 from dlcr.lip import CLOTHES_LABELS, labels_mask
 from dlcr.types import Outfit, Sample
@@ -139,7 +141,7 @@ def _summarize(summarizer: Summarizer, items: list[tuple[str, list[str]]]) -> li
 
 def _check_signatures(
     signatures: Mapping[str, Mapping[str, Any]],
-    tables: Sequence[tuple[str, _CommittedTable]],
+    tables: Sequence[tuple[str, PartsTable]],
     overwrite: bool,
 ) -> list[str]:
     """Check each table's signature (``signatures[name]``, when given); the names of those replaced."""
@@ -180,7 +182,7 @@ def _caption(
     flags: Mapping[str, bool],
     empty: set[str],
     key_of: Mapping[str, str],
-    captions_tbl: _CommittedTable,
+    captions_tbl: PartsTable,
     captions: dict[str, dict[str, Any]],
     batch_size: int,
 ) -> int:
@@ -216,7 +218,7 @@ def _caption(
             {"path": p, "clothes_key": key_of[p], "caption": " ".join(str(t).split()), "model": model}
             for p, t in zip(keep, texts, strict=True)
         ]
-        captions_tbl.commit(rows)
+        captions_tbl.write_part(rows)
         captions.update({r["path"]: r for r in rows})
         captioned += len(rows)
     return captioned
@@ -227,7 +229,7 @@ def _summarize_groups(
     groups: Mapping[str, list[tuple[str, str]]],
     keys: set[str],
     outfit_model: str,
-    outfits_tbl: _CommittedTable,
+    outfits_tbl: PartsTable,
     summary_batch: int,
 ) -> int:
     """Summarise the clothes ids whose captions or models changed (``groups``: clothes key ->
@@ -256,11 +258,11 @@ def _summarize_groups(
                     "captions_sha": sha,
                 }
             )
-        outfits_tbl.commit(rows)
+        outfits_tbl.write_part(rows)
         outfits.update({r["clothes_key"]: r for r in rows})
     for key in keys - set(groups):  # every image of it is empty now
         outfits.pop(key, None)
-    outfits_tbl.consolidate([outfits[k] for k in sorted(outfits)])
+    outfits_tbl.consolidate(rows=[outfits[k] for k in sorted(outfits)])
     return len(todo)
 
 
@@ -306,8 +308,8 @@ def describe_dataset(
         raise ConfigError("batch_size and summary_batch must be at least 1")
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
-    captions_tbl = _CommittedTable(out, CAPTIONS_TABLE, CAPTIONS_SCHEMA, "path")
-    outfits_tbl = _CommittedTable(out, OUTFITS_TABLE, OUTFITS_SCHEMA, "clothes_key")
+    captions_tbl = committed_table(out, CAPTIONS_TABLE, CAPTIONS_SCHEMA, "path")
+    outfits_tbl = committed_table(out, OUTFITS_TABLE, OUTFITS_SCHEMA, "clothes_key")
     tables = (("captions", captions_tbl), ("outfits", outfits_tbl))
     replaced = _check_signatures(signatures, tables, overwrite) if signatures is not None else []
 
@@ -326,7 +328,7 @@ def describe_dataset(
                          batch_size)
     for p in (p for p in paths if p in captions and p not in empty):
         captions[p]["clothes_key"] = key_of[p]  # the clothes key of a reused caption follows the samples now
-    captions_tbl.consolidate([captions[p] for p in sorted(captions)])
+    captions_tbl.consolidate(rows=[captions[p] for p in sorted(captions)])
 
     empty_paths = tuple(p for p in paths if p in empty)
     _warn_empty(empty_paths, len(paths))

@@ -1,6 +1,6 @@
 """The tables of the description stage (see :mod:`dlcr.generation.describe`, which re-exports
-these names): ``captions.parquet`` and ``outfits.parquet`` with their schemas, the resumable table
-grown in committed part files (:class:`_CommittedTable`), their readers (:func:`read_outfits`,
+these names): ``captions.parquet`` and ``outfits.parquet`` with their schemas, the resumable tables
+grown in committed part files (:func:`committed_table`, a :class:`~dlcr.io.parts_table.PartsTable`), their readers (:func:`read_outfits`,
 :func:`read_captions`), and what the stage reports (:class:`DescribeReport`).
 """
 
@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import pyarrow as pa
 
 from dlcr.errors import InputError, examples_note
 from dlcr.generation.parsing import MASKS_TABLE
-from dlcr.io.tables import read_table, write_table
+from dlcr.io.parts_table import PartsTable
+from dlcr.io.tables import read_table
 from dlcr.types import Outfit
 from dlcr.utils.logging import get_logger
 
@@ -44,67 +44,14 @@ OUTFITS_SCHEMA = pa.schema(
 )
 
 
-class _CommittedTable:
-    """A table grown in committed parts, for resumable stages.
+def committed_table(folder: Path, name: str, schema: pa.Schema, key: str) -> PartsTable:
+    """``folder/name`` grown in parts under ``folder/.<stem>.parts/`` (:class:`~dlcr.io.parts_table.PartsTable`):
+    one writer (no lock file); an unreadable file or one lacking a column is ignored with a warning,
+    so its rows are redone."""
+    return PartsTable(folder, name, schema, key, on_damage="skip")
 
-    ``commit`` writes one part file atomically under ``.<stem>.parts/``; ``load`` merges the main
-    table and the parts (a later part overrides earlier rows with the same key); ``consolidate``
-    writes the main table atomically and only then deletes the parts, so a kill at any point loses
-    nothing that was committed.
-    """
 
-    def __init__(self, folder: Path, name: str, schema: pa.Schema, key: str):
-        self.path = folder / name
-        self.parts_dir = folder / f".{Path(name).stem}.parts"
-        self.schema = schema
-        self.key = key
-        self._seq = 0
-
-    def _read(self, path: Path) -> list[dict[str, Any]]:
-        try:
-            rows = read_table(path)
-        except Exception as e:  # written atomically, so this is damage from outside: start over
-            log.warning("ignoring unreadable %s (%s)", path, e)
-            return []
-        if rows and not set(self.schema.names) <= set(rows[0]):
-            log.warning(
-                "ignoring %s: it lacks columns %s", path, sorted(set(self.schema.names) - set(rows[0]))
-            )
-            return []
-        return rows
-
-    def part_files(self) -> list[Path]:
-        return sorted(self.parts_dir.glob("part-*.parquet")) if self.parts_dir.is_dir() else []
-
-    def load(self) -> dict[str, dict[str, Any]]:
-        rows: dict[str, dict[str, Any]] = {}
-        for path in ([self.path] if self.path.is_file() else []) + self.part_files():
-            for r in self._read(path):
-                rows[r[self.key]] = {k: r[k] for k in self.schema.names}
-        return rows
-
-    def commit(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
-            return
-        self._seq += 1
-        name = f"part-{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}.parquet"
-        write_table(self.parts_dir / name, [dict(r) for r in rows], schema=self.schema)
-
-    def remove(self) -> None:
-        """Delete the table and its parts (``overwrite``)."""
-        for p in self.part_files():
-            p.unlink(missing_ok=True)
-        if self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
-            self.parts_dir.rmdir()
-        self.path.unlink(missing_ok=True)
-
-    def consolidate(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        parts = self.part_files()
-        write_table(self.path, [dict(r) for r in rows], schema=self.schema)
-        for p in parts:
-            p.unlink(missing_ok=True)
-        if self.parts_dir.is_dir() and not any(self.parts_dir.iterdir()):
-            self.parts_dir.rmdir()
+_CommittedTable = committed_table  # the older name (dlcr.generation.stages uses it)
 
 
 def read_outfits(path: str | os.PathLike) -> dict[str, Outfit]:
