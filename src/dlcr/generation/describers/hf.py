@@ -29,6 +29,7 @@ The image padding is :mod:`dlcr.generation.describers.hf_images` (its names are 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +45,7 @@ from dlcr.io.paths import local_model_missing
 from dlcr.types import Outfit
 from dlcr.utils.logging import get_logger
 from dlcr.utils.progress import batched
+from dlcr.utils.seeding import seeded_torch
 from dlcr.utils.torch_device import resolve_dtype
 
 log = get_logger(__name__)
@@ -211,8 +213,6 @@ class HFCaptioner:
             inputs = {k: v.to(self.device) for k, v in inputs.items()}
             if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
                 inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
-            if self.do_sample:
-                torch.manual_seed(self.seed + len(out))
             kw = _generate_kwargs(
                 self.max_new_tokens,
                 self.do_sample,
@@ -221,7 +221,10 @@ class HFCaptioner:
                 self.tokenizer.pad_token_id,
                 self.eos_token_id,
             )
-            with torch.inference_mode():
+            # sampling draws from torch's global generators (generate takes none): seeded per batch
+            # for this call only, the caller's random state is left as it was
+            seeded = seeded_torch(self.seed + len(out), self.device) if self.do_sample else contextlib.nullcontext()
+            with seeded, torch.inference_mode():
                 ids = self.net.generate(**inputs, **kw)
             new = ids[:, inputs["input_ids"].shape[1] :]
             out += [

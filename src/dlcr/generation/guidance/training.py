@@ -18,6 +18,7 @@ from dlcr.errors import CheckpointError, ConfigError, InputError, first_line
 from dlcr.generation.guidance.model import LatentDiscriminator, scheduler_alphas_cumprod
 from dlcr.io.paths import local_model_missing
 from dlcr.utils.progress import track
+from dlcr.utils.seeding import seeded_torch
 
 ImageLike = np.ndarray | str | os.PathLike
 
@@ -247,8 +248,8 @@ def fit_discriminator(
     alphas = torch.as_tensor(alphas_cumprod).detach().float().cpu()
     n_t = len(alphas)
     data_std = float(torch.cat([real, fake]).std())
-    torch.manual_seed(seed)  # the initial weights
-    disc = LatentDiscriminator(real.shape[1], channels, time_dim, mask_mode, n_t, data_std).set_schedule(alphas)
+    with seeded_torch(seed):  # the initial weights: a function of the seed; the caller's RNG state is kept
+        disc = LatentDiscriminator(real.shape[1], channels, time_dim, mask_mode, n_t, data_std).set_schedule(alphas)
     disc = disc.to(dev)
     opt = torch.optim.Adam(disc.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
