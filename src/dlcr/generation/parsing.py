@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
@@ -39,8 +39,8 @@ from dlcr.generation.label_schemes import (
 )
 from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import check_images, read_label_map, read_rgb, write_png
+from dlcr.io.parts_table import PartsTable
 from dlcr.io.paths import safe_join
-from dlcr.io.tables import read_table, write_table
 from dlcr.lip import (
     ACCESSORY_LABELS,
     ATR_LABELS,
@@ -191,15 +191,16 @@ def _check_output(parser: HumanParser, path: str, labels: Any) -> np.ndarray:
     return labels
 
 
-def _old_rows(table: Path) -> dict[str, MaskRecord]:
-    if not table.is_file():
-        return {}
-    try:
-        rows = read_table(table)
-        return {r["path"]: MaskRecord(**{k: r[k] for k in MASKS_SCHEMA.names}) for r in rows}
-    except Exception as e:  # a damaged table is rebuilt from the label maps on disk
-        log.warning("ignoring unreadable %s (%s); rebuilding it from the label maps", table, e)
-        return {}
+def masks_table(out: str | os.PathLike) -> PartsTable:
+    """``out/masks.parquet``, committed batch by batch in ``out/.masks.parts/``
+    (:class:`~dlcr.io.parts_table.PartsTable`; one writer; an unreadable file is ignored with a
+    warning and its rows are rebuilt from the label maps)."""
+    return PartsTable(out, MASKS_TABLE, MASKS_SCHEMA, "path", on_damage="skip")
+
+
+def _old_records(out: Path) -> dict[str, MaskRecord]:
+    """The records committed in ``out`` (table and parts) by earlier, possibly killed, runs."""
+    return {k: MaskRecord(**r) for k, r in masks_table(out).load().items()}
 
 
 def _label_maps(out: Path) -> list[Path]:
@@ -210,7 +211,7 @@ def _remove_masks(out: Path) -> None:
     """Delete the label maps and the table of a masks folder (``overwrite``), and emptied folders."""
     for p in _label_maps(out):
         p.unlink()
-    (out / MASKS_TABLE).unlink(missing_ok=True)
+    masks_table(out).remove()
     for d in sorted((q for q in out.rglob("*") if q.is_dir()), key=lambda q: len(q.parts), reverse=True):
         if not any(d.iterdir()):
             d.rmdir()
@@ -254,8 +255,10 @@ def _parse_pending(
     bs: int,
     label_ids: frozenset[int],
     records: dict[str, MaskRecord],
+    table: PartsTable | None,
 ) -> None:
-    """Parse ``pending`` in batches of ``bs``, write each label map and record it in ``records``."""
+    """Parse ``pending`` in batches of ``bs``, write each label map and record it in ``records``;
+    every batch's records are committed to ``table`` (if any) once its label maps are written."""
     for chunk in track_batches(pending, bs, f"parse [{parser.name}]"):
         outputs = parser.parse_files(list(chunk), root)
         if len(outputs) != len(chunk):
@@ -266,6 +269,8 @@ def _parse_pending(
             labels = _check_output(parser, p, labels)
             write_png(targets[p], labels)
             records[p] = _record(p, labels, label_ids)
+        if table is not None:
+            table.write_part([asdict(records[p]) for p in chunk])
 
 
 def parse_dataset(
@@ -284,7 +289,9 @@ def parse_dataset(
     Label maps already on disk are kept (a re-run parses only the missing ones). Each image's
     clothes-pixel count is recorded in ``out_dir/masks.parquet`` (path, height, width,
     clothes_pixels, empty); images with an empty clothes mask are counted, logged and flagged there
-    so that later stages skip them.
+    so that later stages skip them. The counts are committed after every batch (parts in
+    ``out_dir/.masks.parts/``, merged into the table at the end), so a killed run's counts are
+    reused; a label map without a count (a folder of an older version) is read again.
 
     ``signature`` (the masks stage's, see :func:`dlcr.generation.stages.masks_signature`) is checked
     against ``out_dir/signature.json`` before any work: label maps made with another one are an
@@ -301,10 +308,10 @@ def parse_dataset(
     replaced = _check_masks_signature(out, signature, overwrite) if signature is not None else 0
     paths, targets = _label_targets(image_paths, root, out)
 
-    table_path = out / MASKS_TABLE
+    table = masks_table(out)
     # rows of an earlier run are reused for label maps already on disk (their pixel counts are only
     # valid for the default clothes label set; another set re-reads the maps)
-    old = _old_rows(table_path) if label_ids == CLOTHES_LABELS else {}
+    old = _old_records(out) if label_ids == CLOTHES_LABELS else {}
     records: dict[str, MaskRecord] = {}
     pending: list[str] = []
     for p in paths:
@@ -317,13 +324,16 @@ def parse_dataset(
 
     # backends with a fallback path (``pose``) count its use in ``fallback_count``
     fallbacks_before = int(getattr(parser, "fallback_count", 0) or 0)
-    _parse_pending(parser, pending, root, targets, bs, label_ids, records)
+    # only counts of the default label set are reused by a resumed run, so only they are committed
+    _parse_pending(parser, pending, root, targets, bs, label_ids, records,
+                   table if label_ids == CLOTHES_LABELS else None)
 
     rows = [records[p] for p in paths]
     # keep rows of earlier runs for images not asked for this time (a run over one split must not
     # drop what another split's run recorded)
     rows += [r for k, r in old.items() if k not in records and label_path(out, k).is_file()]
-    write_table(table_path, rows, schema=MASKS_SCHEMA)
+    table.consolidate(rows=[asdict(r) for r in rows])
+    table_path = table.path
 
     empty_paths = tuple(r.path for r in rows[: len(paths)] if r.empty)
     if empty_paths:
