@@ -37,7 +37,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,13 @@ _SEQ = itertools.count(1)  # part names of one process never repeat, whichever t
 @dataclass(frozen=True)
 class Committed:
     """What a table holds on disk: its main table (None when not written yet), its part tables and
-    the part files they were read from (in name order)."""
+    the part files they were read from (in name order), and the part files ignored as damaged
+    (``on_damage="skip"``; a consolidation deletes them too)."""
 
     main: pa.Table | None
     parts: list[pa.Table]
     files: list[Path]
+    damaged: list[Path] = field(default_factory=list)
 
     def tables(self) -> list[pa.Table]:
         """The main table (if any), then the parts."""
@@ -164,13 +166,15 @@ class PartsTable:
         when other processes may consolidate."""
         part_columns = columns if part_columns is None else part_columns
         main = self._read_file(self.path, columns, columns or self.schema.names) if self.path.is_file() else None
-        files, parts = [], []
+        files, parts, damaged = [], [], []
         for p in self.part_files():
             t = self._read_file(p, part_columns, part_columns or self.part_schema.names)
             if t is not None:
                 files.append(p)
                 parts.append(t)
-        return Committed(main, parts, files)
+            elif p.exists():
+                damaged.append(p)
+        return Committed(main, parts, files, damaged)
 
     def load(self) -> dict[Any, dict[str, Any]]:
         """``key -> row`` (the schema's columns) of everything committed; a later part wins over the
@@ -217,14 +221,15 @@ class PartsTable:
         ``merge`` turns what is committed into the new main table (default :meth:`merge_by_key`;
         it runs under the lock and may write other files of the folder). ``rows`` instead gives the
         whole new table, for a one-writer stage that holds everything committed in memory; the parts
-        present now are then deleted. Idempotent; safe while other processes commit parts."""
+        present now are then deleted. Parts ignored as damaged (``on_damage="skip"``) are deleted
+        too. Idempotent; safe while other processes commit parts."""
         with self.locked(exclusive=True):
             if rows is not None:
                 files = self.part_files()
                 table = self._as_table(rows, self.schema)
             else:
                 committed = self.read()
-                files = committed.files
+                files = committed.files + committed.damaged
                 table = (merge or self.merge_by_key)(committed)
             write_table(self.path, table)
             self._drop(files)
