@@ -29,10 +29,11 @@ from PIL import Image
 from torchvision import transforms as T
 
 from dlcr.config import load_config
+from dlcr.config_args import trainer_from_config
 from dlcr.data.datasets import create_dataset
 from dlcr.data.loaders import ImageDataset, items_from_samples
 from dlcr.data.transforms import build_transforms
-from dlcr.engine.trainer import GeneratedData, TrainData, Trainer
+from dlcr.engine.trainer import GeneratedData, TrainData
 from dlcr.generation import stages
 from dlcr.generation.describers import create_captioner, create_summarizer
 from dlcr.generation.parsers import create_parser
@@ -88,7 +89,7 @@ def main() -> None:
         ref = None
         for name, sets, epochs in arms:
             cfg = load_config("synthcc", base + sets)
-            tr = Trainer(cfg, data, Path(tmp) / "run", generated=None if "none" in sets[0] else gen)
+            tr = trainer_from_config(cfg, data, Path(tmp) / "run", generated=None if "none" in sets[0] else gen)
             tr.train_epoch(0)  # warm-up: fills the image cache, first-call overheads
             for e in epochs:
                 stats = tr.train_epoch(e)

@@ -276,7 +276,8 @@ def bench_masks(args: argparse.Namespace, device: torch.device) -> dict[str, Any
 
 def bench_train(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[str, Any]:
     from dlcr.config import load_config
-    from dlcr.engine.trainer import TrainData, Trainer
+    from dlcr.config_args import trainer_from_config
+    from dlcr.engine.trainer import TrainData
     from dlcr.types import Sample
 
     full = not args.smoke
@@ -298,7 +299,7 @@ def bench_train(args: argparse.Namespace, device: torch.device, tmp: Path) -> di
             f"train.amp={'true' if cuda else 'false'}", "train.amp_dtype=bfloat16",
             f"train.channels_last={'true' if cuda else 'false'}", "train.cudnn_deterministic=false"]
     cfg = load_config(None, sets)
-    tr = Trainer(cfg, data, tmp / "train_run", device=str(device))
+    tr = trainer_from_config(cfg, data, tmp / "train_run", device=str(device))
     g = torch.Generator().manual_seed(0)
 
     def batch() -> dict[str, torch.Tensor]:

@@ -44,14 +44,15 @@ def test_torchrun_two_cpu_processes_train_paired_ddp(tmp_path):
     assert [h["epoch"] for h in hist] == [1, 2]  # rank 0 alone writes the history
     # the global batch of 8 real images is 4 per rank, and each rank runs half of those batches
     from dlcr.config import load_config
-    from dlcr.engine.trainer import GeneratedData, TrainData, Trainer
+    from dlcr.config_args import trainer_from_config
+    from dlcr.engine.trainer import GeneratedData, TrainData
     from dlcr.generation.runner import MANIFEST
     from dlcr.io.tables import read_table
 
     gen = GeneratedData(rows=read_table(work / stages.GENERATED / MANIFEST), root=work / stages.GENERATED)
     per_rank = [s if not s.startswith("sampler.batch_size") else "sampler.batch_size=4" for s in sets]
-    single = Trainer(load_config("synthcc", per_rank), TrainData.from_dataset(ds), tmp_path / "single",
-                     generated=gen)
+    single = trainer_from_config(load_config("synthcc", per_rank), TrainData.from_dataset(ds),
+                                 tmp_path / "single", generated=gen)
     assert hist[0]["batches"] == len(single.sampler) // 2
     assert "cc_top1" in hist[-1] and 0.0 <= hist[-1]["cc_top1"] <= 1.0
     # the checkpoint holds plain (unwrapped) weights that load into a fresh model

@@ -43,11 +43,12 @@ def _cfg(world, **extra):
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_amp_training_epoch_on_cuda(world, tmp_path, dtype):
-    from dlcr.engine.trainer import TrainData, Trainer
+    from dlcr.config_args import trainer_from_config
+    from dlcr.engine.trainer import TrainData
 
     cfg = _cfg(world, **{"train.amp": "true", "train.amp_dtype": dtype, "train.channels_last": "true",
                          "train.sync_every": 3})
-    tr = Trainer(cfg, TrainData.from_dataset(world["ds"]), tmp_path / dtype, device="cuda")
+    tr = trainer_from_config(cfg, TrainData.from_dataset(world["ds"]), tmp_path / dtype, device="cuda")
     assert tr.amp and tr.channels_last
     assert tr.scaler.is_enabled() == (dtype == "float16")  # bf16 needs no loss scaling
     conv = next(m for m in tr.model.modules() if isinstance(m, torch.nn.Conv2d))
@@ -60,10 +61,11 @@ def test_amp_training_epoch_on_cuda(world, tmp_path, dtype):
 
 
 def test_non_finite_loss_still_raises_at_the_sync_point(world, tmp_path, monkeypatch):
-    from dlcr.engine.trainer import TrainData, Trainer
+    from dlcr.config_args import trainer_from_config
+    from dlcr.engine.trainer import TrainData
 
-    tr = Trainer(_cfg(world, **{"train.amp": "true", "train.amp_dtype": "bfloat16"}),
-                 TrainData.from_dataset(world["ds"]), tmp_path / "nan", device="cuda")
+    tr = trainer_from_config(_cfg(world, **{"train.amp": "true", "train.amp_dtype": "bfloat16"}),
+                             TrainData.from_dataset(world["ds"]), tmp_path / "nan", device="cuda")
     real_ce = tr.ce
     monkeypatch.setattr(tr, "ce", lambda logits, pids: real_ce(logits, pids) * float("nan"))
     with pytest.raises(FloatingPointError, match=r"loss became nan at epoch 1; lower optim.lr"):
@@ -80,8 +82,9 @@ def test_ddp_over_nccl_with_one_process(world, tmp_path, monkeypatch):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    from dlcr.config_args import trainer_from_config
     from dlcr.distributed.env import DistEnv
-    from dlcr.engine.trainer import TrainData, Trainer
+    from dlcr.engine.trainer import TrainData
 
     @dataclasses.dataclass(frozen=True)
     class OneProcessDDP(DistEnv):  # world size 1, but every distributed code path taken
@@ -95,8 +98,8 @@ def test_ddp_over_nccl_with_one_process(world, tmp_path, monkeypatch):
     dist.init_process_group("nccl", rank=0, world_size=1)
     try:
         cfg = _cfg(world, **{"train.amp": "true", "train.amp_dtype": "bfloat16", "train.channels_last": "true"})
-        tr = Trainer(cfg, TrainData.from_dataset(world["ds"]), tmp_path / "ddp", device="cuda",
-                     env=OneProcessDDP(rank=0, world_size=1, local_rank=0))
+        tr = trainer_from_config(cfg, TrainData.from_dataset(world["ds"]), tmp_path / "ddp", device="cuda",
+                                 env=OneProcessDDP(rank=0, world_size=1, local_rank=0))
         assert isinstance(tr.forward, DDP)
         res = tr.fit()  # train_epoch (NCCL all-reduce of the clothes classifier), checkpoint, barrier
         assert res.epochs_run == 1 and np.isfinite(res.history[-1]["loss"])

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dlcr.config import load_config
+from dlcr.config_args import trainer_from_config
 from dlcr.data.datasets import create_dataset
 from dlcr.engine.trainer import GeneratedData, TrainData, Trainer
 from dlcr.generation import stages
@@ -55,8 +56,8 @@ def _gen(world: dict) -> GeneratedData:
 
 
 def test_paired_batches_hold_each_real_image_and_one_of_its_own_variants(world):
-    tr = Trainer(_cfg(world, "paired"), TrainData.from_dataset(world["ds"]), world["root"].parent / "r0",
-                 generated=_gen(world))
+    tr = trainer_from_config(_cfg(world, "paired"), TrainData.from_dataset(world["ds"]),
+                             world["root"].parent / "r0", generated=_gen(world))
     batch = next(iter(tr.sampler))
     real, gen = batch[:8], batch[8:]
     assert len(gen) == 8
@@ -69,8 +70,8 @@ def test_paired_batches_hold_each_real_image_and_one_of_its_own_variants(world):
 
 def test_concat_matches_paired_compute(world):
     data = TrainData.from_dataset(world["ds"])
-    paired = Trainer(_cfg(world, "paired"), data, world["root"].parent / "r1", generated=_gen(world))
-    concat = Trainer(_cfg(world, "concat"), data, world["root"].parent / "r2", generated=_gen(world))
+    paired = trainer_from_config(_cfg(world, "paired"), data, world["root"].parent / "r1", generated=_gen(world))
+    concat = trainer_from_config(_cfg(world, "concat"), data, world["root"].parent / "r2", generated=_gen(world))
     assert concat.sampler.batch_size == 16
     assert concat.max_steps == len(paired.sampler)
 
@@ -78,7 +79,7 @@ def test_concat_matches_paired_compute(world):
 def test_training_writes_checkpoints_and_resume_continues_exactly(world, tmp_path):
     data = TrainData.from_dataset(world["ds"])
     torch.manual_seed(0)
-    full = Trainer(_cfg(world, "paired", epochs=3), data, tmp_path / "full", generated=_gen(world))
+    full = trainer_from_config(_cfg(world, "paired", epochs=3), data, tmp_path / "full", generated=_gen(world))
     full.fit()
     ref = {k: v.clone() for k, v in full.model.state_dict().items()}
     hist = json.loads((tmp_path / "full" / "history.json").read_text())
@@ -95,10 +96,10 @@ def test_training_writes_checkpoints_and_resume_continues_exactly(world, tmp_pat
         assert list((tmp_path / "full" / "tb").glob("events.out.tfevents.*"))
 
     torch.manual_seed(0)
-    part = Trainer(_cfg(world, "paired", epochs=2), data, tmp_path / "part", generated=_gen(world))
+    part = trainer_from_config(_cfg(world, "paired", epochs=2), data, tmp_path / "part", generated=_gen(world))
     part.fit()
     torch.manual_seed(123)  # the resumed run must not depend on the process's RNG state
-    again = Trainer(_cfg(world, "paired", epochs=3), data, tmp_path / "part", generated=_gen(world))
+    again = trainer_from_config(_cfg(world, "paired", epochs=3), data, tmp_path / "part", generated=_gen(world))
     assert again.resume() and again.start_epoch == 2
     again.sampler.set_epoch(2)
     full.sampler.set_epoch(2)
@@ -160,7 +161,8 @@ def test_resume_is_exact_with_loader_workers(world, tmp_path):
     steps = 3  # a few batches per epoch keep the test short; the workers still prefetch past them
 
     def trainer(epochs: int, out: str) -> Trainer:
-        tr = Trainer(_cfg(world, "paired", epochs=epochs, **kw), data, tmp_path / out, generated=_gen(world))
+        tr = trainer_from_config(_cfg(world, "paired", epochs=epochs, **kw), data, tmp_path / out,
+                                 generated=_gen(world))
         tr.max_steps = steps
         return tr
 
@@ -215,12 +217,12 @@ def test_damaged_last_checkpoint_falls_back_to_an_intact_previous_one(world, tmp
 
     data = TrainData.from_dataset(world["ds"])
     out = tmp_path / "run"
-    first = Trainer(_cfg(world, "paired", epochs=1), data, out, generated=_gen(world))
+    first = trainer_from_config(_cfg(world, "paired", epochs=1), data, out, generated=_gen(world))
     first.max_steps = 2  # two batches an epoch are enough here
     first.fit()
     # a run killed after writing checkpoint 2 but before removing the kept copy of checkpoint 1
     monkeypatch.setattr(checkpoint, "_drop_previous", lambda d, name: None)
-    tr = Trainer(_cfg(world, "paired", epochs=2), data, out, generated=_gen(world))
+    tr = trainer_from_config(_cfg(world, "paired", epochs=2), data, out, generated=_gen(world))
     tr.max_steps = 2
     assert tr.resume()
     tr.fit()
@@ -231,7 +233,7 @@ def test_damaged_last_checkpoint_falls_back_to_an_intact_previous_one(world, tmp
     raw = bytearray(st.read_bytes())
     raw[-1] ^= 0xFF  # same size, different bytes
     st.write_bytes(bytes(raw))
-    again = Trainer(_cfg(world, "paired", epochs=2), data, out, generated=_gen(world))
+    again = trainer_from_config(_cfg(world, "paired", epochs=2), data, out, generated=_gen(world))
     with caplog.at_level("WARNING", logger="dlcr"):
         assert again.resume() and again.start_epoch == 1
     notes = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -248,7 +250,7 @@ def test_prcc_validation_split_selects_the_best_checkpoint(world, tmp_path):
     sets = [f"data.root={root}", f"data.height={H}", f"data.width={W}", "data.workers=0", "model.name=small_resnet",
             "model.pretrained=null", "train.epochs=3", "train.eval_every=1", "loss.cal_start_epoch=1",
             "sampler.batch_size=8", "sampler.num_instances=2", "sampler.mode=none"]
-    tr = Trainer(load_config("prcc", sets), data, tmp_path / "run")
+    tr = trainer_from_config(load_config("prcc", sets), data, tmp_path / "run")
     res = tr.fit()
     vals = [h["val_mAP"] for h in res.history]
     assert len(vals) == 3 and all(0.0 <= v <= 1.0 for v in vals)

@@ -121,8 +121,9 @@ def reference(world: Path, work: Path, tmp_path_factory: pytest.TempPathFactory)
 
 def test_sigkill_during_an_epoch_then_resume_continues_the_same_stream(world, work, reference, tmp_path):
     from dlcr.config import load_config
+    from dlcr.config_args import trainer_from_config
     from dlcr.data.datasets import create_dataset
-    from dlcr.engine.trainer import GeneratedData, TrainData, Trainer
+    from dlcr.engine.trainer import GeneratedData, TrainData
     from dlcr.generation.runner import MANIFEST
     from dlcr.generation.stages import GENERATED
     from dlcr.io.tables import read_table
@@ -141,7 +142,8 @@ def test_sigkill_during_an_epoch_then_resume_continues_the_same_stream(world, wo
     # uninterrupted run consumed (not the ones the killed process had already started on).
     cfg = load_config(run / "config.yaml")
     gen = GeneratedData(rows=read_table(work / GENERATED / MANIFEST), root=work / GENERATED)
-    tr = Trainer(cfg, TrainData.from_dataset(create_dataset("synthcc", world)), run, generated=gen, device="cpu")
+    tr = trainer_from_config(cfg, TrainData.from_dataset(create_dataset("synthcc", world)), run, generated=gen,
+                             device="cpu")
     assert tr.resume() and tr.start_epoch == 1
     tr.sampler.set_epoch(1)
     assert [i for batch in tr.sampler for i in batch] == ref[1]
@@ -181,8 +183,9 @@ def test_sigkill_inside_checkpoint_writes_then_resume_from_last_complete(world, 
 
 def test_resume_keeps_the_history_of_completed_epochs(world, work, tmp_path):
     from dlcr.config import load_config
+    from dlcr.config_args import trainer_from_config
     from dlcr.data.datasets import create_dataset
-    from dlcr.engine.trainer import GeneratedData, TrainData, Trainer
+    from dlcr.engine.trainer import GeneratedData, TrainData
     from dlcr.generation.runner import MANIFEST
     from dlcr.generation.stages import GENERATED
     from dlcr.io.tables import read_table
@@ -191,8 +194,10 @@ def test_resume_keeps_the_history_of_completed_epochs(world, work, tmp_path):
             "sampler.mode=none", "sampler.batch_size=8", "sampler.num_instances=2"]
     data = TrainData.from_dataset(create_dataset("synthcc", world))
     gen = GeneratedData(rows=read_table(work / GENERATED / MANIFEST), root=work / GENERATED)
-    Trainer(load_config("synthcc", [*sets, "train.epochs=1"]), data, tmp_path, generated=gen, device="cpu").fit()
-    again = Trainer(load_config("synthcc", [*sets, "train.epochs=2"]), data, tmp_path, generated=gen, device="cpu")
+    trainer_from_config(load_config("synthcc", [*sets, "train.epochs=1"]), data, tmp_path, generated=gen,
+                        device="cpu").fit()
+    again = trainer_from_config(load_config("synthcc", [*sets, "train.epochs=2"]), data, tmp_path, generated=gen,
+                                device="cpu")
     assert again.resume() and again.start_epoch == 1
     assert [h["epoch"] for h in again.fit().history] == [1, 2]
 

@@ -25,7 +25,7 @@ def test_new_config_keys_default_to_todays_behaviour_and_validate():
 
 
 def test_speed_ups_reach_the_inpainter_only_when_set():
-    from dlcr.generation.stages import inpainter_options
+    from dlcr.config_args import inpainter_options
 
     assert not {"channels_last", "compile"} & set(inpainter_options("diffusers", load_config(None).generate))
     gen = load_config(None, ["generate.compile=true", "generate.channels_last=true"]).generate
@@ -106,10 +106,10 @@ def test_half_feature_extraction_is_ignored_on_the_cpu():
 
 
 def test_eval_settings_take_eval_half():
-    from dlcr.engine.evaluate import EvalSettings
+    from dlcr.config_args import eval_settings
 
-    assert EvalSettings.from_config(load_config(None)).half is False
-    assert EvalSettings.from_config(load_config(None, ["eval.half=true"])).half is True
+    assert eval_settings(load_config(None)).half is False
+    assert eval_settings(load_config(None, ["eval.half=true"])).half is True
 
 
 def test_schp_stays_float32_on_the_cpu():

@@ -89,9 +89,10 @@ def _run_arm(cfg: Any, ds: Any, run_dir: Path, *, gen_dir: Path | None, query_di
     from dlcr.ablation import report_splits, write_eval
     from dlcr.cli.evaluate import load_model
     from dlcr.config import dump_yaml
+    from dlcr.config_args import eval_settings, train_settings
     from dlcr.distributed.env import resolve_device
     from dlcr.engine.checkpoint import latest_checkpoint
-    from dlcr.engine.evaluate import EvalSettings, evaluate_model
+    from dlcr.engine.evaluate import evaluate_model
     from dlcr.engine.trainer import GeneratedData, TrainData, train
     from dlcr.generation.outputs import GENERATED_MANIFEST
     from dlcr.io.tables import read_table
@@ -107,7 +108,7 @@ def _run_arm(cfg: Any, ds: Any, run_dir: Path, *, gen_dir: Path | None, query_di
     if gen_dir is not None:
         generated = GeneratedData(rows=read_table(gen_dir / GENERATED_MANIFEST), root=gen_dir)
     log.info("[ablate] %s: training %d epochs", run_dir.name, cfg.train.epochs)
-    res = train(cfg, TrainData.from_dataset(ds), run_dir, generated=generated,
+    res = train(train_settings(cfg), TrainData.from_dataset(ds), run_dir, generated=generated,
                 resume=latest_checkpoint(run_dir / "checkpoints") is not None, device=device)
     ckpt = res.best_checkpoint or res.last_checkpoint  # the validation's choice where there is a validation split
     dev = torch.device(resolve_device(device))
@@ -117,7 +118,7 @@ def _run_arm(cfg: Any, ds: Any, run_dir: Path, *, gen_dir: Path | None, query_di
     rows = read_table(query_dir / GENERATED_MANIFEST) if query_dir is not None else None
     log.info("[ablate] %s: evaluating %s on the test set%s", run_dir.name, ckpt.name,
              " (with prediction refinement)" if rows is not None else "")
-    metrics = evaluate_model(model, ds.splits, ds.root, ds.protocols, EvalSettings.from_config(cfg), device=dev,
+    metrics = evaluate_model(model, ds.splits, ds.root, ds.protocols, eval_settings(cfg), device=dev,
                              video=ds.video, refine_rows=rows, refine_root=query_dir, l=ev.refine_l, m=ev.refine_m,
                              variant=ev.refine_variant, keep_features=n_test <= MAX_SAVED_FEATURES)
     write_eval(run_dir, metrics, ds.splits, ds.protocols)

@@ -67,8 +67,9 @@ def evaluate_cmd(
     """Standard / same-clothes / clothes-changing CMC, mAP, mINP (and refined) → metrics.json."""
     import torch
 
+    from dlcr.config_args import eval_settings
     from dlcr.distributed.env import resolve_device
-    from dlcr.engine.evaluate import EvalSettings, evaluate_model
+    from dlcr.engine.evaluate import evaluate_model
     from dlcr.errors import ConfigError, InputError
     from dlcr.generation.outputs import GENERATED_MANIFEST
     from dlcr.generation.stages import QUERY_GENERATED
@@ -92,7 +93,7 @@ def evaluate_cmd(
         rows = read_table(qdir / GENERATED_MANIFEST)
     # the input size the model was trained at wins over the config's, unless set explicitly (then warned)
     explicit = {item.split("=", 1)[0].strip() for item in sets}
-    st = EvalSettings.for_checkpoint(cfg, state.get("config"), explicit, source=str(state.get("path") or checkpoint))
+    st = eval_settings(cfg).for_checkpoint(state.get("config"), explicit, source=str(state.get("path") or checkpoint))
     metrics = evaluate_model(model, ds.splits, ds.root, ds.protocols, st, device=dev, video=ds.video,
                              refine_rows=rows, refine_root=qdir, l=ev.refine_l if l is None else l,
                              m=ev.refine_m if m is None else m,

@@ -142,7 +142,8 @@ def plan_stage(cfg: Any, ds: Any, work: Any, overwrite: bool = False) -> list[An
 
 def inpaint_stage(cfg: Any, work: Any, root: Any, *, queries: bool, driver: str = "local",
                   overwrite: bool = False) -> Any:
-    from dlcr.generation.stages import inpainter_options, run_inpaint
+    from dlcr.config_args import inpainter_options
+    from dlcr.generation.stages import run_inpaint
 
     g = cfg.generate
     rep = run_inpaint(work, root, backend=g.backend, backend_options=inpainter_options(g.backend, g),

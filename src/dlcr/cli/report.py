@@ -16,9 +16,10 @@ def report_cmd(
 ) -> None:
     """Write PATH/report.html and PATH/figures/*.png from what the folder holds (a section whose inputs
     are missing says which, with the path it looked for); a folder of no known kind is an error."""
+    from dlcr.config_args import packaged_data_root
     from dlcr.report import build_report
 
-    rep = build_report(path, images=root)
+    rep = build_report(path, images=root, packaged_root=packaged_data_root)
     typer.echo(f"report: {rep.path}")
     typer.echo(f"{rep.kind} folder: built {', '.join(rep.built) or 'no section'}"
                + (f"; skipped {', '.join(sid for sid, _ in rep.skipped)}" if rep.skipped else ""))

@@ -33,6 +33,7 @@ def train_cmd(
     device: str = typer.Option(None, "--device", help=DEVICE_HELP, show_default=DEVICE_DEFAULT),
 ) -> None:
     """Train a CC-ReID model (CAL losses; sampler.mode none | concat | paired)."""
+    from dlcr.config_args import train_settings
     from dlcr.engine.trainer import GeneratedData, TrainData, train
     from dlcr.generation.outputs import GENERATED_MANIFEST
     from dlcr.generation.stages import GENERATED
@@ -55,7 +56,8 @@ def train_cmd(
 
         raise ConfigError("--name must not be empty")
     run_dir = Path(cfg.train.out_dir if out is None else out) / (cfg.train.name if name is None else name)
-    res = train(cfg, TrainData.from_dataset(ds), run_dir, generated=generated, resume=resume, device=device)
+    res = train(train_settings(cfg), TrainData.from_dataset(ds), run_dir, generated=generated, resume=resume,
+                device=device)
     typer.echo(f"trained {res.epochs_run} epoch(s); last checkpoint: {res.last_checkpoint}")
     if res.best_checkpoint is not None:
         typer.echo(f"best checkpoint (highest validation mAP): {res.best_checkpoint}")

@@ -93,12 +93,13 @@ def _stage1_task(st: DemoSettings, out: Path, tag: str, source: str) -> dict[str
 
 def _generate_task(st: DemoSettings, out: Path, tag: str, suffix: str) -> dict[str, Any]:
     """Inpaint one data variant's jobs (and, for the dataset's, the query variants of refinement)."""
+    from dlcr.config_args import inpainter_options
     from dlcr.generation import stages
 
     timed = _Timer()
     p = _paths(out, tag)
     g = arm_config(st, "dlcr_progressive", st.seeds[0], p["world"]).generate
-    opts = stages.inpainter_options(st.backend, g)
+    opts = inpainter_options(st.backend, g)
     batch = g.batch_size if st.backend != "recolor" else 64
     w = out / f"work{suffix}{tag}"
     timed(f"inpaint{suffix}", stages.run_inpaint, w, p["world"], backend=st.backend, backend_options=opts,
@@ -114,8 +115,9 @@ def _train_task(st: DemoSettings, out: Path, tag: str, arm: str, seed: int) -> d
     test set (the progressive arm with and without refinement) into ``runs/<arm>_s<seed>/eval``."""
     import torch
 
+    from dlcr.config_args import trainer_from_config
     from dlcr.engine.evaluate import EvalSettings, evaluate_model
-    from dlcr.engine.trainer import GeneratedData, Trainer
+    from dlcr.engine.trainer import GeneratedData
     from dlcr.generation import stages
     from dlcr.generation.outputs import GENERATED_MANIFEST
     from dlcr.io.tables import read_table
@@ -131,7 +133,7 @@ def _train_task(st: DemoSettings, out: Path, tag: str, arm: str, seed: int) -> d
     if arm != "baseline":
         w = out / f"work{ARM_WORK[arm]}{tag}"
         gen = GeneratedData(rows=read_table(w / stages.GENERATED / GENERATED_MANIFEST), root=w / stages.GENERATED)
-    tr = Trainer(arm_config(st, arm, seed, p["world"]), validation_data(ds), run_dir, generated=gen)
+    tr = trainer_from_config(arm_config(st, arm, seed, p["world"]), validation_data(ds), run_dir, generated=gen)
     tr.resume()
     timed(f"train_{arm}", tr.fit)
     es = EvalSettings(height=st.train_height, width=st.train_width, batch_size=256, workers=st.workers)

@@ -1,12 +1,13 @@
-"""Everything a training run is made of, built from a :class:`Config`: :func:`build_training`.
+"""Everything a training run is made of, built from its :class:`~dlcr.engine.settings.TrainSettings`:
+:func:`build_training`.
 
 :class:`~dlcr.engine.trainer.Trainer` holds the :class:`TrainingParts` and runs the epochs; this
 module builds them, in a fixed order that the run's numbers depend on:
 
-1. the device (``cuda:<local rank>`` under torchrun) and the config checks;
-2. **the global RNGs are re-seeded** (python, numpy, torch) from ``train.seed + rank``
+1. the device (``cuda:<local rank>`` under torchrun) and the settings' checks;
+2. **the global RNGs are re-seeded** (python, numpy, torch) from ``run.seed + rank``
    (:func:`seed_everything`): every random number drawn afterwards (the model's initial weights
-   first) is a function of the seed, so two builds from one config give bit-identical runs;
+   first) is a function of the seed, so two builds from one set of settings give bit-identical runs;
 3. the training pool (real images, then the generated variants), the model, the clothes
    classifier, the optimisers and schedulers, the losses, the sampler, the transforms, the dataset
    and the loader;
@@ -29,9 +30,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dlcr.config import Config
 from dlcr.data.loaders import Item, add_generated, items_from_samples, make_dataset
 from dlcr.distributed.env import DistEnv, dist_env, resolve_device
+from dlcr.engine.settings import InputSettings, SamplerSettings, TrainSettings
 from dlcr.errors import ConfigError, DatasetError
 from dlcr.types import EvalProtocol, Sample
 from dlcr.utils.logging import get_logger
@@ -108,7 +109,7 @@ def seed_everything(seed: int) -> None:
 class TrainingParts:
     """The built pieces of one training run, as :class:`~dlcr.engine.trainer.Trainer` holds them."""
 
-    cfg: Config
+    settings: TrainSettings
     data: TrainData
     out_dir: Path
     env: DistEnv
@@ -137,12 +138,12 @@ class TrainingParts:
     sync_every: int
 
 
-def build_training(cfg: Config, data: TrainData, out_dir: str | os.PathLike, *,
+def build_training(settings: TrainSettings, data: TrainData, out_dir: str | os.PathLike, *,
                    generated: GeneratedData | None = None, device: str | None = None,
                    env: DistEnv | None = None) -> TrainingParts:
-    """Build the parts of a training run from ``cfg``, in the order the module docstring gives.
+    """Build the parts of a training run from ``settings``, in the order the module docstring gives.
 
-    Re-seeds the global RNGs (:func:`seed_everything` with ``train.seed + rank``) before the pool and
+    Re-seeds the global RNGs (:func:`seed_everything` with ``run.seed + rank``) before the pool and
     the model are built.
     """
     from dlcr.losses import ClothesAdversarialLoss, CrossEntropyLabelSmooth, TripletLoss
@@ -152,7 +153,7 @@ def build_training(cfg: Config, data: TrainData, out_dir: str | os.PathLike, *,
     dev = torch.device(resolve_device(device))
     if env.is_distributed and dev.type == "cuda":
         dev = torch.device("cuda", env.local_rank)
-    sc = cfg.sampler
+    sc = settings.sampler
     if sc.mode != "none" and generated is None:
         raise ConfigError(f"sampler.mode={sc.mode!r} needs generated images (a manifest); "
                           "use sampler.mode=none to train on the originals only")
@@ -161,14 +162,15 @@ def build_training(cfg: Config, data: TrainData, out_dir: str | os.PathLike, *,
     if data.num_pids < 2:
         raise DatasetError("training needs at least 2 identities")
 
-    seed_everything(cfg.train.seed + env.rank)  # before anything random is drawn: see the module docstring
+    seed_everything(settings.run.seed + env.rank)  # before anything random is drawn: see the module docstring
     pool, variants = build_pool(data, generated, target_clothes=sc.generated_clothes_label == "target")
-    model = create_model(cfg.model.name, data.num_pids, pretrained=cfg.model.pretrained,
-                         **model_options(cfg.model.name, cfg.model.widths)).to(dev)
-    clothes = ClothesClassifier(model.feat_dim, max(1, data.num_clothes), scale=cfg.loss.clothes_scale).to(dev)
+    ms = settings.model
+    model = create_model(ms.name, data.num_pids, pretrained=ms.pretrained,
+                         **model_options(ms.name, ms.widths, backbone=ms.backbone)).to(dev)
+    clothes = ClothesClassifier(model.feat_dim, max(1, data.num_clothes), scale=settings.loss.clothes_scale).to(dev)
     pos_mask = torch.as_tensor(data.pid2clothes, dtype=torch.float32, device=dev)
 
-    oc = cfg.optim
+    oc = settings.optim
     opt = torch.optim.Adam(model.parameters(), lr=oc.lr, weight_decay=oc.weight_decay)
     opt_c = torch.optim.Adam(clothes.parameters(), lr=oc.clothes_lr, weight_decay=oc.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(oc.milestones), gamma=oc.gamma)
@@ -176,15 +178,15 @@ def build_training(cfg: Config, data: TrainData, out_dir: str | os.PathLike, *,
     sched_c = torch.optim.lr_scheduler.MultiStepLR(
         opt_c, list(oc.milestones) if oc.clothes_lr_decay else [], gamma=oc.gamma)
 
-    lc = cfg.loss
+    lc = settings.loss
     ce = CrossEntropyLabelSmooth(epsilon=lc.label_smooth)
     triplet = TripletLoss(margin=lc.triplet_margin, metric=lc.triplet_metric)
     adv = ClothesAdversarialLoss(scale=lc.clothes_scale, epsilon=lc.cal_epsilon)
 
-    sampler = make_sampler(cfg, env, pool, variants)
-    loader_generator, loader, max_steps = _make_loader(cfg, data, env, dev, pool, sampler)
-    forward, amp, amp_dtype, scaler, channels_last, sync_every = _device_setup(cfg, env, dev, model)
-    return TrainingParts(cfg=cfg, data=data, out_dir=Path(out_dir), env=env, device=dev, pool=pool,
+    sampler = make_sampler(sc, settings.run.seed, env, pool, variants)
+    loader_generator, loader, max_steps = _make_loader(settings.input, sc, data, env, dev, pool, sampler)
+    forward, amp, amp_dtype, scaler, channels_last, sync_every = _device_setup(settings, env, dev, model)
+    return TrainingParts(settings=settings, data=data, out_dir=Path(out_dir), env=env, device=dev, pool=pool,
                          variants=variants, model=model, clothes=clothes, pos_mask=pos_mask, opt=opt, opt_c=opt_c,
                          sched=sched, sched_c=sched_c, ce=ce, triplet=triplet, adv=adv, sampler=sampler,
                          loader_generator=loader_generator, loader=loader, max_steps=max_steps, forward=forward,
@@ -192,19 +194,17 @@ def build_training(cfg: Config, data: TrainData, out_dir: str | os.PathLike, *,
                          sync_every=sync_every)
 
 
-def _make_loader(cfg: Config, data: TrainData, env: DistEnv, dev: torch.device, pool: list[Item],
-                 sampler: Any) -> tuple[torch.Generator, DataLoader, int | None]:
+def _make_loader(d: InputSettings, sc: SamplerSettings, data: TrainData, env: DistEnv, dev: torch.device,
+                 pool: list[Item], sampler: Any) -> tuple[torch.Generator, DataLoader, int | None]:
     """The training transforms, dataset and loader (and the concat arm's step budget)."""
     from dlcr.data.transforms import build_transforms
 
-    sc = cfg.sampler
-    pad = cfg.data.pad if cfg.data.pad is not None else max(1, round(10 * cfg.data.height / 384))
-    d = cfg.data
+    pad = d.pad if d.pad is not None else max(1, round(10 * d.height / 384))
     tf = build_transforms(d.height, d.width, train=True, pad=pad, random_erasing=d.random_erasing, crop=d.crop,
                           crop_prob=d.crop_prob, flip_prob=d.flip_prob, erasing=d.erasing,
                           interpolation=d.interpolation)
-    cache = (cfg.data.height, cfg.data.width) if cfg.data.cache_images else None
-    ds = make_dataset(pool, data.root, tf, data.video, cfg.data.seq_len, cache_hw=cache)
+    cache = (d.height, d.width) if d.cache_images else None
+    ds = make_dataset(pool, data.root, tf, data.video, d.seq_len, cache_hw=cache)
     # Loader workers are started afresh every epoch and seeded from (train.seed, epoch, rank) through
     # this generator (re-seeded in train_epoch): the DataLoader draws its workers' base seed from it,
     # and each worker seeds torch / random / numpy from that base seed + its worker id. A resumed
@@ -212,7 +212,7 @@ def _make_loader(cfg: Config, data: TrainData, env: DistEnv, dev: torch.device, 
     # (Persistent workers, seeded once from the global RNG when the first epoch starts and carrying
     # their RNG state across epochs, made a resumed run diverge.)
     generator = torch.Generator()
-    loader_kw: dict[str, Any] = {"num_workers": cfg.data.workers, "pin_memory": dev.type == "cuda",
+    loader_kw: dict[str, Any] = {"num_workers": d.workers, "pin_memory": dev.type == "cuda",
                                  "persistent_workers": False, "generator": generator}
     max_steps: int | None = None
     if sc.mode == "paired":
@@ -220,11 +220,11 @@ def _make_loader(cfg: Config, data: TrainData, env: DistEnv, dev: torch.device, 
     else:
         loader = DataLoader(ds, sampler=sampler, batch_size=sampler.batch_size, drop_last=True, **loader_kw)
         if sc.mode == "concat" and sc.concat_budget == "paired":
-            max_steps = real_steps(cfg, env, pool)
+            max_steps = real_steps(sc, env, pool)
     return generator, loader, max_steps
 
 
-def _device_setup(cfg: Config, env: DistEnv, dev: torch.device, model: nn.Module
+def _device_setup(settings: TrainSettings, env: DistEnv, dev: torch.device, model: nn.Module
                   ) -> tuple[nn.Module, bool, torch.dtype, Any, bool, int]:
     """DDP wrapper, cuDNN flags, AMP settings, memory format and host-sync interval."""
     # called with with_logits=True: features and identity logits in one forward, so that DDP sees
@@ -235,57 +235,57 @@ def _device_setup(cfg: Config, env: DistEnv, dev: torch.device, model: nn.Module
 
         ids = [dev.index] if dev.type == "cuda" else None
         forward = DDP(forward, device_ids=ids)
+    rs = settings.run
     if dev.type == "cuda":  # CAL's set_seed (train.cudnn_deterministic)
-        torch.backends.cudnn.deterministic = bool(cfg.train.cudnn_deterministic)
-        torch.backends.cudnn.benchmark = not cfg.train.cudnn_deterministic
+        torch.backends.cudnn.deterministic = bool(rs.cudnn_deterministic)
+        torch.backends.cudnn.benchmark = not rs.cudnn_deterministic
     on_cuda = dev.type == "cuda"
-    amp = bool(cfg.train.amp and on_cuda)
+    amp = bool(rs.amp and on_cuda)
     # train.amp_dtype: float16 (CAL's AMP, with loss scaling) or bfloat16 (no scaler needed)
-    amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bfloat16" else torch.float16
+    amp_dtype = torch.bfloat16 if rs.amp_dtype == "bfloat16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
     # train.channels_last: NHWC weights and image batches on CUDA (faster cuDNN convolutions under AMP)
-    channels_last = bool(cfg.train.channels_last and on_cuda)
+    channels_last = bool(rs.channels_last and on_cuda)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     # running losses are read back to the host every sync_every steps (0: once per epoch); on the
     # CPU, where a read costs nothing, every step (the NaN-loss check then stops at the bad step)
-    sync_every = int(cfg.train.sync_every) if on_cuda else 1
+    sync_every = int(rs.sync_every) if on_cuda else 1
     return forward, amp, amp_dtype, scaler, channels_last, sync_every
 
 
 # ----------------------------------------------------------------------------- samplers
-def per_rank_batch(cfg: Config, env: DistEnv) -> int:
-    bs = cfg.sampler.batch_size
+def per_rank_batch(sc: SamplerSettings, env: DistEnv) -> int:
+    bs = sc.batch_size
     if bs % env.world_size:
         raise ConfigError(f"sampler.batch_size={bs} is not divisible by the world size {env.world_size}")
     return bs // env.world_size
 
 
-def make_sampler(cfg: Config, env: DistEnv, pool: list[Item], variants: list[list[int]]) -> Any:
-    """The batch sampler of ``sampler.mode``: P×K identities (none, concat) or real + variant pairs."""
+def make_sampler(sc: SamplerSettings, seed: int, env: DistEnv, pool: list[Item], variants: list[list[int]]
+                 ) -> Any:
+    """The batch sampler of ``sc.mode``: P×K identities (none, concat) or real + variant pairs."""
     from dlcr.data.samplers import IdentitySampler, PairedSampler
 
-    sc, seed = cfg.sampler, cfg.train.seed
     kw = {"seed": seed, "num_replicas": env.world_size, "rank": env.rank, "batching": sc.batching}
     pids = [it.pid for it in pool]
     if sc.mode == "none":
-        return IdentitySampler(pids, per_rank_batch(cfg, env), sc.num_instances, **kw)
+        return IdentitySampler(pids, per_rank_batch(sc, env), sc.num_instances, **kw)
     if sc.mode == "concat":
         # equal compute with the paired arm: as many images per step (real + generated)
-        bs = per_rank_batch(cfg, env) * (2 if sc.concat_budget == "paired" else 1)
+        bs = per_rank_batch(sc, env) * (2 if sc.concat_budget == "paired" else 1)
         return IdentitySampler(pids, bs, sc.num_instances, **kw)
     n_real = len(variants)
     parts = [[pool[i].partition for i in v] for v in variants]
-    return PairedSampler(pids[:n_real], variants, parts, per_rank_batch(cfg, env), sc.num_instances,
+    return PairedSampler(pids[:n_real], variants, parts, per_rank_batch(sc, env), sc.num_instances,
                          schedule=sc.schedule, num_partitions=sc.num_partitions, every=sc.progressive_every,
                          **kw)
 
 
-def real_steps(cfg: Config, env: DistEnv, pool: list[Item]) -> int:
+def real_steps(sc: SamplerSettings, env: DistEnv, pool: list[Item]) -> int:
     """Steps per epoch of a P×K pass over the real images alone (the paired sampler's length)."""
     from dlcr.data.samplers import IdentitySampler
 
     real = [it.pid for it in pool if not it.generated]
-    return IdentitySampler(real, per_rank_batch(cfg, env), cfg.sampler.num_instances, seed=0,
-                           num_replicas=env.world_size, rank=env.rank,
-                           batching=cfg.sampler.batching).num_batches()
+    return IdentitySampler(real, per_rank_batch(sc, env), sc.num_instances, seed=0,
+                           num_replicas=env.world_size, rank=env.rank, batching=sc.batching).num_batches()

@@ -6,7 +6,8 @@ tensor; a query with fewer than ``l`` usable variants (e.g. an empty clothes mas
 own feature, which is counted and logged.
 
 A model is evaluated at the input size it was trained at: :meth:`EvalSettings.for_checkpoint` takes
-``data.height`` / ``data.width`` / ``data.seq_len`` from the training config a checkpoint records
+``data.height`` / ``data.width`` / ``data.seq_len`` / ``data.interpolation`` from the training config a
+checkpoint records
 (the normalisation is the fixed ImageNet one of :mod:`dlcr.data.transforms`, so nothing to record),
 unless the user set the key explicitly (``--set``), which wins with a warning naming both values.
 """
@@ -46,21 +47,13 @@ class EvalSettings:
     interpolation: str = "bilinear"  # the resize of data.interpolation (CAL's video recipe: bicubic)
     half: bool = False  # eval.half: feature extraction under float16 autocast on CUDA (ignored on the CPU)
 
-    @classmethod
-    def from_config(cls, cfg: Any) -> EvalSettings:
-        """The evaluation sizes of a :class:`~dlcr.config.Config` (its ``data`` and ``eval`` sections)."""
-        return cls(height=cfg.data.height, width=cfg.data.width, batch_size=cfg.eval.batch_size,
-                   workers=cfg.data.workers, flip=cfg.eval.flip, seq_len=cfg.data.seq_len,
-                   max_memory_gb=cfg.eval.max_memory_gb, interpolation=cfg.data.interpolation,
-                   half=bool(getattr(cfg.eval, "half", False)))
-
-    @classmethod
-    def for_checkpoint(cls, cfg: Any, recorded: Mapping[str, Any] | None, explicit: Collection[str] = (),
+    def for_checkpoint(self, recorded: Mapping[str, Any] | None, explicit: Collection[str] = (),
                        source: str = "the checkpoint") -> EvalSettings:
-        """:meth:`from_config`, with the input keys (:data:`CHECKPOINT_INPUT_KEYS`) taken from
-        ``recorded``, the training config a checkpoint saved, unless named in ``explicit`` (the keys the
-        user set with ``--set``): then the user's value wins and a differing one is warned about."""
-        st = cls.from_config(cfg)
+        """These settings with the input keys (:data:`CHECKPOINT_INPUT_KEYS`) taken from ``recorded``,
+        the training config a checkpoint saved, unless named in ``explicit`` (config keys or sections
+        the user set with ``--set``): then the user's value wins and a differing one is warned about.
+        ``EvalSettings.for_checkpoint(st, recorded, ...)`` is the same call."""
+        st = self
         if not recorded:  # a pickle, or a checkpoint saved without its config: nothing to follow
             return st
         changes: dict[str, Any] = {}

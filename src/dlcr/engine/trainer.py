@@ -3,8 +3,9 @@ with DLCR's generated variants (concatenated, or paired with progressive learnin
 
 The loop is written out in one place on purpose (torchreid / nanoGPT style): :mod:`dlcr.engine.build`
 builds the pieces (and re-seeds the global RNGs, see there), :class:`Trainer` holds them and runs
-``fit`` → ``train_epoch`` → ``evaluate`` / ``save``. Library code takes plain arguments; the CLI reads
-YAML and passes the frozen config dataclasses in.
+``fit`` → ``train_epoch`` → ``evaluate`` / ``save``. It reads no configuration: it takes the engine's
+own settings (:class:`~dlcr.engine.settings.TrainSettings`), which the CLI and the demo make from
+theirs (:func:`dlcr.config_args.train_settings`).
 
 Per batch (CAL, Gu et al. 2022):
 
@@ -39,7 +40,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dlcr.config import Config, to_dict
 from dlcr.distributed.env import DistEnv, dist_env
 from dlcr.engine.build import (
     GeneratedData,
@@ -50,13 +50,15 @@ from dlcr.engine.build import (
     seed_everything,
 )
 from dlcr.engine.loop_parts import EpochTally, JsonlLog, allreduce_grads, frozen, loader_seed
+from dlcr.engine.settings import TrainSettings
 from dlcr.errors import ConfigError
 from dlcr.io.atomic import atomic_write_text
 from dlcr.types import EvalProtocol
 from dlcr.utils.logging import get_logger
 from dlcr.utils.progress import track
 
-__all__ = ["GeneratedData", "JsonlLog", "TrainData", "TrainResult", "Trainer", "TrainingParts", "build_pool",
+__all__ = ["GeneratedData", "JsonlLog", "TrainData", "TrainResult", "TrainSettings", "Trainer",
+           "TrainingParts", "build_pool",
            "build_training", "frozen", "init_distributed", "loader_seed", "seed_everything", "train"]
 
 log = get_logger(__name__)
@@ -77,15 +79,15 @@ class Trainer:
     """Holds the parts of a training run (:class:`~dlcr.engine.build.TrainingParts`) and runs it:
     ``fit()`` runs the epochs, ``resume()`` continues from the last checkpoint.
 
-    ``Trainer(cfg, data, out_dir, ...)`` builds the parts with :func:`~dlcr.engine.build.build_training`
-    (which re-seeds the global RNGs from ``train.seed + rank`` before building the model);
+    ``Trainer(settings, data, out_dir, ...)`` builds the parts with :func:`~dlcr.engine.build.build_training`
+    (which re-seeds the global RNGs from ``settings.run.seed + rank`` before building the model);
     :meth:`from_parts` takes parts built already.
     """
 
-    def __init__(self, cfg: Config, data: TrainData, out_dir: str | os.PathLike, *,
+    def __init__(self, settings: TrainSettings, data: TrainData, out_dir: str | os.PathLike, *,
                  generated: GeneratedData | None = None, device: str | None = None,
                  env: DistEnv | None = None):
-        self._hold(build_training(cfg, data, out_dir, generated=generated, device=device, env=env))
+        self._hold(build_training(settings, data, out_dir, generated=generated, device=device, env=env))
 
     @classmethod
     def from_parts(cls, parts: TrainingParts) -> Trainer:
@@ -95,7 +97,8 @@ class Trainer:
 
     def _hold(self, p: TrainingParts) -> None:
         self.parts = p
-        self.cfg, self.data, self.out_dir, self.env, self.device = p.cfg, p.data, p.out_dir, p.env, p.device
+        self.settings, self.data, self.out_dir, self.env, self.device = (p.settings, p.data, p.out_dir, p.env,
+                                                                         p.device)
         self.pool, self.variants = p.pool, p.variants
         self.model, self.clothes, self.pos_mask = p.model, p.clothes, p.pos_mask
         self.opt, self.opt_c, self.sched, self.sched_c = p.opt, p.opt_c, p.sched, p.sched_c
@@ -120,7 +123,7 @@ class Trainer:
         return save_checkpoint(self.ckpt_dir, model=self.model, clothes_classifier=self.clothes,
                                optimizers={"model": self.opt, "clothes": self.opt_c},
                                schedulers={"model": self.sched, "clothes": self.sched_c},
-                               sampler=self.sampler, epoch=epoch, config=to_dict(self.cfg),
+                               sampler=self.sampler, epoch=epoch, config=self.settings.record,
                                extra={"best": list(self.best) if self.best else None, "step": self.step},
                                name=name)
 
@@ -165,13 +168,12 @@ class Trainer:
         the epoch), where a non-finite loss raises :class:`FloatingPointError`. On the CPU they are
         read every step, as before. The sums are the float64 sums of the per-step float32 values in
         step order, i.e. the same numbers as Python float accumulation."""
-        cfg = self.cfg
         use_cal = self._start_epoch(epoch)
         tally = EpochTally(self.device, epoch)
         t0 = time.time()
         images = 0
         total = len(self.loader) if self.max_steps is None else min(self.max_steps, len(self.loader))
-        for batch in track(itertools.islice(self.loader, total), desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+        for batch in track(itertools.islice(self.loader, total), desc=f"epoch {epoch + 1}/{self.settings.run.epochs}",
                            total=total, unit="batch"):
             x, pids, logits, terms = self._train_step(batch, use_cal, tally.zero)
             tally.add(terms, logits, pids)
@@ -197,13 +199,13 @@ class Trainer:
         self.model.train()
         self.clothes.train()
         self.sampler.set_epoch(epoch)
-        self.loader_generator.manual_seed(loader_seed(self.cfg.train.seed, epoch, self.env.rank))
-        return epoch >= self.cfg.loss.cal_start_epoch and self.data.num_clothes > 1
+        self.loader_generator.manual_seed(loader_seed(self.settings.run.seed, epoch, self.env.rank))
+        return epoch >= self.settings.loss.cal_start_epoch and self.data.num_clothes > 1
 
     def _train_step(self, batch: dict[str, Any], use_cal: bool, zero: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         """One optimiser step on ``batch``: ``(images, pids, logits, (loss, id, tri, clothes, adv))``."""
-        cfg, dev = self.cfg, self.device
+        lc, dev = self.settings.loss, self.device
         img = batch["img"]
         if self.channels_last and img.ndim == 4:
             x = img.to(dev, non_blocking=True, memory_format=torch.channels_last)
@@ -216,7 +218,7 @@ class Trainer:
             feats, logits = self.forward(x, with_logits=True)
             loss_id = self.ce(logits, pids)
             loss_tri = self.triplet(feats, pids)
-            loss = loss_id + cfg.loss.triplet_weight * loss_tri
+            loss = loss_id + lc.triplet_weight * loss_tri
         # generated images carry no clothes label (-1): only real ones train CAL. Which rows are
         # real is read from the loader's CPU tensor (no device sync); on CUDA the rows are then
         # gathered by index (a boolean mask would sync to count them)
@@ -229,7 +231,7 @@ class Trainer:
         loss_adv = zero
         if use_cal and any_real:
             loss_c, loss_adv = self._cal_step(feats, pids, cids, real)
-            loss = loss + cfg.loss.cal_weight * loss_adv
+            loss = loss + lc.cal_weight * loss_adv
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
@@ -254,38 +256,37 @@ class Trainer:
 
     # -- evaluation
     def evaluate(self, protocols: Sequence[EvalProtocol] | None = None) -> dict[str, Any]:
-        from dlcr.engine.evaluate import EvalSettings, evaluate_model
+        from dlcr.engine.evaluate import evaluate_model
 
         protocols = tuple(protocols if protocols is not None else self.data.protocols)
         return evaluate_model(self.model, self.data.eval_splits, self.data.root, protocols,
-                              EvalSettings.from_config(self.cfg), device=self.device, video=self.data.video)
+                              self.settings.eval, device=self.device, video=self.data.video)
 
     # -- the loop
     def fit(self, *, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-        cfg = self.cfg
+        rs = self.settings.run
         main = self.env.is_main
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            from dlcr.config import dump_yaml
-
-            atomic_write_text(self.out_dir / "config.yaml", dump_yaml(cfg))  # as `dlcr config show` prints it
+            # the full configuration, as `dlcr config show` prints it
+            atomic_write_text(self.out_dir / "config.yaml", self.settings.config_yaml)
         logger = JsonlLog(self.out_dir, main)
         val = self.data.validation_protocols()
         if main and not val:
             log.info("%s has no validation split: the last checkpoint is the default model; test metrics "
                      "are logged but never used for selection", self.data.name or "this dataset")
-        elif main and cfg.train.eval_every > 0:
+        elif main and rs.eval_every > 0:
             log.info("model selection: checkpoints/best keeps the highest validation mAP (%d queries, %d "
                      "gallery images), evaluated every %d epoch(s)", len(self.data.eval_splits["val_query"]),
-                     len(self.data.eval_splits["val_gallery"]), cfg.train.eval_every)
+                     len(self.data.eval_splits["val_gallery"]), rs.eval_every)
         elif main:
             log.info("train.eval_every=0: the validation split is not evaluated, so no best checkpoint is kept")
         last_ckpt: Path | None = None
-        for epoch in range(self.start_epoch, cfg.train.epochs):
+        for epoch in range(self.start_epoch, rs.epochs):
             stats = self.train_epoch(epoch)
             rec: dict[str, Any] = {"epoch": epoch + 1, **stats}
-            final = epoch + 1 == cfg.train.epochs
-            if main and cfg.train.eval_every > 0 and ((epoch + 1) % cfg.train.eval_every == 0 or final):
+            final = epoch + 1 == rs.epochs
+            if main and rs.eval_every > 0 and ((epoch + 1) % rs.eval_every == 0 or final):
                 if val:
                     vm = self.evaluate(val)["val"]
                     rec["val_mAP"] = vm["mAP"]
@@ -311,7 +312,7 @@ class Trainer:
                 on_epoch(rec)
         logger.close()
         best_path = self.ckpt_dir / "best.json"
-        return TrainResult(out_dir=self.out_dir, epochs_run=cfg.train.epochs - self.start_epoch,
+        return TrainResult(out_dir=self.out_dir, epochs_run=rs.epochs - self.start_epoch,
                            last_checkpoint=last_ckpt or (self.ckpt_dir / "last.json"),
                            best_checkpoint=best_path if best_path.is_file() else None,
                            history=self.history, metrics=self.history[-1] if self.history else {})
@@ -330,8 +331,8 @@ def init_distributed(env: DistEnv) -> None:
         dist.init_process_group(backend=backend)
 
 
-def train(cfg: Config, data: TrainData, out_dir: str | os.PathLike, *, generated: GeneratedData | None = None,
-          resume: bool = False, device: str | None = None) -> TrainResult:
+def train(settings: TrainSettings, data: TrainData, out_dir: str | os.PathLike, *,
+          generated: GeneratedData | None = None, resume: bool = False, device: str | None = None) -> TrainResult:
     """Train one model; ``resume=True`` continues from ``out_dir/checkpoints/last`` when present."""
     from dlcr.engine.checkpoint import latest_checkpoint, resume_checkpoint
 
@@ -350,7 +351,7 @@ def train(cfg: Config, data: TrainData, out_dir: str | os.PathLike, *, generated
                               f"({', '.join(held)}); pass --resume to continue it or choose another name")
     env = dist_env()
     init_distributed(env)
-    trainer = Trainer(cfg, data, out_dir, generated=generated, device=device, env=env)
+    trainer = Trainer(settings, data, out_dir, generated=generated, device=device, env=env)
     if resume:
         trainer.resume()
     return trainer.fit()

@@ -192,32 +192,45 @@ def _check_plan(path: Path, sig: dict[str, Any], overwrite: bool) -> str:
 
 
 def plan_signature(work: str | os.PathLike, *, k: int, seed: int, allow_same_person: bool, num_partitions: int,
-                   dataset: str, generator: str, prompt_source: str = "dataset") -> dict[str, Any]:
+                   dataset: str, generator: str, prompt_source: str = "dataset",
+                   targets: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The signature of ``jobs.parquet``. ``prompt_source`` is recorded when it is not the default
     ``dataset`` (so plans made before the option existed still resume), and always differs between
-    the two sources: a vocabulary plan never resumes into a dataset one, nor the other way round."""
+    the two sources: a vocabulary plan never resumes into a dataset one, nor the other way round.
+    Targets given by the caller (``targets`` of :func:`run_plan`) are recorded as a hash of their prompts."""
     sig: dict[str, Any] = {"stage": "plan", "k": int(k), "seed": int(seed), "allow_same_person": bool(allow_same_person),
                            "num_partitions": int(num_partitions), "dataset": dataset, "generator": generator,
                            "inputs": {"outfits": recorded_hash(Path(work) / OUTFITS)}}
     if prompt_source != "dataset":
         sig["prompt_source"] = str(prompt_source)
+    if targets is not None:
+        from dlcr.generation.planning import prompt_of
+        from dlcr.generation.signature import stable_hash
+
+        sig["targets"] = stable_hash(sorted((str(key), prompt_of(o)) for key, o in targets.items()))
     return sig
 
 
 def run_plan(train: Sequence[Sample], work: str | os.PathLike, *, k: int, seed: int, allow_same_person: bool,
              num_partitions: int, dataset: str, generator: str, prompt_source: str = "dataset",
-             overwrite: bool = False) -> list[Any]:
+             targets: Mapping[str, Any] | None = None, overwrite: bool = False) -> list[Any]:
     """Plan K jobs per training image into ``work/jobs.parquet``; targets are the dataset's described
     outfits (``prompt_source="dataset"``, the paper) or random garment-vocabulary prompts
-    (``"vocabulary"``, the Table A3 ablation; see :mod:`dlcr.generation.planning`)."""
+    (``"vocabulary"``, the Table A3 ablation; see :mod:`dlcr.generation.planning`).
+
+    ``targets`` (clothes key -> prompt or :class:`~dlcr.types.Outfit`) replaces the described outfits
+    as the ones drawn from (the real-photo panel's fixed outfit list); ``outfits.parquet`` must still
+    exist and be current."""
     from dlcr.generation.planning import PROMPT_SOURCES, plan_jobs, write_jobs
 
     if prompt_source not in PROMPT_SOURCES:
         raise ConfigError(f"unknown generate.prompt_source {prompt_source!r}; known: {', '.join(PROMPT_SOURCES)}")
     work = Path(work)
     outfits = read_work_outfits(work)
+    if targets is not None:
+        outfits = dict(targets)
     sig = plan_signature(work, k=k, seed=seed, allow_same_person=allow_same_person, num_partitions=num_partitions,
-                         dataset=dataset, generator=generator, prompt_source=prompt_source)
+                         dataset=dataset, generator=generator, prompt_source=prompt_source, targets=targets)
     state = _check_plan(work / JOBS, sig, overwrite)
     jobs = PlannedJobs(plan_jobs(train, outfits, k=k, seed=seed, allow_same_person=allow_same_person,
                                  num_partitions=num_partitions, dataset=dataset, generator=generator,
@@ -280,29 +293,3 @@ def run_inpaint(work: str | os.PathLike, root: str | os.PathLike, *, backend: st
                     out_dir=work / (QUERY_GENERATED if queries else GENERATED), batch_size=batch_size,
                     driver=driver, ray_concurrency=ray_concurrency, signature=sig, overwrite=overwrite,
                     mask_region=mask_region)
-
-
-def inpainter_options(backend: str, gen: Any) -> dict[str, Any]:
-    """Constructor options of an inpainting backend from a :class:`~dlcr.config.GenerateConfig`."""
-    if backend == "recolor":
-        return {}
-    if gen.scheduler:  # a misspelt name fails now, not after the model has been loaded
-        from dlcr.generation.inpainters.diffusers_backend import scheduler_key
-
-        scheduler_key(gen.scheduler)
-    opts: dict[str, Any] = {"scheduler": gen.scheduler, "guidance_scale": gen.guidance_scale,
-                            "negative_prompt": gen.negative_prompt, "batch_invariant": gen.batch_invariant,
-                            "micro_batch": gen.micro_batch}
-    if gen.discriminator:
-        opts.update(discriminator=gen.discriminator, guidance_weight=gen.guidance_weight,
-                    guidance_min_t=gen.guidance_min_t)
-    if backend == "diffusers":
-        opts.update(model=gen.model, steps=gen.steps, height=gen.height, width=gen.width,
-                    query_steps=gen.query_steps)
-    # speed-ups (generate.channels_last / generate.compile): passed, and so recorded in the
-    # signature, only when set, so that outputs made without them keep their signature
-    if getattr(gen, "channels_last", False):
-        opts["channels_last"] = True
-    if getattr(gen, "compile", False):
-        opts["compile"] = gen.compile
-    return opts

@@ -31,14 +31,16 @@ from dlcr.report.common import Report
 from dlcr.report.html import demo_report
 from dlcr.report.kinds import folder_kind
 from dlcr.report.runfolder import run_report
-from dlcr.report.workfolder import work_report
+from dlcr.report.workfolder import PackagedRoot, work_report
 
 
-def build_report(path: str | os.PathLike, *, images: str | os.PathLike | None = None) -> Report:
+def build_report(path: str | os.PathLike, *, images: str | os.PathLike | None = None,
+                 packaged_root: PackagedRoot | None = None) -> Report:
     """Write ``PATH/report.html`` (and ``PATH/figures/``) for a demo, work or run folder.
 
     ``images``: the dataset root holding the original images of a work or run folder (``--root``);
     by default found as the module docstring says. A demo folder has its own (``world/``).
+    ``packaged_root``: dataset name -> its packaged config's ``data.root`` (a work folder's last guess).
     """
     p = Path(path)
     kind = folder_kind(p)
@@ -46,7 +48,7 @@ def build_report(path: str | os.PathLike, *, images: str | os.PathLike | None = 
     if kind == "demo":
         return demo_report(root)
     given = Path(images) if images is not None else None
-    return work_report(root, given) if kind == "work" else run_report(root, given)
+    return work_report(root, given, packaged_root) if kind == "work" else run_report(root, given)
 
 
 __all__ = ["build_report", "folder_kind", "run_report", "work_report"]

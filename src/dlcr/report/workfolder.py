@@ -1,16 +1,20 @@
 """The report of a generation work folder (``dlcr generate --work``): what each stage holds (counts),
 the settings each stage's signature records, clothes masks over a few originals, and originals next
-to their generated variants (:func:`work_report`); and where its originals are (:func:`work_images`)."""
+to their generated variants (:func:`work_report`); and where its originals are (:func:`work_images`).
+
+Reading no configuration itself, it is told where a dataset's packaged config puts its images by the
+caller: ``packaged_root``, a function from a dataset name to that ``data.root`` (or None); the
+``dlcr report`` command passes :func:`dlcr.config_args.packaged_data_root`."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dlcr.errors import ConfigError, InputError
+from dlcr.errors import InputError
 from dlcr.generation.outputs import GENERATED_MANIFEST
 from dlcr.generation.stages import CAPTIONS, GENERATED, JOBS, MASKS, OUTFITS, QUERY_GENERATED, QUERY_JOBS
 from dlcr.report.common import Report, Skip, _Assets, _e, _img, _note, _read_rows
@@ -19,6 +23,9 @@ from dlcr.report.kinds import is_demo_folder
 from dlcr.report.page import write_page
 
 N_MASKS = 6
+
+#: dataset name -> the ``data.root`` of its packaged config, or None when there is none
+PackagedRoot = Callable[[str], Path | None]
 
 
 def _num_rows(path: Path) -> int:
@@ -66,15 +73,6 @@ def _datasets(work: Path) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _packaged_root(name: str) -> Path | None:
-    from dlcr.config import load_config
-
-    try:
-        return Path(load_config(name).data.root)
-    except (ConfigError, InputError, OSError, ValueError):
-        return None
-
-
 def _find_images(candidates: Sequence[tuple[Path, str]], sample: str) -> tuple[Path | None, str]:
     """The first candidate folder holding ``sample``: (folder, how it was found) or (None, what was tried)."""
     tried = []
@@ -85,8 +83,12 @@ def _find_images(candidates: Sequence[tuple[Path, str]], sample: str) -> tuple[P
     return None, "; ".join(tried)
 
 
-def work_images(work: Path, given: Path | None) -> tuple[Path | None, str]:
-    """Where the originals of work folder ``work`` are: (folder, how found) or (None, why not, precisely)."""
+def work_images(work: Path, given: Path | None, packaged_root: PackagedRoot | None = None
+                ) -> tuple[Path | None, str]:
+    """Where the originals of work folder ``work`` are: (folder, how found) or (None, why not, precisely).
+
+    Without ``given`` (``--root``), the candidates are the demo's world folder, the work folder itself
+    and, when ``packaged_root`` is given, the packaged config's ``data.root`` of each dataset it names."""
     sample = _first_source(work)
     if sample is None:
         return None, f"no table of {work} lists its images (no masks/masks.parquet, jobs.parquet or manifest)"
@@ -101,8 +103,8 @@ def work_images(work: Path, given: Path | None) -> tuple[Path | None, str]:
     if work.name == "work" and is_demo_folder(work.parent):
         cands.append((work.parent / "world", "the demo's world folder"))
     cands.append((work, "the work folder itself"))
-    for name in _datasets(work):
-        r = _packaged_root(name)
+    for name in _datasets(work) if packaged_root is not None else ():
+        r = packaged_root(name)
         if r is not None:
             cands.append((r, f"data.root of the packaged {name!r} config"))
     found, how = _find_images(cands, sample)
@@ -239,10 +241,10 @@ def _masks_section(work: Path, assets: _Assets, images: Path | None, images_note
     return "\n".join(out)
 
 
-def work_report(work: Path, given: Path | None = None) -> Report:
+def work_report(work: Path, given: Path | None = None, packaged_root: PackagedRoot | None = None) -> Report:
     t0 = time.perf_counter()
     assets = _Assets(work)
-    images, how = work_images(work, given)
+    images, how = work_images(work, given, packaged_root)
     sub = [f"work folder {work}"]
     if images is not None:
         sub.append(f"originals from {images} ({how})")
