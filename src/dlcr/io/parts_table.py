@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import secrets
 import shutil
@@ -45,9 +46,8 @@ import pyarrow as pa
 
 from dlcr.errors import InputError
 from dlcr.io.tables import read_arrow_file, write_table
-from dlcr.utils.logging import get_logger
 
-log = get_logger(__name__)
+log = logging.getLogger(__name__)  # dlcr.io.parts_table: under the package's 'dlcr' logger
 
 ON_DAMAGE = ("raise", "skip")
 _SEQ = itertools.count(1)  # part names of one process never repeat, whichever table writes them
