@@ -9,6 +9,8 @@ child's ``ru_maxrss``, imports and inputs included), a warm-up then the median o
 * write / read ``jobs.parquet``: ``write_jobs`` / ``read_jobs`` against the per-row versions
   (``dlcr.testing.bookkeeping_reference``: one dict / ``Job.from_dict`` per row);
 * plan hash: the plan-content hash a resume computes for the generation signature (no reference);
+* commit: ``commit_part`` of the ``--parted`` jobs in parts of ``--batch`` rows into an empty folder
+  (the writes of the workers: one atomic part file per batch; no reference);
 * resume: ``committed_job_ids`` on a work folder holding ``--committed`` committed jobs whose (empty)
   image files exist in the runner's layout, ``--parted`` of them still in part files of ``--batch``
   rows (a killed run), the rest in ``manifest.parquet``; against the per-row version (a dict and a
@@ -94,6 +96,17 @@ def _step(name: str, impl: str, ctx: dict[str, Any]) -> tuple[Any, Any]:
         jobs = planning.read_jobs(tmp / "jobs.parquet")
         return (lambda: runner.plan_hash(jobs)), None
     work = tmp / "work"
+    if name == "commit":
+        from dlcr.io.tables import read_table
+
+        rows, batch, dest = read_table(tmp / "parted.parquet"), ctx["batch"], tmp / "commit"
+
+        def commit() -> int:
+            for start in range(0, len(rows), batch):
+                runner.commit_part(dest, rows[start:start + batch])
+            return len(list((dest / runner.PARTS_DIR).glob("*.parquet")))
+
+        return commit, lambda: shutil.rmtree(dest, ignore_errors=True)
     if name == "committed":
         fn = runner.committed_job_ids if new else ref.committed_job_ids_reference
         return (lambda: len(fn(work))), None
@@ -173,6 +186,7 @@ def make_work_folder(tmp: Path, committed: int, parted: int, batch: int) -> int:
     head = table.slice(0, n - parted).sort_by([(c, "ascending") for c in ("kind", "source", "variant", "job_id")])
     write_table(work / runner.MANIFEST, head.combine_chunks())
     tail = table.slice(n - parted).append_column("status", pa.array([runner.STATUS_OK] * parted))
+    write_table(tmp / "parted.parquet", tail)  # the rows the "commit" step commits again, into another folder
     for start in range(0, parted, batch):
         runner.commit_part(work, tail.slice(start, batch).to_pylist())
     shutil.copy2(work / runner.MANIFEST, tmp / "manifest.saved")
@@ -203,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     args.parted = min(args.parted, args.committed)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still removes its files
     tmp = Path(tempfile.mkdtemp(prefix="dlcr-scale-jobs-", dir="/tmp"))
-    ctx = {"tmp": str(tmp), "jobs": args.jobs, "repeat": args.repeat}
+    ctx = {"tmp": str(tmp), "jobs": args.jobs, "repeat": args.repeat, "batch": args.batch}
     print(f"{args.jobs:,} jobs ({-(-args.jobs // 10):,} frames x K=10, {IDS * OUTFITS_PER_ID} outfits), "
           f"{args.committed:,} committed ({args.parted:,} in parts of {args.batch}); median of {args.repeat} "
           f"after a warm-up, each step in a fresh process; load {os.getloadavg()[0]:.1f}")
@@ -227,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         n_dirs = make_work_folder(tmp, args.committed, args.parted, args.batch)
         print(f"  (made {args.committed:,} empty images in {n_dirs:,} folders and "
               f"{-(-args.parted // args.batch):,} parts in {time.perf_counter() - t0:.0f} s)")
+        _row(f"commit {args.parted:,} jobs in parts of {args.batch}", *measure("commit", "new", ctx)[:2])
         for step, label in (("committed", "resume: committed set"), ("consolidate", "consolidate manifest")):
             ref = None if args.no_reference else measure(step, "ref", ctx)
             new = measure(step, "new", ctx)
