@@ -4,7 +4,8 @@ The pending jobs become a Ray dataset; ``map_batches`` runs them through a pool 
 ``concurrency`` actors, each holding one :class:`~dlcr.generation.worker.GenerationWorker` (model
 loaded once per actor, one GPU per actor when CUDA is available). Each actor writes and commits its
 own batches exactly like the local driver, so resumption is owned by the project's committed job
-ids, never by Ray's checkpointing: a run cut short is resumed by running the pending jobs again.
+ids (the part files of :mod:`dlcr.io.parts_table`), never by Ray's checkpointing: a run cut short is
+resumed by running the pending jobs again.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Every driver of :func:`dlcr.generation.runner.run_jobs` runs its jobs through a
 :class:`GenerationWorker`: the local and torchrun drivers in their own process (:func:`run_local`),
-the ray driver (:mod:`dlcr.generation.ray_driver`) in each actor.
+the ray driver (:mod:`dlcr.generation.ray_driver`) in each actor. Each batch is committed as one part
+file of the output folder's table (:func:`~dlcr.generation.outputs.commit_part`, a
+:class:`~dlcr.io.parts_table.PartsTable` part), so workers in many processes commit into one folder.
 """
 
 from __future__ import annotations
