@@ -81,6 +81,31 @@ def test_stage_is_deterministic(stage, tmp_path):
             assert (tmp_path / "again" / v["file"]).read_bytes() == (out / v["file"]).read_bytes()
 
 
+def test_the_panel_goes_through_the_generation_stages(stage):
+    """The photos are a tiny dataset whose work folder holds every stage's outputs and signatures."""
+    from dlcr.data.datasets import dataset_from_samples
+    from dlcr.errors import ConfigError
+    from dlcr.generation import stages
+    from dlcr.generation.planning import read_jobs
+    from dlcr.generation.runner import read_manifest
+
+    _, out, m = stage
+    work = out / photos.WORK_DIRNAME
+    ds = dataset_from_samples(work / "samples.parquet", out)
+    assert ds.name == "realphoto" and [s.path for s in ds.train] == [r["original"] for r in m["photos"]]
+    for made in ("masks/signature.json", "captions.signature.json", "outfits.signature.json",
+                 "jobs.signature.json", "generated/signature.json"):
+        assert (work / made).is_file(), made
+    jobs = read_jobs(work / stages.JOBS)
+    shown = sorted((r["original"], v["prompt"], v["seed"]) for r in m["photos"] for v in r["variants"])
+    assert sorted((j.source, j.prompt, j.seed) for j in jobs) == shown
+    assert {r.backend for r in read_manifest(work / stages.GENERATED)} == {"recolor"}
+    # the plan's signature holds the target list: other targets do not resume into these jobs
+    with pytest.raises(ConfigError, match="jobs.parquet"):
+        stages.run_plan(ds.train, work, k=3, seed=5, allow_same_person=False, num_partitions=1, dataset="realphoto",
+                        generator="recolor", targets={"outfit0": photos.OUTFITS[1]})
+
+
 def test_report_shows_the_real_photo_panel(stage):
     from dlcr.report import build_demo_report
 

@@ -7,10 +7,12 @@ files (the packages are located, not imported), so tests and the demo report can
 stage on real pixels without any download.
 
 :func:`run_real_photo_stage` crops the person out of each photograph (bounding box of the pose
-model's person mask, plus a margin, resized to a fixed height), parses the crop with the ``pose``
-backend, captions it with the ``rule`` captioner, and repaints its clothes ``k`` times with the
-``recolor`` inpainter, each with a prompt drawn from :data:`OUTFITS`. Everything lands in one folder
-with a ``manifest.json``; the demo report shows it next to the synthetic world
+model's person mask, plus a margin, resized to a fixed height), makes the crops a tiny dataset and
+runs the generation stages of :mod:`dlcr.generation.stages` on it, as ``dlcr generate`` does on a
+benchmark: masks with the ``pose`` backend, describe with the ``rule`` captioner, a plan of ``k``
+targets per photo drawn from :data:`OUTFITS`, inpainting with ``recolor``. Everything lands in one
+folder (the stages' work folder inside it) with a ``manifest.json``; the demo report shows it next to
+the synthetic world
 (:func:`dlcr.report.html.build_demo_report`, section "Real photographs"). Both portraits are upper
 body shots, so only the upper garment is found and repainted.
 """
@@ -38,7 +40,10 @@ log = get_logger(__name__)
 #: Folder name of the stage's output inside a demo folder (read by the report).
 REALPHOTO_DIRNAME = "realphoto"
 MANIFEST = "manifest.json"
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: the generation stages' work folder (work/) holds the masks and variants
+ORIGINALS = "originals"  # the crops: the tiny dataset's images
+WORK_DIRNAME = "work"  # the stages' work folder inside the stage's output
+DATASET = "realphoto"  # the tiny dataset's name (in its samples table and job ids)
 
 
 @dataclass(frozen=True)
@@ -132,54 +137,105 @@ def _skip(out: Path, reason: str) -> dict[str, Any]:
     return manifest
 
 
-def _parse_photos(names: Sequence[str], height: int) -> tuple[Any, list[np.ndarray], list[tuple[int, int, int, int]],
-                                                             list[np.ndarray], list[bool]]:
-    """Crop each photograph to its person (``height`` rows) and parse the crop with the ``pose``
-    backend: (the closed parser, crops, boxes, LIP label maps, whether a pose was found)."""
-    from dlcr.generation.parsers.pose import PoseParser
+def photo_dataset(out: Path, names: Sequence[str], height: int, parser: Any) -> tuple[Any, list[tuple[int, ...]]]:
+    """The panel's tiny dataset, rooted at ``out``: each photograph cropped to its person (the bounding
+    box of ``parser``'s person mask plus a margin, ``height`` rows) and written to ``originals/<name>.png``,
+    one training sample per photograph (its own person and outfit, clothes key = its name).
+    Returns (the dataset, the crop boxes in the full photographs)."""
+    from dlcr.data.datasets.base import CCReIDDataset
+    from dlcr.types import Sample
 
+    samples, boxes = [], []
+    for i, n in enumerate(names):
+        full = load_photo(n)
+        person, _ = parser.person_mask(full)
+        box = person_box(person) or (0, full.shape[0], 0, full.shape[1])
+        write_png(out / ORIGINALS / f"{n}.png", crop_resize(full, box, height))
+        samples.append(Sample(path=f"{ORIGINALS}/{n}.png", pid=i, camid=0, clothes_id=i, split="train",
+                              clothes_key=n))
+        boxes.append(box)
+    ds = CCReIDDataset(name=DATASET, root=out, splits={"train": samples})  # no test split: no protocol
+    return ds, boxes
+
+
+def _masks(ds: Any, work: Path, parser: Any) -> list[bool]:
+    """The masks stage with the ``pose`` parser, one photograph per call: whether each had a pose."""
+    from dlcr.generation.stages import run_masks
+
+    return [run_masks(parser, [s], ds.root, work).fallbacks == 0 for s in ds.train]
+
+
+def _variants(work: Path, out: Path) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """The inpainting stage's records: source -> its variants (file relative to ``out``, prompt, seed)
+    in variant order; and the inpainter's model label."""
+    from dlcr.generation.layout import GENERATED
+    from dlcr.generation.outputs import read_manifest
+
+    records = sorted(read_manifest(work / GENERATED), key=lambda r: (r.source, r.variant))
+    by_source: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        file = (work / GENERATED / r.file).relative_to(out).as_posix()
+        by_source.setdefault(r.source, []).append({"file": file, "prompt": r.prompt, "seed": int(r.seed)})
+    return by_source, (records[0].model if records else "")
+
+
+def _stages(out: Path, names: list[str], *, k: int, height: int, seed: int, summarizer: str) -> dict[str, Any]:
+    """Build the tiny dataset in ``out`` and run masks, describe, plan and inpaint on it in ``out/work``
+    (made afresh): the panel's manifest entries and what made them."""
+    import shutil
+
+    from dlcr.data.datasets import write_samples
+    from dlcr.generation.describe_tables import read_captions
+    from dlcr.generation.describers import create_captioner, create_summarizer
+    from dlcr.generation.layout import MASKS
+    from dlcr.generation.parsers.pose import PoseParser
+    from dlcr.generation.parsing import MASKS_TABLE, label_path
+    from dlcr.generation.stages import read_work_outfits, run_describe, run_inpaint, run_plan
+    from dlcr.io.images import read_label_map
+    from dlcr.io.tables import read_table
+
+    work = out / WORK_DIRNAME
+    if work.exists():  # every run rebuilds the panel from scratch (it takes seconds)
+        shutil.rmtree(work)
+    t0 = time.perf_counter()
     parser = PoseParser()
-    crops, boxes, labels, found = [], [], [], []
     try:
-        for n in names:
-            full = load_photo(n)
-            person, _ = parser.person_mask(full)
-            box = person_box(person) or (0, full.shape[0], 0, full.shape[1])
-            crop = crop_resize(full, box, height)
-            lab = parser.parse([crop])[0]
-            crops.append(crop)
-            boxes.append(box)
-            labels.append(lab)
-            found.append(not parser.last_fallbacks[0])
+        ds, boxes = photo_dataset(out, names, height, parser)
+        write_samples(ds, work / "samples.parquet")
+        found = _masks(ds, work, parser)
     finally:
         parser.close()
-    return parser, crops, boxes, labels, found
+    t_parse = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    rep = run_describe(ds.train, out, work, captioner=create_captioner("rule"),
+                       summarizer=create_summarizer(summarizer))
+    captions = {r["path"]: r["caption"] for r in read_captions(work)}
+    outfits = read_work_outfits(work)
+    t_describe = time.perf_counter() - t0
 
-def _repaint(out: Path, inpainter: Any, n: str, i: int, crop: np.ndarray, lab: np.ndarray, picks: np.ndarray,
-             seed: int) -> tuple[list[dict[str, Any]], int]:
-    """Write photo ``n`` (the ``i``-th) and its label map into ``out/originals/`` and ``out/masks/``, and
-    its repaintings, one per outfit index in ``picks``, into ``out/variants/``: (their manifest entries,
-    the clothes mask's pixel count)."""
-    from dlcr.generation.inpainting import InpaintItem
-    from dlcr.generation.planning import Job, make_job_id
-    from dlcr.lip import clothes_mask
+    t0 = time.perf_counter()
+    run_plan(ds.train, work, k=k, seed=seed, allow_same_person=False, num_partitions=1, dataset=DATASET,
+             generator="recolor", targets={f"outfit{j}": o for j, o in enumerate(OUTFITS)})
+    run_inpaint(work, out, backend="recolor", backend_options={}, batch_size=k)
+    variants, inpainter = _variants(work, out)
+    t_inpaint = time.perf_counter() - t0
 
-    write_png(out / "originals" / f"{n}.png", crop)
-    write_png(out / "masks" / f"{n}.png", lab)
-    mask = clothes_mask(lab)
-    src = f"originals/{n}.png"
-    jobs = [Job(job_id=make_job_id("realphoto", src, f"outfit{int(j)}", v, inpainter.name, seed), kind="train",
-                dataset="realphoto", source=src, source_clothes_key=n, pid=i, target_clothes_key=f"outfit{int(j)}",
-                variant=v, partition=0, prompt=OUTFITS[int(j)], generator=inpainter.name,
-                seed=int(seed) * 1000 + i * len(OUTFITS) + v) for v, j in enumerate(picks)]  # fmt: skip
-    images = inpainter([InpaintItem(job, crop, mask, lab) for job in jobs])
-    variants = []
-    for job, img in zip(jobs, images, strict=True):
-        rel = f"variants/{n}_v{job.variant}.png"
-        write_png(out / rel, img)
-        variants.append({"file": rel, "prompt": job.prompt, "seed": job.seed})
-    return variants, int(mask.sum())
+    pixels = {r["path"]: int(r["clothes_pixels"]) for r in read_table(work / MASKS / MASKS_TABLE)}
+    rows = []
+    for s, box, pose_found in zip(ds.train, boxes, found, strict=True):
+        n, mask = s.clothes_key, label_path(work / MASKS, s.path)
+        o = outfits[n]
+        rows.append({
+            "name": n, "credit": PHOTOS[n].credit, "box": list(box), "size": list(read_label_map(mask).shape),
+            "original": s.path, "mask": mask.relative_to(out).as_posix(), "pose_found": bool(pose_found),
+            "caption": captions[s.path], "outfit": {"upper": o.upper, "lower": o.lower, "footwear": o.footwear},
+            "clothes_pixels": pixels[s.path],
+            "variants": variants.get(s.path, []),
+        })  # fmt: skip
+    return {"parser": parser.description, "captioner": "rule", "summarizer": rep.summarizer, "inpainter": inpainter,
+            "fallbacks": found.count(False), "rows": rows,
+            "seconds": {"parse": round(t_parse, 3), "describe": round(t_describe, 3), "inpaint": round(t_inpaint, 3)}}
 
 
 def run_real_photo_stage(
@@ -191,10 +247,13 @@ def run_real_photo_stage(
     photos: Sequence[str] | None = None,
     summarizer: str = "vote",
 ) -> dict[str, Any]:
-    """Crop, parse (``pose``), caption (``rule``), summarise and repaint (``recolor``) the shipped photos.
+    """Crop the shipped photos and run the generation stages on them: masks (``pose``), describe
+    (``rule`` captions, ``summarizer``), plan (``k`` targets from :data:`OUTFITS`), inpaint (``recolor``).
 
-    Writes ``originals/<name>.png`` (the crops), ``masks/<name>.png`` (LIP label maps),
-    ``variants/<name>_v<i>.png`` and ``manifest.json`` into ``out_dir`` and returns the manifest:
+    The photos become a tiny dataset rooted at ``out_dir`` (crops in ``originals/<name>.png``) and the
+    stages run on it in the work folder ``out_dir/work/`` (its ``samples.parquet``, ``masks/``,
+    ``captions.parquet``, ``outfits.parquet``, ``jobs.parquet`` and ``generated/``), remade on every
+    call. ``manifest.json`` in ``out_dir`` sums it up for the report, paths relative to ``out_dir``:
     ``{"status": "ok", "photos": [{"name", "credit", "box", "original", "mask", "pose_found",
     "caption", "outfit", "clothes_pixels", "variants": [{"file", "prompt", "seed"}]}], ...}``.
     When mediapipe or every photograph is missing, the manifest is
@@ -202,9 +261,6 @@ def run_real_photo_stage(
     ``summarizer`` is a name of :data:`dlcr.generation.describers.SUMMARIZERS` (``smollm2`` runs the
     real small LLM, ~30 s to load).
     """
-    from dlcr.generation.describers import create_captioner, create_summarizer
-    from dlcr.generation.inpainters.recolor import RecolorInpainter
-
     out = Path(out_dir)
     if k < 1 or k > len(OUTFITS):
         raise InputError(f"k must be in 1..{len(OUTFITS)}, got {k}")
@@ -218,48 +274,22 @@ def run_real_photo_stage(
     names = [n for n in names if n not in missing]
     if not names:
         return _skip(out, f"photographs not installed: {', '.join(missing)}")
+    if len(set(names)) != len(names):
+        raise InputError(f"a photograph is named twice: {', '.join(names)}")
 
-    t0 = time.perf_counter()
-    parser, crops, boxes, labels, found = _parse_photos(names, height)
-    t_parse = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    captions = create_captioner("rule")(crops, labels)
-    summ = create_summarizer(summarizer)
-    outfits = [summ(n, [c]) for n, c in zip(names, captions, strict=True)]
-    t_describe = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    inpainter = RecolorInpainter()
-    rows = []
-    for i, (n, crop, lab) in enumerate(zip(names, crops, labels, strict=True)):
-        picks = rng.choice(len(OUTFITS), size=k, replace=False)
-        variants, clothes_pixels = _repaint(out, inpainter, n, i, crop, lab, picks, seed)
-        o = outfits[i]
-        rows.append({
-            "name": n, "credit": PHOTOS[n].credit, "box": list(boxes[i]), "size": list(crop.shape[:2]),
-            "original": f"originals/{n}.png", "mask": f"masks/{n}.png", "pose_found": bool(found[i]),
-            "caption": captions[i], "outfit": {"upper": o.upper, "lower": o.lower, "footwear": o.footwear},
-            "clothes_pixels": clothes_pixels, "variants": variants,
-        })  # fmt: skip
-    t_inpaint = time.perf_counter() - t0
-
+    made = _stages(out, names, k=k, height=height, seed=seed, summarizer=summarizer)
     manifest = {
         "version": STAGE_VERSION,
         "status": "ok",
-        "parser": parser.description,
-        "captioner": "rule",
-        "summarizer": summ.model,
-        "inpainter": inpainter.model,
+        **{key: made[key] for key in ("parser", "captioner", "summarizer", "inpainter")},
         "k": k,
         "seed": seed,
-        "fallbacks": int(parser.fallback_count),
-        "seconds": {"parse": round(t_parse, 3), "describe": round(t_describe, 3), "inpaint": round(t_inpaint, 3)},
-        "photos": rows,
+        "fallbacks": made["fallbacks"],
+        "seconds": made["seconds"],
+        "photos": made["rows"],
     }
     atomic_write_json(out / MANIFEST, manifest)
-    log.info("real-photo stage: %d photos, %d variants each, written to %s", len(rows), k, out)
+    log.info("real-photo stage: %d photos, %d variants each, written to %s", len(made["rows"]), k, out)
     return manifest
 
 

@@ -54,9 +54,10 @@ def _realphoto_section(root: Path, results: Mapping[str, Any] | None, assets: _A
     timing = ", ".join(f"{_e(k)} {_fmt_s(_num(v))}" for k, v in secs.items())
     credits = "; ".join(_e(r.get("credit", r.get("name", "?"))) for r in rows)
     out = [f'<p class="expl">Stage 1 on real photographs ({credits}): the person is cropped with the pose '
-           "model's person mask, parsed by the <code>pose</code> backend (mediapipe's bundled pose landmarks and "
-           "person mask turned into LIP labels by body geometry), described by the <code>rule</code> captioner and "
-           f"repainted by <code>recolor</code> with {_e(m.get('k', '?'))} outfits drawn from a fixed list. "
+           "model's person mask and the crops go through the generation stages as a tiny dataset: parsed by the "
+           "<code>pose</code> backend (mediapipe's bundled pose landmarks and person mask turned into LIP labels "
+           "by body geometry), described by the <code>rule</code> captioner, planned and repainted by "
+           f"<code>recolor</code> with {_e(m.get('k', '?'))} outfits drawn from a fixed list. "
            f"Images without a usable pose use a fixed-geometry fallback: {_e(m.get('fallbacks', 0))} here. "
            f"Times: {timing or 'not recorded'}. Both are upper-body portraits, so only the upper garment "
            "is repainted.</p>"]
