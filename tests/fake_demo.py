@@ -172,6 +172,34 @@ def make_fake_demo(root: Path, seeds: tuple[int, ...] = (0, 1), k: int = 3, n_qv
     return root
 
 
+#: the fake checkpoints' network: a tiny small_resnet at twice the fake images' size (a 4x2 feature map)
+FAKE_MODEL = {"name": "small_resnet", "widths": [8, 8, 16, 16]}
+FAKE_INPUT = {"height": 64, "width": 32, "interpolation": "bilinear"}
+
+
+def add_fake_checkpoints(root: Path, arms: tuple[str, ...] = ("baseline", "dlcr_progressive"),
+                         seeds: tuple[int, ...] = (0, 1), masks: bool = True) -> None:
+    """Give the fake demo's runs what ``dlcr demo`` leaves in ``checkpoints/``: an untrained tiny model
+    per run (a different random init per arm and seed, so their activation maps differ), recorded with
+    its config as the trainer saves it; ``masks`` also writes the label maps of the query images, as
+    stage 1 does for the queries it plans variants for."""
+    import torch
+
+    from dlcr.engine.checkpoint import save_checkpoint
+    from dlcr.models import create_model
+
+    for i, arm in enumerate(arms):
+        for seed in seeds:
+            torch.manual_seed(1000 * i + seed)
+            model = create_model("small_resnet", 3, widths=tuple(FAKE_MODEL["widths"]))
+            save_checkpoint(root / "runs" / f"{arm}_s{seed}" / "checkpoints", model=model, epoch=3, name="last",
+                            config={"model": dict(FAKE_MODEL), "data": dict(FAKE_INPUT)})
+    if masks:
+        run = next((root / "runs").glob("baseline_s*"))
+        for rel in json.loads((run / "eval" / "paths.json").read_text())["query"]:
+            write_png(label_path(root / "work" / "masks", rel), _labels())
+
+
 # --------------------------------------------------------------------------------------------
 # HTML parsing helpers
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from fake_demo import (  # noqa: F401
     FEATURE_ARMS,
     _is_png,
     _labels,
+    add_fake_checkpoints,
     make_fake_demo,
     parse,
     reference_top5,
@@ -38,6 +39,7 @@ from fake_demo import (  # noqa: F401
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> tuple[Path, str]:
     root = make_fake_demo(tmp_path_factory.mktemp("demo"))
+    add_fake_checkpoints(root)  # the models of Fig. A6 / A7
     out = build_demo_report(root)
     return root, out.read_text(encoding="utf-8")
 

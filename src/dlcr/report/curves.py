@@ -1,4 +1,6 @@
-"""Sections "Training curves" and "Feature space (PCA)" of the demo report."""
+"""Sections "Training curves" and "Feature space" of the demo report; the latter holds the PCA of the
+test features and, next to it, the paper's Fig. A5-A7 (:mod:`dlcr.report.paperfigs`): each figure is
+drawn on its own, and one whose inputs are missing is a note in the section, not the end of it."""
 
 from __future__ import annotations
 
@@ -9,8 +11,11 @@ from typing import Any
 import numpy as np
 
 from dlcr.errors import InputError
-from dlcr.report.common import ARM_LABELS, BASELINE, DLCR, N_IDS, Skip, _Assets, _e, _read_json
+from dlcr.report.common import ARM_LABELS, BASELINE, DLCR, N_IDS, Skip, _Assets, _e, _note, _read_json
 from dlcr.report.runs import _compared_runs, find_runs
+from dlcr.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def _curves_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
@@ -40,7 +45,7 @@ def _curves_section(root: Path, results: Mapping[str, Any] | None, assets: _Asse
             f'<img class="plot" src="{_e(assets.href(out))}" alt="training curves">')
 
 
-def _features_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+def _pca_block(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
     from dlcr.report.figures import distance_ratio, pca_2d, pick_identities
     from dlcr.report.plots import FeatureView, plot_pca
 
@@ -66,3 +71,29 @@ def _features_section(root: Path, results: Mapping[str, Any] | None, assets: _As
             "model that ignores clothes puts one identity's outfits together. Mean within-identity / "
             f"between-identity distance in the full feature space (lower is better): {rtxt}.</p>"
             f'<img class="plot" src="{_e(assets.href(out))}" alt="PCA of test features">')
+
+
+def _features_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
+    """The PCA and the paper's Fig. A5-A7, each under its own heading; skipped only when none can be drawn."""
+    from dlcr.report.page import SECTION_ERRORS
+    from dlcr.report.paperfigs import cam_block, realgen_block, tsne_block
+
+    blocks = (("PCA of the test features", _pca_block),
+              ("t-SNE of the test features (paper Fig. A5)", tsne_block),
+              ("Activation maps (paper Fig. A6)", cam_block),
+              ("Real and generated training images in feature space (paper Fig. A7)", realgen_block))
+    parts, reasons = [], []
+    for title, fn in blocks:
+        try:
+            body = fn(root, results, assets)
+        except Skip as e:
+            body, why = _note(f"not drawn: {e}"), str(e)
+            reasons.append(f"{title}: {why}")
+        except SECTION_ERRORS as e:
+            log.warning("report: figure %r not drawn: %s", title, e)
+            body = _note(f"not drawn: {e}")
+            reasons.append(f"{title}: {e}")
+        parts.append(f"<h3>{_e(title)}</h3>\n{body}")
+    if len(reasons) == len(blocks):
+        raise Skip("; ".join(reasons))
+    return "\n".join(parts)

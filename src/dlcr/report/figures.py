@@ -210,3 +210,45 @@ def distance_ratio(feats: np.ndarray, pids: np.ndarray) -> float:
     if within.size == 0 or between.size == 0 or between.mean() == 0:
         return float("nan")
     return float(within.mean() / between.mean())
+
+
+def tsne_perplexity(n: int) -> float:
+    """The t-SNE perplexity for ``n`` points: 30 (scikit-learn's default) when there are enough, else
+    about a third of the other points, so that small sets are not squeezed into one blob (and the
+    perplexity stays below ``n``, as scikit-learn requires)."""
+    return float(min(30.0, max(2.0, (n - 1) / 3)))
+
+
+def tsne_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Embed rows of ``x`` in 2-D with scikit-learn's t-SNE (Barnes-Hut, PCA initialisation, fixed ``seed``)."""
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 4:
+        raise InputError(f"t-SNE needs at least four feature rows, got shape {x.shape}")
+    tsne = TSNE(n_components=2, perplexity=tsne_perplexity(len(x)), init="pca", learning_rate="auto",
+                random_state=seed)
+    # One thread: for a few hundred points OpenMP's threads cost more than they bring (ten times
+    # slower on a busy 2-core machine), and the result does not depend on the machine's core count.
+    with threadpool_limits(limits=1):
+        return np.asarray(tsne.fit_transform(x), dtype=np.float64)
+
+
+def nearest_same_identity(queries: np.ndarray, q_pids: np.ndarray, refs: np.ndarray, r_pids: np.ndarray) -> float:
+    """Fraction of ``queries`` whose nearest row of ``refs`` (cosine similarity) has the same identity."""
+    q = np.asarray(queries, dtype=np.float64)
+    r = np.asarray(refs, dtype=np.float64)
+    if len(q) == 0 or len(r) == 0:
+        return float("nan")
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    r = r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
+    nearest = np.argmax(q @ r.T, axis=1)
+    return float(np.mean(np.asarray(r_pids)[nearest] == np.asarray(q_pids)))
+
+
+def mass_share(cam: np.ndarray, region: np.ndarray, within: np.ndarray) -> float | None:
+    """The share of an activation map's mass inside ``region`` out of its mass inside ``within``
+    (boolean masks of the map's shape); None when the map has no mass there."""
+    total = float(cam[within].sum())
+    return float(cam[region & within].sum()) / total if total > 0 else None

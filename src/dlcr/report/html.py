@@ -46,7 +46,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[Path, Any, _Assets], str]], ...] = (
     ("realphoto", "Real photographs", _realphoto_section),
     ("retrieval", "Retrieval examples", _retrieval_section),
     ("curves", "Training curves", _curves_section),
-    ("features", "Feature space (PCA)", _features_section),
+    ("features", "Feature space and activation maps (PCA; paper Fig. A5-A7)", _features_section),
 )
 
 

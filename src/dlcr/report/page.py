@@ -15,7 +15,7 @@ from dlcr.utils.logging import get_logger
 log = get_logger(__name__)
 
 # Errors a section may hit on a damaged or partial demo folder; anything else is a bug and raises.
-_SECTION_ERRORS = (DlcrError, OSError, ValueError, KeyError, IndexError, TypeError)
+SECTION_ERRORS = (DlcrError, OSError, ValueError, KeyError, IndexError, TypeError)
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;
@@ -74,7 +74,7 @@ def write_page(root: Path, *, kind: str, title: str, subtitle: str, sections: Se
         except Skip as e:
             content = _note(f"skipped: {e}")
             skipped.append((sid, str(e)))
-        except _SECTION_ERRORS as e:
+        except SECTION_ERRORS as e:
             log.warning("report: section %r skipped: %s", sid, e)
             content = _note(f"skipped: {e}")
             skipped.append((sid, str(e)))

@@ -180,25 +180,111 @@ class FeatureView:
     clothes: np.ndarray
 
 
+def _scatter(ax: Any, coords: np.ndarray, pids: np.ndarray, shapes: np.ndarray, colour: Mapping[Any, Any],
+             hollow: np.ndarray | None = None) -> None:
+    """One panel: colour = identity, marker = the ``shapes`` key's rank within that identity (its outfit,
+    or real / generated), hollow markers where ``hollow`` is set."""
+    hollow = np.zeros(len(pids), bool) if hollow is None else np.asarray(hollow, bool)
+    for pid in colour:
+        sel = pids == pid
+        label: str | None = f"id {pid}"
+        for j, key in enumerate(sorted(set(shapes[sel].tolist()), key=_sort_key)):
+            for open_ in (False, True):
+                m = sel & (shapes == key) & (hollow == open_)
+                if not m.any():
+                    continue
+                ax.scatter(coords[m, 0], coords[m, 1], s=34, marker=MARKERS[j % len(MARKERS)],
+                           color="white" if open_ else colour[pid], edgecolors=colour[pid] if open_ else "black",
+                           linewidths=1.3 if open_ else 0.4, label=label)
+                label = None
+    ax.grid(alpha=0.3)
+
+
+def _identity_colours(pid_arrays: Sequence[np.ndarray]) -> dict[Any, Any]:
+    """One colour per identity over all panels, so that they can be compared."""
+    plt = _pyplot()
+    ids = sorted(set().union(*(p.tolist() for p in pid_arrays)), key=_sort_key)
+    return {pid: plt.cm.tab10(i % 10) for i, pid in enumerate(ids)}
+
+
 def plot_pca(views: Sequence[FeatureView], path: str | os.PathLike) -> None:
     """Side-by-side PCA scatter plots: colour = identity, marker = outfit of that identity."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(views), figsize=(5.6 * len(views), 4.8), squeeze=False)
-    # One colour per identity and one marker per outfit for all panels, so they can be compared.
-    ids = sorted(set().union(*(v.pids.tolist() for v in views)), key=_sort_key)
-    colour = {pid: plt.cm.tab10(i % 10) for i, pid in enumerate(ids)}
+    colour = _identity_colours([v.pids for v in views])
     for ax, v in zip(axes[0], views, strict=True):
-        for pid in ids:
-            sel = v.pids == pid
-            outfits = sorted(set(v.clothes[sel].tolist()), key=_sort_key)
-            for j, clo in enumerate(outfits):
-                m = sel & (v.clothes == clo)
-                ax.scatter(v.coords[m, 0], v.coords[m, 1], s=34, marker=MARKERS[j % len(MARKERS)],
-                           color=colour[pid], edgecolors="black", linewidths=0.4,
-                           label=f"id {pid}" if j == 0 else None)
+        _scatter(ax, v.coords, v.pids, v.clothes, colour)
         ax.set(title=v.title, xlabel=f"PC1 ({100 * v.explained[0]:.0f}%)",
                ylabel=f"PC2 ({100 * v.explained[1]:.0f}%)")
-        ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), title="identity")
     fig.tight_layout()
     _save(fig, path)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A 2-D embedding (t-SNE) of feature rows: identity, marker key and hollow flag per point."""
+
+    title: str
+    coords: np.ndarray  # (n, 2)
+    pids: np.ndarray
+    shapes: np.ndarray  # marker key per point (outfit; or 0 = real, 1 = generated)
+    hollow: np.ndarray  # bool per point
+
+
+def plot_embeddings(views: Sequence[Embedding], path: str | os.PathLike,
+                    styles: Sequence[tuple[str, str, bool]] = ()) -> None:
+    """Side-by-side t-SNE panels (colour = identity); ``styles`` adds legend entries (label, marker,
+    hollow) explaining the markers. t-SNE axes have no units, so they are unlabelled."""
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(1, len(views), figsize=(5.2 * len(views) + 1.2, 4.8), squeeze=False)
+    colour = _identity_colours([v.pids for v in views])
+    for ax, v in zip(axes[0], views, strict=True):
+        _scatter(ax, v.coords, v.pids, v.shapes, colour, v.hollow)
+        ax.set(title=v.title, xticklabels=[], yticklabels=[], xlabel="t-SNE 1", ylabel="t-SNE 2")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    for label, marker, open_ in styles:
+        handles.append(Line2D([], [], ls="", marker=marker, ms=7, color="#555", mfc="white" if open_ else "#555"))
+        labels.append(label)
+    axes[0][-1].legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_activation_grid(images: Sequence[np.ndarray], columns: Sequence[tuple[str, Sequence[np.ndarray]]],
+                         row_labels: Sequence[str], path: str | os.PathLike,
+                         cell_titles: Sequence[Sequence[str]] | None = None) -> list[list[tuple[int, int, int, int]]]:
+    """A grid: one row per image, the image itself then one column per model with its activation map
+    (values in [0, 1], the image's size) drawn over the image with the ``jet`` colour map.
+
+    Returns each panel's box in the PNG's pixels, ``(left, top, right, bottom)`` per row and column.
+    """
+    plt = _pyplot()
+    n, ncol = len(images), 1 + len(columns)
+    h, w = images[0].shape[:2]
+    cell_w = 1.7
+    cell_h = cell_w * h / w * 0.9 + 0.45
+    fig, axes = plt.subplots(n, ncol, figsize=(cell_w * ncol + 0.9, cell_h * n + 0.3), squeeze=False)
+    for r, img in enumerate(images):
+        axes[r][0].imshow(img)
+        axes[r][0].set_ylabel(row_labels[r], fontsize=8)
+        for c, (_, maps) in enumerate(columns, start=1):
+            axes[r][c].imshow(img)
+            axes[r][c].imshow(maps[r], cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0,
+                              extent=(-0.5, img.shape[1] - 0.5, img.shape[0] - 0.5, -0.5))
+            if cell_titles is not None:
+                axes[r][c].set_xlabel(cell_titles[r][c - 1], fontsize=8)
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("image" if c == 0 else columns[c - 1][0], fontsize=9)
+    fig.tight_layout()
+    fig.canvas.draw()
+    height = fig.canvas.get_width_height()[1]
+    boxes = [[(round(b.x0), round(height - b.y1), round(b.x1), round(height - b.y0))
+              for b in (ax.get_window_extent() for ax in row)] for row in axes]
+    _save(fig, path)
+    return boxes
