@@ -1,5 +1,6 @@
-"""Pictures for the reports: thumbnails, mask overlays, retrieval ranking and the choice of what to
-show (queries, identities, sources); the plots (curves, PCA) are :mod:`dlcr.report.plots`'.
+"""Pictures for the reports: thumbnails, mask overlays, retrieval ranking, the choice of what to
+show (queries, identities, sources) and the numbers behind the feature figures (PCA, t-SNE, nearest
+identities, activation shares); the plots themselves are :mod:`dlcr.report.plots`'.
 
 The functions here take arrays and plain records and write PNGs; finding files in a demo, work or
 run folder and assembling the page is the job of the section modules (:mod:`dlcr.report.html`,

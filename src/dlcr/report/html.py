@@ -6,7 +6,8 @@ Each section is built on its own; when its inputs are missing or unreadable the 
 note (naming the path it looked for) and the rest of the page is still written, so a partial demo
 still gets a useful report. The sections live in their own modules (:mod:`dlcr.report.results`,
 :mod:`~dlcr.report.generation`, :mod:`~dlcr.report.realphoto`, :mod:`~dlcr.report.retrieval`,
-:mod:`~dlcr.report.curves`); the page machinery is :func:`dlcr.report.page.write_page`, which the
+:mod:`~dlcr.report.curves`, whose feature section draws the paper's Fig. A5-A7 with
+:mod:`~dlcr.report.paperfigs`); the page machinery is :func:`dlcr.report.page.write_page`, which the
 reports of a generation work folder and of a training run (:mod:`dlcr.report.folders`) share.
 """
 

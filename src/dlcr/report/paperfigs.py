@@ -27,7 +27,7 @@ from dlcr.report.runs import _align, _compared_runs, _run_for, check_paths, find
 #: test images shown in Fig. A6, and how many clothes-changing queries its clothes share is measured on
 N_CAM_SHOWN, N_CAM_STATS = 4, 8
 #: clothes-changing gallery matches per query that make its Grad-CAM target
-MAX_MATCHES = 6
+MAX_MATCHES = 4
 #: Fig. A5: at most this many points per identity; Fig. A7: identities, real images each, variants each
 MAX_PER_ID, N_GEN_IDS, N_REAL, N_VARIANTS = 40, 5, 6, 3
 EXTRA = {"sklearn": "scikit-learn", "captum": "captum"}
@@ -103,8 +103,8 @@ def tsne_block(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -
     return (f'<p class="expl">Query (hollow) and gallery (filled) features of {len(ids)} test identities '
             f"({len(views[0].pids)} images) embedded with t-SNE (scikit-learn, perplexity "
             f"{_perplexity(len(views[0].pids))}, fixed seed; fitted per model; distances between clusters "
-            "are not to scale). Colour = identity, marker = outfit. Paper Fig. A5: DLCR keeps an identity's "
-            "outfits together where the baseline splits them. Within- / between-identity distance of these "
+            "are not to scale). Colour = identity, marker = outfit. In the paper (Fig. A5) DLCR keeps an "
+            "identity's outfits together where the baseline splits them by outfit. Within- / between-identity distance of these "
             f"points in the full feature space (lower is better): {rtxt}.</p>"
             f'<img class="plot" src="{_e(assets.href(out))}" alt="t-SNE of test features">')
 
@@ -209,8 +209,8 @@ def cam_block(root: Path, results: Mapping[str, Any] | None, assets: _Assets) ->
             "the image's feature to the mean feature of the same person's gallery images in other clothes, as "
             "that model embeds them (its clothes-changing matches: test identities are not among the "
             "classifier's training identities, so there is no logit of the image's own id); under each map, "
-            "that similarity. Red = the regions that raise it most. Paper Fig. A6: DLCR looks at the person "
-            f"(head, shape) more and at the clothes less than the baseline.{share_txt}</p>"
+            "that similarity. Red = the regions that raise it most. In the paper (Fig. A6) DLCR attends "
+            f"less to the clothes and more to the rest of the person than the baseline.{share_txt}</p>"
             f'<img class="plot" src="{_e(assets.href(out))}" alt="activation maps, baseline vs DLCR">')
 
 
@@ -263,8 +263,8 @@ def realgen_block(root: Path, results: Mapping[str, Any] | None, assets: _Assets
     return (f'<p class="expl">{int((~gen_a).sum())} real training images of {len(ids)} identities (filled circles) '
             f"and {int(gen_a.sum())} of their generated clothes variants (hollow squares; up to {N_VARIANTS} "
             "per image), embedded by the DLCR model and laid out with t-SNE (perplexity "
-            f"{_perplexity(len(paths))}, fixed seed). Colour = identity. Paper Fig. A7: the generated images "
-            "fall among the real images of the same person, so they add clothes variety without changing who "
+            f"{_perplexity(len(paths))}, fixed seed). Colour = identity. In the paper (Fig. A7) the generated "
+            "images fall among the real images of the same person, so they add clothes variety without changing who "
             f"it is. Generated images whose nearest real image (cosine) is of the same person: "
             f"{100 * agree:.0f}%.</p>"
             f'<img class="plot" src="{_e(assets.href(out))}" alt="t-SNE of real and generated images">')

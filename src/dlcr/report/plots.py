@@ -1,5 +1,5 @@
-"""Plots for the reports: training curves of the demo's arms and of one run, and PCA scatter plots of
-test features. Matplotlib is imported inside the plotting functions with the ``Agg`` backend, so
+"""Plots for the reports: training curves of the demo's arms and of one run, PCA and t-SNE scatter
+plots of features, and the grid of activation maps. Matplotlib is imported inside the plotting functions with the ``Agg`` backend, so
 importing this module is cheap and never needs a display."""
 
 from __future__ import annotations
