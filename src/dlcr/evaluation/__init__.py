@@ -4,7 +4,12 @@ Contracts (docs/design.md §7): :func:`evaluate` returns :class:`Metrics` (``.cm
 :func:`refine` returns :class:`Refinement` (``.pred_pids``, ``.sims``).
 """
 
-from dlcr.evaluation.evaluator import evaluate_features, evaluate_protocols, evaluate_refined
+from dlcr.evaluation.evaluator import (
+    evaluate_features,
+    evaluate_protocols,
+    evaluate_protocols_reference,
+    evaluate_refined,
+)
 from dlcr.evaluation.features import Features, cosine_distance, cosine_similarity, extract_features
 from dlcr.evaluation.metrics import MODES, Metrics, evaluate, evaluate_reference, match_masks
 from dlcr.evaluation.refinement import VARIANTS, Refinement, refine, refine_reference
@@ -20,6 +25,7 @@ __all__ = [
     "evaluate",
     "evaluate_features",
     "evaluate_protocols",
+    "evaluate_protocols_reference",
     "evaluate_reference",
     "evaluate_refined",
     "extract_features",

@@ -11,41 +11,36 @@ images the protocol forbids. ``exclude_junk=False`` refines over the whole galle
 refines before evaluating does.
 
 Memory. A query/gallery pair is scored a block of query rows at a time, sized from a budget
-(``max_memory_gb``): the distances, the (1 + l) similarities of the block's queries and their
-variants, the refined similarities and the junk masks of one block exist at once, never those of
-the whole pair. Every query is scored on its own, and the blocks are whole multiples of the
-similarity product's row block (:data:`~dlcr.evaluation.features.SIM_BLOCK`), so the result is
-bit-identical to scoring the whole matrix at once, whatever the budget.
+(``max_memory_gb``, :func:`~dlcr.evaluation.blocks.query_rows_per_block`): the (1 + l) similarities
+of the block's queries and their variants and the sorted copy of the queries' own similarities exist
+at once, never those of the whole pair. Every query is scored on its own, and the blocks are whole
+multiples of the similarity product's row block (:data:`~dlcr.evaluation.features.SIM_BLOCK`), so the
+result is bit-identical to scoring the whole matrix at once, whatever the budget.
+
+Speed. The scoring (:mod:`dlcr.evaluation.pair_scoring`) never builds a distance or refined matrix
+and sorts each block once; :func:`evaluate_protocols_reference` runs the plain computation it
+replaced (:mod:`dlcr.evaluation.pair_reference`), with exactly the same results, for tests and
+benchmarks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from dlcr.errors import InputError
-from dlcr.evaluation.features import SIM_BLOCK, Features, cosine_distance, cosine_similarity
-from dlcr.evaluation.metrics import (
-    RankAccumulator,
-    evaluate,
-    junk_counts,
-    normalise_mode,
-    same_person_matches,
-)
-from dlcr.evaluation.refinement import refine
+from dlcr.evaluation.blocks import DEFAULT_MAX_MEMORY_GB, RANKS, bytes_per_query_row, query_rows_per_block
+from dlcr.evaluation.features import Features, cosine_distance, cosine_similarity
+from dlcr.evaluation.metrics import evaluate
+from dlcr.evaluation.pair_reference import score_pair_reference
+from dlcr.evaluation.pair_scoring import score_pair
 from dlcr.types import EvalProtocol
 
-__all__ = ["DEFAULT_MAX_MEMORY_GB", "evaluate_features", "evaluate_protocols", "evaluate_refined",
-           "query_rows_per_block", "similarity_stack"]
-
-#: Ranks reported in every result dict.
-RANKS = (1, 5, 10, 20)
-
-#: Default budget (GiB) of the per-block arrays of one query/gallery pair (``eval.max_memory_gb``).
-DEFAULT_MAX_MEMORY_GB = 4.0
+__all__ = ["DEFAULT_MAX_MEMORY_GB", "RANKS", "bytes_per_query_row", "evaluate_features", "evaluate_protocols",
+           "evaluate_protocols_reference", "evaluate_refined", "query_rows_per_block", "similarity_stack"]
 
 
 def _split(features: Mapping[str, Features], name: str) -> Features:
@@ -86,142 +81,6 @@ def _check_variants(variants: Any, query: Features) -> torch.Tensor:
     return v
 
 
-def bytes_per_query_row(n_gallery: int, n_variants: int) -> int:
-    """Bytes one query row of a block costs: float32 similarities, distances and sorted similarities
-    (and, with l variants, the variants' similarities, refined similarities and their negation),
-    plus the finiteness check's and one ranking pass's temporaries. Buffers are allocated once per pair and reused block after block."""
-    floats = 3 + ((1 + n_variants) + 2 if n_variants else 0)
-    return int(n_gallery) * (4 * floats + 2)
-
-
-def query_rows_per_block(n_query: int, n_gallery: int, n_variants: int = 0,
-                         max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB) -> int:
-    """Query rows scored at once within ``max_memory_gb`` (None: all of them).
-
-    A whole multiple of :data:`~dlcr.evaluation.features.SIM_BLOCK` (which keeps the similarities
-    bit-identical to the whole matrix's), and at least one such block.
-    """
-    if max_memory_gb is None:
-        return max(1, int(n_query))
-    if not float(max_memory_gb) > 0:
-        raise InputError(f"max_memory_gb must be > 0, got {max_memory_gb}")
-    rows = int(float(max_memory_gb) * 2**30 // bytes_per_query_row(n_gallery, n_variants))
-    rows = max(SIM_BLOCK, rows // SIM_BLOCK * SIM_BLOCK)
-    return max(1, min(rows, int(n_query)))
-
-
-def _one_minus(x: np.ndarray) -> np.ndarray:
-    return np.subtract(np.float32(1.0), x)  # float32, as cosine_distance's (-s) + 1
-
-
-def _refined_base(variant: str) -> Any:
-    """The refined distance ``-sims`` of an entry refinement left alone, from its similarity s:
-    ``-s`` (paper) or ``-(1 + s)`` in float32 (official, whose ``.sims`` are on the 1 + cos scale)."""
-    if variant == "paper":
-        return np.negative
-    return lambda x: np.negative(np.add(x, np.float32(1.0), dtype=np.float32))
-
-
-def _sorted_transform_counts(srt: np.ndarray, f: Any) -> Any:
-    """Rank counts in rows of ``f(s)``, for a decreasing elementwise ``f``, from the ascending rows
-    ``srt`` of ``s``: ``f`` of the reversed rows is sorted (float rounding keeps it monotone), so
-    no row is sorted again."""
-    from dlcr.evaluation.metrics import sorted_counts
-
-    def counts(rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return sorted_counts(f(srt[rows, ::-1]), values)
-
-    return counts
-
-
-def _refined_counts(srt: np.ndarray, s0: np.ndarray, neg: np.ndarray, topm: np.ndarray, variant: str) -> Any:
-    """Rank counts in rows of the refined distances ``neg``: they are ``base(s0)`` except at each
-    row's original top-m columns, so the counts of ``base(s0)`` (from its sorted rows) are corrected
-    by the m entries refinement changed."""
-    base = _refined_base(variant)
-    plain = _sorted_transform_counts(srt, base)
-
-    def counts(rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lt, le = plain(rows, values)
-        cols = topm[rows]
-        old = base(s0[rows[:, None], cols])[:, None, :]  # (n, 1, m) what the sorted rows hold there
-        new = neg[rows[:, None], cols][:, None, :]  # what the refined rows hold
-        v = values[:, :, None]
-        lt = lt - (old < v).sum(-1) + (new < v).sum(-1)
-        le = le - (old <= v).sum(-1) + (new <= v).sum(-1)
-        return lt, le
-
-    return counts
-
-
-def _labels(f: Features, r0: int = 0, r1: int | None = None) -> tuple[Any, Any, Any]:
-    return f.pids[r0:r1], f.camids[r0:r1], f.clothes_ids[r0:r1]
-
-
-def _score_pair(q: Features, g: Features, protocols: list[EvalProtocol], variants: torch.Tensor | None, *,
-                m: int, variant: str, exclude_junk: bool, keep_refined: bool,
-                max_memory_gb: float | None) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
-    """Metrics (and, with variants, refined metrics) of every protocol on one query/gallery pair,
-    a block of query rows at a time. Returns ``(results, refined similarity matrices)``."""
-    nq, ng = len(q), len(g)
-    n_var = 0 if variants is None else int(variants.shape[0])
-    rows = query_rows_per_block(nq, ng, n_var, max_memory_gb)
-    gp, gc, gl = _labels(g)
-    modes = {p.name: normalise_mode(p.mode) for p in protocols}
-    plain = {p.name: RankAccumulator(modes[p.name]) for p in protocols}
-    refined = {p.name: RankAccumulator(modes[p.name]) for p in protocols} if variants is not None else {}
-    hits = {name: [0, 0] for name in refined}  # refined predictions that are the query's person, queries
-    kept = {name: np.empty((nq, ng), dtype=np.float32) for name in refined} if keep_refined else {}
-    m_eff = {}
-    for name in refined:  # refinement's m is capped by the query with the fewest selectable items
-        qp, qc, ql = _labels(q)
-        free = ng - (junk_counts(qp, gp, qc, gc, ql, gl, mode=modes[name]).max() if exclude_junk else 0)
-        if free < 1:
-            raise InputError("a query has every gallery item excluded; nothing to refine with")
-        m_eff[name] = min(int(m), int(free))
-    # one set of buffers for all blocks (a fresh large array per block costs its page faults again)
-    stack = torch.empty(1 + n_var, rows, ng)  # stack[0]: the queries' own similarities
-    dist_buf = torch.empty(rows, ng)
-    srt_buf = np.empty((rows, ng), dtype=np.float32)
-    ref_buf = np.empty((rows, ng), dtype=np.float32) if variants is not None else None
-    neg_buf = np.empty((rows, ng), dtype=np.float32) if variants is not None else None
-    for r0 in range(0, nq, rows):
-        r1 = min(nq, r0 + rows)
-        c = r1 - r0
-        qp, qc, ql = _labels(q, r0, r1)
-        sim0 = cosine_similarity(q.feats[r0:r1], g.feats, out=stack[0, :c])
-        dist = torch.neg(sim0, out=dist_buf[:c]).add_(1.0)  # the arithmetic of cosine_distance
-        srt = srt_buf[:c]
-        np.copyto(srt, sim0.numpy())
-        srt.sort(axis=1)  # the block's one sort: every protocol's ranks, plain and refined, come from it
-        plain_counts = _sorted_transform_counts(srt, _one_minus)
-        for p in protocols:
-            plain[p.name].add(dist, qp, gp, qc, gc, ql, gl, counts=plain_counts)
-        if variants is None:
-            continue
-        for k in range(n_var):
-            cosine_similarity(variants[k, r0:r1], g.feats, out=stack[1 + k, :c])
-        for p in protocols:
-            has_good, jr, jc = same_person_matches(qp, gp, qc, gc, ql, gl, mode=modes[p.name])
-            r = refine(stack[:, :c], gp, m=m_eff[p.name], variant=variant,
-                       exclude=(jr, jc) if exclude_junk else None, out=ref_buf[:c])
-            neg = np.negative(r.sims, out=neg_buf[:c])
-            refined[p.name].add(neg, qp, gp, qc, gc, ql, gl,
-                                counts=_refined_counts(srt, sim0.numpy(), neg, r.topm, variant))
-            hits[p.name][0] += int(np.count_nonzero(r.pred_pids[has_good] == np.asarray(qp)[has_good]))
-            hits[p.name][1] += int(np.count_nonzero(has_good))
-            if keep_refined:
-                kept[p.name][r0:r1] = r.sims
-    results: dict[str, dict[str, Any]] = {}
-    for p in protocols:
-        results[p.name] = plain[p.name].result().as_dict(RANKS)
-        if p.name in refined:
-            out = refined[p.name].result().as_dict(RANKS)
-            out["pred_top1"] = hits[p.name][0] / hits[p.name][1]
-            results[f"{p.name}_refined"] = out
-    return results, kept
-
-
 def evaluate_refined(query: Features, variants: torch.Tensor, gallery: Features,
                      protocol: EvalProtocol | str = "standard", *, m: int = 5, variant: str = "paper",
                      exclude_junk: bool = True, max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB
@@ -238,8 +97,8 @@ def evaluate_refined(query: Features, variants: torch.Tensor, gallery: Features,
     similarity (on the 1 + cos scale for the official variant).
     """
     p = protocol if isinstance(protocol, EvalProtocol) else EvalProtocol("p", "query", "gallery", protocol)
-    results, kept = _score_pair(query, gallery, [p], _check_variants(variants, query), m=m, variant=variant,
-                                exclude_junk=exclude_junk, keep_refined=True, max_memory_gb=max_memory_gb)
+    results, kept = score_pair(query, gallery, [p], _check_variants(variants, query), m=m, variant=variant,
+                               exclude_junk=exclude_junk, keep_refined=True, max_memory_gb=max_memory_gb)
     return results[f"{p.name}_refined"], kept[p.name]
 
 
@@ -258,8 +117,30 @@ def evaluate_protocols(qg_features: Mapping[str, Features], protocols: Iterable[
     ``"<name>_refined_sims"`` (whole matrices: only for sizes where they fit).
 
     Protocols on the same query/gallery pair (standard, SC and CC usually are) share each block's
-    distances and similarities; ``max_memory_gb`` bounds the blocks (None: one block per pair).
+    similarities, sort and top-k candidates; ``max_memory_gb`` bounds the blocks (None: one block
+    per pair).
     """
+    return _evaluate(score_pair, qg_features, protocols, refine_variants=refine_variants, m=m, variant=variant,
+                     exclude_junk=exclude_junk, refined_out=refined_out, max_memory_gb=max_memory_gb)
+
+
+def evaluate_protocols_reference(qg_features: Mapping[str, Features], protocols: Iterable[EvalProtocol], *,
+                                 refine_variants: Mapping[str, torch.Tensor] | None = None, m: int = 5,
+                                 variant: str = "paper", exclude_junk: bool = True,
+                                 refined_out: dict[str, np.ndarray] | None = None,
+                                 max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate_protocols` computed the plain way (distance matrices, a refinement per protocol,
+    full ranking passes: :mod:`dlcr.evaluation.pair_reference`): the reference its results equal
+    bit for bit. Slower; for tests and benchmarks."""
+    return _evaluate(score_pair_reference, qg_features, protocols, refine_variants=refine_variants, m=m,
+                     variant=variant, exclude_junk=exclude_junk, refined_out=refined_out,
+                     max_memory_gb=max_memory_gb)
+
+
+def _evaluate(scorer: Callable[..., tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]],
+              qg_features: Mapping[str, Features], protocols: Iterable[EvalProtocol], *,
+              refine_variants: Mapping[str, torch.Tensor] | None, m: int, variant: str, exclude_junk: bool,
+              refined_out: dict[str, np.ndarray] | None, max_memory_gb: float | None) -> dict[str, dict[str, Any]]:
     protocols = list(protocols)
     pairs: dict[tuple[str, str], list[EvalProtocol]] = {}
     for p in protocols:
@@ -268,9 +149,9 @@ def evaluate_protocols(qg_features: Mapping[str, Features], protocols: Iterable[
     for (qname, gname), group in pairs.items():
         q, g = _split(qg_features, qname), _split(qg_features, gname)
         v = refine_variants.get(qname) if refine_variants is not None else None
-        res, kept = _score_pair(q, g, group, None if v is None else _check_variants(v, q), m=m, variant=variant,
-                                exclude_junk=exclude_junk, keep_refined=refined_out is not None,
-                                max_memory_gb=max_memory_gb)
+        res, kept = scorer(q, g, group, None if v is None else _check_variants(v, q), m=m, variant=variant,
+                           exclude_junk=exclude_junk, keep_refined=refined_out is not None,
+                           max_memory_gb=max_memory_gb)
         scored.update(res)
         if refined_out is not None:
             refined_out.update({f"{name}_refined_sims": mat for name, mat in kept.items()})

@@ -48,6 +48,7 @@ from dlcr.evaluation.ranking import (
     _good_mask,
     _person_index,
     _score_rows,
+    add_ranks,
     sorted_counts,
 )
 
@@ -301,6 +302,21 @@ class RankAccumulator:
         assert self.cmc_counts is not None
         _score_rows(d, qp, gp, qc, gc, ql, gl, mode, self.cmc_counts, self.aps, self.inps, self.chunk, counts)
         self.nq += d.shape[0]
+
+    def add_ranks(self, good: np.ndarray, before: np.ndarray, n_rows: int, n_gallery: int) -> None:
+        """Score a block of ``n_rows`` query rows whose ranks the caller found itself: for the rows
+        with a good match (in order), their same-person entries in ranking order, ``good`` and
+        ``before`` as :func:`~dlcr.evaluation.ranking.add_ranks` takes them. Adding the same
+        rows through :meth:`add` gives the same result."""
+        if self.ng is None:
+            self.ng = int(n_gallery)
+            self.cmc_counts = np.zeros(min(self.max_rank, self.ng), dtype=np.int64)
+        elif int(n_gallery) != self.ng:
+            raise InputError(f"a block has {n_gallery} gallery columns, earlier ones had {self.ng}")
+        assert self.cmc_counts is not None
+        if len(good):
+            add_ranks(good, before, self.cmc_counts, self.aps, self.inps)
+        self.nq += int(n_rows)
 
     def result(self) -> Metrics:
         if self.cmc_counts is None:

@@ -68,6 +68,26 @@ def sorted_counts(sorted_rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarr
     return torch.searchsorted(srt, v).numpy(), torch.searchsorted(srt, v, right=True).numpy()
 
 
+def add_ranks(good: np.ndarray, before: np.ndarray, cmc_counts: np.ndarray, aps: list[np.ndarray],
+              inps: list[np.ndarray]) -> None:
+    """Add the first-hit ranks, APs and INPs of query rows to the accumulators, from each row's
+    same-person entries in ranking order: ``good`` (n, P) whether each is a good match (the others
+    are junk or padding), ``before`` (n, P) int64 how many gallery entries rank before it (junk
+    included). Every row must have a good match."""
+    positions = np.arange(good.shape[1])  # same-person entries ranked before each one
+    max_rank = len(cmc_counts)
+    k = np.cumsum(good, axis=1) - 1  # goods ranked before it
+    rank = before - positions[None, :] + k + 1  # 1-based rank among other persons + goods
+    n_good = good.sum(1)
+    big = np.iinfo(np.int64).max
+    first = np.where(good, rank, big).min(1)
+    last = np.where(good, rank, 0).max(1)
+    precision = np.where(good, (k + 1) / np.where(good, rank, 1), 0.0)
+    aps.append(np.cumsum(precision, axis=1)[:, -1] / n_good)
+    inps.append(n_good / last)
+    cmc_counts += np.bincount(first[first <= max_rank] - 1, minlength=max_rank)
+
+
 def _score_rows(d: np.ndarray, qp: np.ndarray, gp: np.ndarray, qc: np.ndarray, gc: np.ndarray,
                 ql: np.ndarray | None, gl: np.ndarray | None, mode: str, cmc_counts: np.ndarray,
                 aps: list[np.ndarray], inps: list[np.ndarray], chunk: int | None,
@@ -75,11 +95,8 @@ def _score_rows(d: np.ndarray, qp: np.ndarray, gp: np.ndarray, qc: np.ndarray, g
     """Add the first-hit ranks, APs and INPs of every query row of ``d`` to the accumulators."""
 
     nq, ng = d.shape
-    max_rank = len(cmc_counts)
     rows_per_chunk = int(chunk) if chunk is not None else max(1, _CHUNK_ELEMENTS // ng)
     table, qrow = _person_index(gp, qp)
-    width = table.shape[1]
-    positions = np.arange(width)
     for r0 in range(0, nq, rows_per_chunk):
         r1 = min(nq, r0 + rows_per_chunk)
         block = d[r0:r1]
@@ -111,14 +128,4 @@ def _score_rows(d: np.ndarray, qp: np.ndarray, gp: np.ndarray, qc: np.ndarray, g
         if tied.any():
             tr, tc = np.nonzero(tied)
             before[tr, tc] += _tie_counts(block, tr, colc[tr, tc], dist[tr, tc])
-        # before = entries ranked before this one; positions = same-person entries ranked before it
-        k = np.cumsum(good, axis=1) - 1  # goods ranked before it
-        rank = before - positions[None, :] + k + 1  # 1-based rank among other persons + goods
-        n_good = good.sum(1)
-        big = np.iinfo(np.int64).max
-        first = np.where(good, rank, big).min(1)
-        last = np.where(good, rank, 0).max(1)
-        precision = np.where(good, (k + 1) / np.where(good, rank, 1), 0.0)
-        aps.append(np.cumsum(precision, axis=1)[:, -1] / n_good)
-        inps.append(n_good / last)
-        cmc_counts += np.bincount(first[first <= max_rank] - 1, minlength=max_rank)
+        add_ranks(good, before, cmc_counts, aps, inps)

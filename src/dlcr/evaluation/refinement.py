@@ -41,7 +41,7 @@ import numpy as np
 
 from dlcr.errors import InputError
 
-__all__ = ["VARIANTS", "Refinement", "refine", "refine_reference"]
+__all__ = ["VARIANTS", "Refinement", "combine_scores", "refine", "refine_reference"]
 
 VARIANTS = ("paper", "official")
 _NONFINITE = "sims contains NaN or +inf, or -inf among a top-m (outside excluded entries)"
@@ -255,6 +255,35 @@ def _top_m(mat: Any, m: int, excl: _Excluded | None = None) -> tuple[np.ndarray,
             np.take_along_axis(idx, order, axis=1).astype(np.int64))
 
 
+def combine_scores(vals: np.ndarray, idx: np.ndarray, codes: np.ndarray, variant: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The scores of Algorithm 1 from every matrix's top-m: ``vals`` (nq, 1 + l, m) float64 similarities
+    and ``idx`` their gallery columns, in the documented order; ``codes`` the gallery's person codes.
+    Returns ``(score, raised)``, both (nq, m) float64: the score of the subject of each original top-m
+    entry, and the refined similarity of that entry (before its float32 rounding)."""
+    pc = codes[idx]  # (nq, L, m) subject of every candidate
+    slot = pc[:, 0, :]  # (nq, m) subjects of the original top-m, in ranking order
+    same = pc[:, None, :, :] == slot[:, :, None, None]  # (nq, slot, L, m)
+    if variant == "paper":
+        mx = vals[:, :, :1]
+        if not (mx > 0).all():
+            raise InputError("the paper refinement needs a positive top-1 similarity per matrix")
+        w = vals / mx
+        inner = np.cumsum(np.where(same, w[:, None], 0.0), axis=-1)[..., -1]  # (nq, slot, L)
+        score = np.cumsum(inner, axis=-1)[..., -1]
+        return score, np.maximum(score, vals[:, 0, :])
+    v = 1.0 + vals
+    mx = v[:, :, 0]  # (nq, L)
+    if not (mx > 0).all():
+        raise InputError("the official refinement needs a top-1 similarity above -1 per matrix")
+    present = same.any(-1)  # (nq, slot, L)
+    best = np.where(same, v[:, None], -np.inf).max(-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        gain = np.where(present, best * best / mx[:, None, :], 0.0)
+    score = np.cumsum(np.concatenate([best[:, :, :1], gain], axis=-1), axis=-1)[..., -1]
+    return score, np.maximum(score, v[:, 0, :])
+
+
 def refine(sims: Any, g_pids: Any, m: int = 5, variant: str = "paper", exclude: Any = None,
            out: np.ndarray | None = None) -> Refinement:
     """Refine predictions with query variants, vectorised over queries (see the module docstring).
@@ -275,33 +304,14 @@ def refine(sims: Any, g_pids: Any, m: int = 5, variant: str = "paper", exclude: 
     for k in range(n_mat):
         vals[:, k], idx[:, k] = _top_m(t[k], m, excl)
     _, codes = np.unique(gp, return_inverse=True)
-    pc = codes.reshape(-1)[idx]  # (nq, L, m) subject of every candidate
-    slot = pc[:, 0, :]  # (nq, m) subjects of the original top-m, in ranking order
-    same = pc[:, None, :, :] == slot[:, :, None, None]  # (nq, slot, L, m)
+    score, raised = combine_scores(vals, idx, codes.reshape(-1), variant)
     s0 = t[0].numpy()
     if variant == "paper":
-        mx = vals[:, :, :1]
-        if not (mx > 0).all():
-            raise InputError("the paper refinement needs a positive top-1 similarity per matrix")
-        w = vals / mx
-        inner = np.cumsum(np.where(same, w[:, None], 0.0), axis=-1)[..., -1]  # (nq, slot, L)
-        score = np.cumsum(inner, axis=-1)[..., -1]
-        raised = np.maximum(score, vals[:, 0, :])
         if out is None:
             out = s0.astype(np.float32, copy=True)
         else:
             np.copyto(out, s0, casting="same_kind")
     else:
-        v = 1.0 + vals
-        mx = v[:, :, 0]  # (nq, L)
-        if not (mx > 0).all():
-            raise InputError("the official refinement needs a top-1 similarity above -1 per matrix")
-        present = same.any(-1)  # (nq, slot, L)
-        best = np.where(same, v[:, None], -np.inf).max(-1)
-        with np.errstate(invalid="ignore", over="ignore"):
-            gain = np.where(present, best * best / mx[:, None, :], 0.0)
-        score = np.cumsum(np.concatenate([best[:, :, :1], gain], axis=-1), axis=-1)[..., -1]
-        raised = np.maximum(score, v[:, 0, :])
         out = np.add(s0, np.float32(1.0), out=out, dtype=np.float32)  # float32 arithmetic, as the reference
     rows = np.arange(nq)
     pick = np.argmax(score, axis=1)  # first maximum = earliest in the original ranking

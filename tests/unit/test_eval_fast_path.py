@@ -1,0 +1,144 @@
+"""The evaluator's scoring equals its plain reference bit for bit (``evaluate_protocols`` against
+``evaluate_protocols_reference``): plain and refined metrics, refined similarity matrices and errors,
+on random problems with tied similarities, junk, queries without any good match (their person
+absent from the gallery, or only junk of it), every mode, both refinement variants, with and
+without junk exclusion, under several budgets; and the exact top-k and row counts it relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dlcr.errors import InputError
+from dlcr.evaluation import Features, evaluate_protocols, evaluate_protocols_reference
+from dlcr.evaluation.candidates import top_k
+from dlcr.evaluation.rowcount import TRANSFORMS, SortedRows, ties_before
+from dlcr.types import EvalProtocol
+
+PROTOCOLS = [EvalProtocol("standard", "query", "gallery", "standard"),
+             EvalProtocol("cc", "query", "gallery", "CC"),
+             EvalProtocol("sc", "query", "gallery", "SC")]
+
+
+def _problem(seed: int, nq: int, ng: int, ids: int, ties: str, dim: int = 16, l: int = 3):  # noqa: E741
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(ids, dim))
+
+    def feats(n: int) -> Features:
+        pid = rng.integers(0, ids, n)
+        x = 0.8 * centres[pid] + rng.normal(size=(n, dim))
+        if ties == "rounded":  # few distinct feature values: many exactly tied similarities
+            x = np.round(x)
+        f = torch.nn.functional.normalize(torch.from_numpy(x).float(), dim=1)
+        return Features(feats=f, pids=pid, camids=rng.integers(0, 3, n), clothes_ids=rng.integers(0, 3, n))
+
+    q, g = feats(nq), feats(ng)
+    if ties == "duplicates":  # a third of the gallery repeats other gallery items
+        dup = rng.integers(0, ng, ng // 3)
+        g.feats[dup] = g.feats[rng.integers(0, ng, len(dup))]
+    q.pids[: max(1, nq // 20)] = ids + 7  # persons the gallery lacks: no good match under any mode
+    noise = torch.from_numpy(rng.normal(size=(l, nq, dim))).float()
+    v = torch.nn.functional.normalize(q.feats[None] + 0.3 * noise, dim=-1)
+    if ties == "rounded":
+        v = torch.nn.functional.normalize(torch.round(4 * v), dim=-1)
+    return {"query": q, "gallery": g}, {"query": v}
+
+
+def _both(split, variants, **kw):
+    out = []
+    for fn in (evaluate_protocols, evaluate_protocols_reference):
+        kept: dict = {}
+        try:
+            res = fn(split, PROTOCOLS, refine_variants=variants, refined_out=kept, **kw)
+        except InputError as e:
+            res, kept = f"InputError: {e}", {}
+        out.append((res, kept))
+    return out
+
+
+def _assert_same(runs) -> None:
+    (fast, kf), (ref, kr) = runs
+    assert fast == ref
+    assert sorted(kf) == sorted(kr)
+    for name in kf:
+        np.testing.assert_array_equal(kf[name], kr[name])
+
+
+@pytest.mark.parametrize("seed", range(9))
+def test_scoring_equals_the_reference_bit_for_bit(seed):
+    rng = np.random.default_rng(100 + seed)
+    nq = int(rng.integers(20, 400))
+    ng = (60, 900, 5000)[seed % 3]
+    ids = int(rng.integers(5, 150))
+    split, variants = _problem(seed, nq, ng, ids, ("plain", "rounded", "duplicates")[seed // 3])
+    for variant in ("paper", "official"):
+        for exclude_junk in (True, False):
+            budget = (None, 1e-6, 4.0)[(seed + exclude_junk) % 3]
+            runs = _both(split, variants, m=5, variant=variant, exclude_junk=exclude_junk, max_memory_gb=budget)
+            _assert_same(runs)
+            fast = runs[0][0]
+            if isinstance(fast, dict):
+                assert fast["standard"]["num_skipped"] >= max(1, nq // 20)
+
+
+def test_plain_metrics_without_variants_and_a_video_like_pair():
+    """Few queries (tracklets), many gallery items per person, no refinement."""
+    split, _ = _problem(11, 30, 2000, 6, "plain", dim=32)
+    for budget in (None, 1e-6):
+        fast = evaluate_protocols(split, PROTOCOLS, max_memory_gb=budget)
+        assert fast == evaluate_protocols_reference(split, PROTOCOLS, max_memory_gb=budget)
+        assert set(fast) == {"standard", "cc", "sc"}
+
+
+def test_only_junk_of_a_person_and_errors_match_the_reference():
+    split, variants = _problem(5, 40, 300, 10, "plain")
+    g = split["gallery"]
+    g.camids[g.pids == split["query"].pids[-1]] = split["query"].camids[-1]  # that query: junk only
+    runs = _both(split, variants, m=3)
+    _assert_same(runs)
+    assert runs[0][0]["cc"]["num_skipped"] >= 1
+    for kw in ({"m": 0}, {"variant": "nope"}):
+        (fast, _), (ref, _) = _both(split, variants, **kw)
+        assert isinstance(fast, str) and fast == ref
+    bad = dict(split, gallery=Features(feats=g.feats.clone(), pids=g.pids, camids=g.camids,
+                                       clothes_ids=g.clothes_ids))
+    bad["gallery"].feats[3, 0] = float("nan")  # handed to the reference, which rejects it
+    (fast, _), (ref, _) = _both(bad, variants)
+    assert isinstance(fast, str) and fast == ref and "NaN" in fast
+
+
+@pytest.mark.parametrize("kind", ["normal", "integers", "zeros", "neg_inf"])
+def test_top_k_is_the_stable_order(kind):
+    rng = np.random.default_rng(7)
+    for n, k in ((30, 4), (5000, 7), (20011, 40), (3000, 3000)):
+        m = rng.normal(size=(6, n)).astype(np.float32)
+        if kind == "integers":
+            m = rng.integers(0, 4, size=(6, n)).astype(np.float32)
+        elif kind == "zeros":  # +0.0 and -0.0 compare equal: ties by column
+            m = np.round(m, 1)
+            m[:, ::3] = -0.0
+            m[:, 1::3] = 0.0
+        elif kind == "neg_inf":
+            m[rng.random((6, n)) < 0.9] = -np.inf
+        vals, cols = top_k(torch.from_numpy(m), k)
+        want = np.argsort(-m, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(cols, want)
+        np.testing.assert_array_equal(vals, np.take_along_axis(m, want, axis=1))
+
+
+def test_row_counts_and_ties_under_every_transform():
+    rng = np.random.default_rng(3)
+    s = np.round(rng.normal(scale=0.3, size=(5, 700)), 3).astype(np.float32)
+    s[:, :50] = rng.normal(scale=1e-9, size=(5, 50))  # 1 - s merges these: ties the sort alone cannot see
+    srt = SortedRows(s)
+    rows = np.arange(5)
+    cols = rng.integers(0, 700, size=(5, 9))
+    for f, fn in TRANSFORMS.items():
+        d = fn(s)
+        v = np.take_along_axis(d, cols, axis=1)
+        np.testing.assert_array_equal(srt.count(rows, v, f), (d[:, None, :] < v[:, :, None]).sum(-1))
+        np.testing.assert_array_equal(srt.count(rows, v, f, strict=False), (d[:, None, :] <= v[:, :, None]).sum(-1))
+        r, c = np.repeat(rows, 9), cols.reshape(-1)
+        want = [(d[i, :j] == d[i, j]).sum() for i, j in zip(r, c, strict=True)]
+        np.testing.assert_array_equal(ties_before(s, r, c, d[r, c], f), want)
