@@ -288,3 +288,27 @@ def test_model_widths_train_and_evaluate_from_the_checkpoint(world, tmp_path, ca
                   "--out", str(tmp_path)])
         err = capsys.readouterr().err.strip().splitlines()
         assert e.value.code == 2 and needle in err[-1], (bad, err)
+
+
+def test_mgn_triplet_loss_is_the_sum_over_its_three_global_features(world, tmp_path):
+    """MGN's metric loss is applied to each of its three 256-d global features separately and summed
+    (its paper's recipe); every other model's is applied to the whole feature (one call)."""
+    tr = trainer_from_config(_cfg(world, "none", **{"model.name": "mgn_resnet50", "model.pretrained": "null"}),
+                             TrainData.from_dataset(world["ds"]), tmp_path / "mgn")
+    seen: list[tuple[int, ...]] = []
+    plain = tr.triplet
+
+    def spy(f, pids):
+        seen.append(tuple(f.shape))
+        return plain(f, pids)
+
+    tr.triplet = spy
+    batch = next(iter(tr.loader))
+    _, _, _, terms = tr._train_step(batch, False, torch.zeros(()))
+    assert seen == [(8, 256)] * 3 and torch.isfinite(terms[2])
+    seen.clear()
+    small = trainer_from_config(_cfg(world, "none"), TrainData.from_dataset(world["ds"]), tmp_path / "small")
+    plain = small.triplet
+    small.triplet = spy
+    small._train_step(next(iter(small.loader)), False, torch.zeros(()))
+    assert seen == [(8, small.model.feat_dim)]

@@ -41,12 +41,21 @@ def load_model(checkpoint: str | Path, fallback_arch: str, device: Any = None) -
         raise CheckpointError(f"{meta_file} does not record the number of training identities")
     arch = meta.get("arch") or fallback_arch
     saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    widths = (saved.get("model") or {}).get("widths") if isinstance(saved.get("model"), dict) else None
-    model = create_model(arch, num_pids, pretrained=None, **model_options(arch, widths))
+    saved_model = saved.get("model") if isinstance(saved.get("model"), dict) else {}
+    model = create_model(arch, num_pids, pretrained=None,
+                         **model_options(arch, saved_model.get("widths"), backbone=saved_model.get("backbone")))
     state = load_checkpoint(meta_file, model=model, map_location="cpu", restore_rng=False)
     if device is not None:
         model.to(device)
     return model, state
+
+
+def trained_dataset(state: dict) -> str | None:
+    """The dataset name a checkpoint's recorded config trained on (``None`` when not recorded)."""
+    saved = state.get("config")
+    data = saved.get("data") if isinstance(saved, dict) else None
+    name = data.get("name") if isinstance(data, dict) else None
+    return str(name) if name else None
 
 
 def evaluate_cmd(
@@ -99,7 +108,14 @@ def evaluate_cmd(
                              m=ev.refine_m if m is None else m,
                              variant=variant)
     ck = Path(checkpoint)
-    out_dir = Path(out) if out else (ck.parent if ck.suffix else ck).parent / "eval"
+    trained_on = trained_dataset(state)
+    cross = trained_on is not None and trained_on != cfg.data.name
+    if cross:  # zero-shot on another benchmark (the paper's Table 4): only the features are used
+        typer.echo(f"cross-dataset: model trained on {trained_on} ({int(state.get('num_pids') or 0)} identities), "
+                   f"evaluated on {cfg.data.name}")
+    # a cross-dataset evaluation never overwrites the run's own eval/ folder
+    default_out = (ck.parent if ck.suffix else ck).parent / (f"eval_{cfg.data.name}" if cross else "eval")
+    out_dir = Path(out) if out else default_out
     atomic_write_json(out_dir / "metrics.json", metrics)
     typer.echo(f"{'protocol':<20}{'top1':>8}{'top5':>8}{'top10':>8}{'mAP':>8}{'mINP':>8}{'queries':>9}")
     for name, r in metrics.items():

@@ -217,7 +217,11 @@ class Trainer:
         with self._autocast():
             feats, logits = self.forward(x, with_logits=True)
             loss_id = self.ce(logits, pids)
-            loss_tri = self.triplet(feats, pids)
+            # the metric loss on each of the model's triplet features (the whole feature; MGN's 3 globals)
+            tri_feats = getattr(self.model, "module", self.model).triplet_features(feats)
+            loss_tri = self.triplet(tri_feats[0], pids)
+            for f in tri_feats[1:]:
+                loss_tri = loss_tri + self.triplet(f, pids)
             loss = loss_id + lc.triplet_weight * loss_tri
         # generated images carry no clothes label (-1): only real ones train CAL. Which rows are
         # real is read from the loader's CPU tensor (no device sync); on CUDA the rows are then

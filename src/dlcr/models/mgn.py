@@ -14,10 +14,8 @@ The feature is the concatenation of the 8 reduced descriptors (``[g1, g2, g3, p2
 p3_1, p3_2]``, 2048-d), in training and at test time; ``classify`` gives ``(B, num_pids, 8)`` logits
 (the softmax loss on all 8, summed by :class:`dlcr.losses.CrossEntropyLabelSmooth`).
 :meth:`MGNModel.triplet_features` returns the three 256-d global features, on which MGN applies its
-triplet loss (each separately, losses summed).
-
-Deviation until the trainer calls ``triplet_features``: dlcr's trainer applies its triplet loss to
-the whole 2048-d feature (global and part features together), not to the three global ones.
+triplet loss (each separately, losses summed); :class:`dlcr.engine.trainer.Trainer` does so for
+every model (the others return the whole feature).
 """
 
 from __future__ import annotations
