@@ -9,13 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from dlcr.errors import InputError
+from dlcr.generation import parsing
+from dlcr.generation.parsing import MASKS_TABLE, HumanParser, label_path, masks_table, parse_dataset
 from dlcr.io import parts_table
+from dlcr.io.images import write_png
 from dlcr.io.parts_table import PartsTable
 from dlcr.io.tables import read_table
 
@@ -195,3 +199,63 @@ def test_reading_a_part_merged_meanwhile_is_not_an_error(tmp_path, monkeypatch):
     first.unlink()  # a consolidation deleted it between the listing and the read
     monkeypatch.setattr(PartsTable, "part_files", lambda self: listed)
     assert tbl.keys() == {"b0000"}
+
+
+# ----------------------------------------------------------------------------- its users
+class _HalfClothes(HumanParser):
+    """Upper half upper-clothes (LIP 5), lower half background; fails after ``fail_after`` batches."""
+
+    name = "half"
+
+    def __init__(self, fail_after: int | None = None):
+        self.batch_size, self.fail_after, self.seen = 1, fail_after, 0
+
+    def parse(self, images):
+        if self.fail_after is not None and self.seen >= self.fail_after:
+            raise RuntimeError("killed")
+        self.seen += len(images)
+        out = []
+        for img in images:
+            lab = np.zeros(img.shape[:2], np.uint8)
+            lab[: img.shape[0] // 2] = 5
+            out.append(lab)
+        return out
+
+
+@pytest.fixture
+def images(tmp_path):
+    paths = [f"train/{i:03d}.png" for i in range(4)]
+    for i, p in enumerate(paths):
+        write_png(tmp_path / "data" / p, np.full((4 + 2 * i, 3, 3), 120, np.uint8))
+    return tmp_path / "data", paths
+
+
+def test_masks_commit_every_batch_and_a_killed_run_reuses_the_counts(images, tmp_path, monkeypatch):
+    root, paths = images
+    out = tmp_path / "masks"
+    with pytest.raises(RuntimeError, match="killed"):
+        parse_dataset(_HalfClothes(fail_after=3), paths, root, out)
+    table = masks_table(out)
+    assert not table.path.exists() and set(table.load()) == set(paths[:3])  # three committed batches
+    reads = []
+    monkeypatch.setattr(parsing, "read_label_map", lambda p: reads.append(p))
+    rep = parse_dataset(_HalfClothes(), paths, root, out)
+    assert (rep.done, rep.skipped_existing) == (1, 3) and reads == []  # counts reused, maps not re-read
+    rows = read_table(out / MASKS_TABLE)
+    assert [r["path"] for r in rows] == paths and [r["clothes_pixels"] for r in rows] == [6, 9, 12, 15]
+    assert not table.parts_dir.exists()
+
+
+def test_a_masks_folder_of_the_older_layout_resumes(images, tmp_path):
+    """Before part files a masks folder held label maps and, after a complete run, masks.parquet: a
+    killed run left label maps without a table, which must resume by reading the maps."""
+    root, paths = images
+    out = tmp_path / "masks"
+    parse_dataset(_HalfClothes(), paths, root, out)
+    full = (out / MASKS_TABLE).read_bytes()
+    (out / MASKS_TABLE).unlink()  # the older code's killed run: label maps only
+    label_path(out, paths[3]).unlink()
+    parser = _HalfClothes()
+    rep = parse_dataset(parser, paths, root, out)
+    assert (rep.done, rep.skipped_existing, parser.seen) == (1, 3, 1)
+    assert (out / MASKS_TABLE).read_bytes() == full
