@@ -86,6 +86,21 @@ def test_matches_reference_with_ties_and_small_identity_groups(seed, k1, k2):
     assert (np.diff(np.sort(ref, 1), axis=1) == 0).any(), "the case should hold tied distances"
 
 
+def test_query_sharing_no_neighbour_with_the_gallery():
+    # two queries far from everything and from each other are nobody's k-reciprocal neighbour and,
+    # without query expansion, share no V support with any gallery item: their Jaccard distance is 1
+    # everywhere (small chunks give them query blocks of their own, with no pair to sum)
+    rng = np.random.default_rng(4)
+    q = np.concatenate([rng.normal(size=(3, 2)), [[60.0, 60.0], [-60.0, 60.0]]])
+    g = rng.normal(size=(15, 2))
+    ref = rerank_reference(q, g, 3, 1)
+    fast = _fast(q, g, k1=3, k2=1, chunk_elements=30)
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=TOL)
+    x = np.concatenate([q, g])
+    d = ((x[3:5, None] - x[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(fast[3:], 0.7 + 0.3 * d[:, 5:] / d.max(1, keepdims=True), rtol=0, atol=1e-12)
+
+
 def test_known_answer_when_every_item_is_a_neighbour():
     # k1 >= the pool: every item is k-reciprocal to every other, so V(i) = softmax(-dn(i, .)) over
     # the whole pool (k2 = 1), computed here directly

@@ -144,9 +144,9 @@ class Reranker:
 
     def _blocks(self, r0: int, r1: int) -> list[tuple[int, int]]:
         """Query blocks of r0:r1 with at most ``chunk_elements / 8`` Jaccard pairs (each costs six
-        8-byte entries; one query alone may have more) and ``chunk_elements`` output elements."""
+        8-byte entries; one query alone may have more) and ``chunk_elements / 4`` float64 sums."""
         cum = np.concatenate([[0], np.cumsum(self._q_cost[r0:r1])])
-        most, pairs = max(1, self.chunk_elements // self.n_gallery), max(1, self.chunk_elements // 8)
+        most, pairs = max(1, self.chunk_elements // (4 * self.n_gallery)), max(1, self.chunk_elements // 8)
         out, a = [], r0
         while a < r1:
             b = r0 + int(np.searchsorted(cum, cum[a - r0] + pairs, side="right")) - 1
@@ -166,7 +166,9 @@ class Reranker:
         ng = self.n_gallery
         keys = np.repeat(q_local, cnt) * ng + self._g_rows[pos]
         s = np.bincount(keys, weights=np.minimum(np.repeat(vq, cnt), self._g_vals[pos]), minlength=(b - a) * ng)
-        return 1 - s.reshape(b - a, ng) / (2 - s.reshape(b - a, ng))
+        s = s.astype(np.float64, copy=False).reshape(b - a, ng)  # int64 when there is no pair at all
+        np.divide(s, 2 - s, out=s)
+        return np.subtract(1, s, out=s)
 
     def distances(self, r0: int = 0, r1: int | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
         """Re-ranked distances (r1 - r0, g) of queries r0:r1 to the gallery (smaller = closer), in
@@ -193,7 +195,10 @@ class Reranker:
         lam = self.lambda_value
         for a, b in self._blocks(r0, r1):
             blk = out[a - r0:b - r0]
-            blk.copy_(torch.from_numpy(self._jaccard(a, b) * (1 - lam) + blk.double().numpy() * lam))
+            jac, dn = self._jaccard(a, b), blk.double().numpy()  # in place, in the reference's order:
+            jac *= 1 - lam  # (1 - lambda) J + lambda dn
+            dn *= lam
+            blk.copy_(torch.from_numpy(np.add(jac, dn, out=jac)))
         return out
 
     def similarities(self, r0: int = 0, r1: int | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
