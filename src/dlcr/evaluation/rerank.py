@@ -102,7 +102,8 @@ class Reranker:
     (query, gallery) pairs (and of their mirrored gallery-query pairs), e.g. refined ones (see
     :mod:`dlcr.evaluation.rerank_refine`); each pair at most once. ``dtype``: of the features'
     distances (float32 default; float64 for tests against the reference). ``chunk_elements``:
-    the size of the working blocks (see the module docstring, "Memory").
+    the size of the working blocks (see the module docstring, "Memory"). The features are held,
+    not copied, when already CPU float tensors of ``dtype``: leave them unchanged meanwhile.
     """
 
     def __init__(self, query: Any, gallery: Any, *, k1: int = DEFAULT_K1, k2: int = DEFAULT_K2,
