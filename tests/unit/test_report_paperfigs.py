@@ -235,3 +235,29 @@ def test_per_identity_cap_spreads_over_each_identity():
     pids = np.array([1] * 10 + [2] * 3)
     keep = _per_identity(pids, 4)
     assert keep.tolist() == [0, 3, 6, 9, 10, 11, 12]
+
+
+def test_paper_figures_are_reused_until_an_input_changes(tmp_path, monkeypatch):
+    """A second build with the same inputs does not draw again; touching a run's features does."""
+    from dlcr.report import figcache
+
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (tmp_path / "results.json").write_text("{}")
+    calls = []
+
+    def draw():
+        calls.append(1)
+        (figures / "x.png").write_bytes(b"png")
+        return f"<p>drawn {len(calls)}</p>"
+
+    sig = figcache.signature(tmp_path)
+    assert figcache.cached(figures, "x", "x.png", sig, draw) == "<p>drawn 1</p>"
+    assert figcache.cached(figures, "x", "x.png", figcache.signature(tmp_path), draw) == "<p>drawn 1</p>"
+    assert len(calls) == 1
+    feats = tmp_path / "runs" / "baseline_s0" / "eval" / "features.npz"
+    feats.parent.mkdir(parents=True)
+    feats.write_bytes(b"new")
+    assert figcache.cached(figures, "x", "x.png", figcache.signature(tmp_path), draw) == "<p>drawn 2</p>"
+    (figures / "x.png").unlink()  # a missing figure is drawn again whatever the record says
+    assert figcache.cached(figures, "x", "x.png", figcache.signature(tmp_path), draw) == "<p>drawn 3</p>"

@@ -75,17 +75,29 @@ def _pca_block(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -
 
 def _features_section(root: Path, results: Mapping[str, Any] | None, assets: _Assets) -> str:
     """The PCA and the paper's Fig. A5-A7, each under its own heading; skipped only when none can be drawn."""
+    from dlcr.generation.layout import GENERATED, MASKS
+    from dlcr.generation.outputs import GENERATED_MANIFEST
+    from dlcr.report.common import work_root
+    from dlcr.report.figcache import cached, signature
     from dlcr.report.page import SECTION_ERRORS
     from dlcr.report.paperfigs import cam_block, realgen_block, tsne_block
 
-    blocks = (("PCA of the test features", _pca_block),
-              ("t-SNE of the test features (paper Fig. A5)", tsne_block),
-              ("Activation maps (paper Fig. A6)", cam_block),
-              ("Real and generated training images in feature space (paper Fig. A7)", realgen_block))
+    work = work_root(root, results)
+    sig = signature(root, [work / GENERATED / GENERATED_MANIFEST, work / MASKS / "masks.parquet"])
+    # the paper's figures (seconds each: t-SNE, Grad-CAM) are reused while their inputs are unchanged
+    blocks = (("PCA of the test features", _pca_block, None),
+              ("t-SNE of the test features (paper Fig. A5)", tsne_block, "tsne.png"),
+              ("Activation maps (paper Fig. A6)", cam_block, "activation_maps.png"),
+              ("Real and generated training images in feature space (paper Fig. A7)", realgen_block,
+               "tsne_real_generated.png"))
     parts, reasons = [], []
-    for title, fn in blocks:
+    for title, fn, png in blocks:
         try:
-            body = fn(root, results, assets)
+            if png is None:
+                body = fn(root, results, assets)
+            else:
+                body = cached(assets.figures, png.removesuffix(".png"), png, sig,
+                              lambda fn=fn: fn(root, results, assets))
         except Skip as e:
             body, why = _note(f"not drawn: {e}"), str(e)
             reasons.append(f"{title}: {why}")
