@@ -21,12 +21,12 @@ DEFAULT_MAX_MEMORY_GB = 4.0
 
 
 def bytes_per_query_row(n_gallery: int, n_variants: int) -> int:
-    """Bytes one query row of a block costs the scoring: its float32 similarities and those of its
-    l variants, the sorted copy of its own similarities, and room for one row of temporaries (the
-    tie counts' transformed rows, the gathered top-k candidates). Buffers are allocated once per pair
-    and reused block after block."""
-    floats = (1 + n_variants) + 2
-    return int(n_gallery) * 4 * floats
+    """Bytes one query row of a block costs the scoring: its float32 similarities, their sorted
+    copy and room for one row of temporaries (the tie counts' transformed rows, the top-k
+    candidates). The variants' similarities are taken :data:`SIM_BLOCK` rows at a time whatever
+    the block (a fixed (SIM_BLOCK, n_gallery) float32 and bfloat16 buffer per pair), so ``n_variants``
+    does not change the cost of a row. Buffers are allocated once per pair and reused."""
+    return int(n_gallery) * 4 * 3
 
 
 def query_rows_per_block(n_query: int, n_gallery: int, n_variants: int = 0,
