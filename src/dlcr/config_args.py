@@ -9,6 +9,7 @@ part of the library reads:
   run (with the full config's record for the checkpoints and the text of ``config.yaml``);
   :func:`trainer_from_config` builds a :class:`~dlcr.engine.trainer.Trainer` from them;
 * :func:`eval_settings`: the :class:`~dlcr.engine.evaluate.EvalSettings` of ``data`` and ``eval``;
+* :func:`rerank_settings`: the :class:`~dlcr.engine.evaluate.RerankSettings` of ``eval.rerank_*``;
 * :func:`inpainter_options`: the constructor options of an inpainting backend from ``generate``;
 * :func:`packaged_data_root`: the ``data.root`` of a packaged config, for the work-folder report.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dlcr.config import Config, GenerateConfig, dump_yaml, load_config, to_dict
-from dlcr.engine.evaluate import EvalSettings
+from dlcr.engine.evaluate import EvalSettings, RerankSettings
 from dlcr.engine.settings import (
     InputSettings,
     LossSettings,
@@ -34,7 +35,8 @@ from dlcr.engine.settings import (
 )
 from dlcr.errors import ConfigError, InputError
 
-__all__ = ["eval_settings", "inpainter_options", "packaged_data_root", "train_settings", "trainer_from_config"]
+__all__ = ["eval_settings", "inpainter_options", "packaged_data_root", "rerank_settings", "train_settings",
+           "trainer_from_config"]
 
 
 def eval_settings(cfg: Config) -> EvalSettings:
@@ -43,6 +45,18 @@ def eval_settings(cfg: Config) -> EvalSettings:
     return EvalSettings(height=d.height, width=d.width, batch_size=e.batch_size, workers=d.workers, flip=e.flip,
                         seq_len=d.seq_len, max_memory_gb=e.max_memory_gb, interpolation=d.interpolation,
                         half=bool(e.half))
+
+
+def rerank_settings(cfg: Config, k1: int | None = None, k2: int | None = None,
+                    lambda_value: float | None = None) -> RerankSettings:
+    """Re-ranking's parameters: ``eval.rerank_k1`` / ``rerank_k2`` / ``rerank_lambda``, each replaced
+    by the argument given for it (a command's option); ConfigError when one is out of range."""
+    from dlcr.evaluation.rerank import check_rerank_params
+
+    e = cfg.eval
+    k1, k2, lam = check_rerank_params(e.rerank_k1 if k1 is None else k1, e.rerank_k2 if k2 is None else k2,
+                                      e.rerank_lambda if lambda_value is None else lambda_value)
+    return RerankSettings(k1=k1, k2=k2, lambda_value=lam)
 
 
 def train_settings(cfg: Config) -> TrainSettings:

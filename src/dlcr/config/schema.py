@@ -177,6 +177,12 @@ class EvalConfig:
     # feature extraction in half precision on CUDA (float16 autocast; the features are still
     # float32 after normalisation); ignored on the CPU
     half: bool = False
+    # k-reciprocal re-ranking (Zhong et al. 2017) as extra results (`dlcr evaluate --rerank`): its
+    # k1 (neighbourhood), k2 (query expansion) and lambda (weight of the original distance)
+    rerank: bool = False
+    rerank_k1: int = 20
+    rerank_k2: int = 6
+    rerank_lambda: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -243,5 +249,6 @@ RULES: dict[type, dict[str, Range]] = {
                      "query_variants": POSITIVE_INT, "query_steps": POSITIVE_INT,
                      "guidance_weight": NON_NEGATIVE, "guidance_min_t": NON_NEGATIVE},
     EvalConfig: {"batch_size": POSITIVE_INT, "refine_l": POSITIVE_INT, "refine_m": POSITIVE_INT,
-                 "max_memory_gb": POSITIVE},
+                 "max_memory_gb": POSITIVE, "rerank_k1": POSITIVE_INT, "rerank_k2": POSITIVE_INT,
+                 "rerank_lambda": PROBABILITY},
 }

@@ -10,6 +10,11 @@ A model is evaluated at the input size it was trained at: :meth:`EvalSettings.fo
 checkpoint records
 (the normalisation is the fixed ImageNet one of :mod:`dlcr.data.transforms`, so nothing to record),
 unless the user set the key explicitly (``--set``), which wins with a warning naming both values.
+
+Re-ranking: with ``rerank`` (:class:`RerankSettings`), :func:`evaluate_model` also scores every
+protocol on k-reciprocal re-ranked distances (``<protocol>_reranked``) and, with refinement, in the
+orders asked for (``<protocol>_reranked_refined``: re-rank, then refine; ``<protocol>_refined_reranked``:
+refine, then re-rank); see :mod:`dlcr.evaluation.rerank_eval`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,15 @@ log = get_logger(__name__)
 # keys of the recorded training config that decide what input the model expects (EvalSettings field)
 CHECKPOINT_INPUT_KEYS = {"data.height": "height", "data.width": "width", "data.seq_len": "seq_len",
                          "data.interpolation": "interpolation"}
+
+
+@dataclass(frozen=True)
+class RerankSettings:
+    """k-reciprocal re-ranking's parameters (Zhong et al.; ``eval.rerank_k1`` / ``_k2`` / ``_lambda``)."""
+
+    k1: int = 20
+    k2: int = 6
+    lambda_value: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -136,13 +150,18 @@ def evaluate_model(model: torch.nn.Module, splits: Mapping[str, Sequence[Sample]
                    protocols: Sequence[EvalProtocol], st: EvalSettings, *, device: Any = None, video: bool = False,
                    refine_rows: Sequence[Mapping[str, Any]] | None = None, refine_root: str | os.PathLike | None = None,
                    l: int = 6, m: int = 5, variant: str = "paper",  # noqa: E741
-                   keep_features: bool = False) -> dict[str, Any]:
+                   keep_features: bool = False, rerank: RerankSettings | tuple[int, int, float] | None = None,
+                   rerank_order: str | Sequence[str] = "both") -> dict[str, Any]:
     """Metrics per protocol (``{name: {top1, top5, top10, top20, mAP, mINP, num_queries}}``).
 
     With ``refine_rows`` (query-variant manifest rows), each protocol is also evaluated after
-    prediction refinement under the name ``<protocol>_refined``.
+    prediction refinement under the name ``<protocol>_refined``. With ``rerank`` (settings or a
+    ``(k1, k2, lambda)`` tuple), after re-ranking too: ``<protocol>_reranked`` and, with refinement,
+    per ``rerank_order`` (``rerank_refine``, ``refine_rerank`` or ``both``) ``<protocol>_reranked_refined``
+    / ``<protocol>_refined_reranked``. The plain and refined entries are the same with or without it.
     """
     from dlcr.evaluation import evaluate_protocols
+    from dlcr.evaluation.rerank_eval import SUFFIXES
 
     names = sorted({p.query for p in protocols} | {p.gallery for p in protocols})
     model.eval()
@@ -158,10 +177,31 @@ def evaluate_model(model: torch.nn.Module, splits: Mapping[str, Sequence[Sample]
     metrics: dict[str, Any] = dict(evaluate_protocols(feats, protocols, refine_variants=vfeats, m=m, variant=variant,
                                                       refined_out=extras if keep_features else None,
                                                       max_memory_gb=st.max_memory_gb))
+    if rerank is not None:
+        extra = _reranked(feats, protocols, vfeats, rerank, rerank_order, m=m, variant=variant,
+                          max_memory_gb=st.max_memory_gb)
+        grouped: dict[str, Any] = {}
+        for p in protocols:  # each protocol's entries together: plain, refined, then re-ranked
+            for key in (p.name, f"{p.name}_refined"):
+                if key in metrics:
+                    grouped[key] = metrics.pop(key)
+            grouped.update({k: extra[k] for k in (f"{p.name}{x}" for x in SUFFIXES.values()) if k in extra})
+        metrics = {**grouped, **metrics, **{k: v for k, v in extra.items() if k not in grouped}}
     if keep_features:
         metrics["_features"] = feats
         metrics["_extras"] = extras
     return metrics
+
+
+def _reranked(feats: Mapping[str, Any], protocols: Sequence[EvalProtocol], vfeats: Mapping[str, Any] | None,
+              rerank: RerankSettings | tuple[int, int, float], order: str | Sequence[str], *, m: int, variant: str,
+              max_memory_gb: float | None) -> dict[str, Any]:
+    from dlcr.evaluation.rerank_eval import evaluate_reranked
+
+    rs = rerank if isinstance(rerank, RerankSettings) else RerankSettings(*rerank)
+    return evaluate_reranked(feats, protocols, k1=rs.k1, k2=rs.k2, lambda_value=rs.lambda_value,
+                             refine_variants=vfeats, order=order, m=m, variant=variant,
+                             max_memory_gb=max_memory_gb)
 
 
 def save_features(path: str | os.PathLike, query: Any, gallery: Any) -> None:
