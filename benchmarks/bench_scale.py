@@ -6,11 +6,14 @@ images, 256-d L2-normalised features (a person centre + noise; a variant = its q
 LaST-like labels (many identities, a few cameras and outfits), under the standard and the
 clothes-changing rule. Each measurement is one child process (so its peak RSS is its own): it
 builds the features, warms up on a small problem, then times ``evaluate_protocols`` with
-refinement. Figures: median over ``--repeat`` children.
+refinement. Figures: median over ``--repeat`` children, with the load average of the machine
+(``os.getloadavg``, 1 minute) when each child finished.
 
-The plain reference is the same computation on whole matrices (``max_memory_gb=None``: the whole
-distance matrix, (1 + l) similarity stack and junk masks at once, as before streaming). It runs at
-the mid size, where it fits; at LaST size it would need the memory printed instead.
+The plain reference is ``evaluate_protocols_reference``: the scoring as it was before (a distance
+matrix, one full sort and per-protocol refinement and ranking passes per block of queries), under
+the same budget. It runs at the mid size, alternating with the fast path, and its metrics must be
+identical (the script stops otherwise); at LaST size it runs only with ``--big-reference`` (it
+takes minutes there).
 
     python benchmarks/bench_scale.py                      # mid 3,000 x 30,000 and LaST 10,000 x 125,000
     python benchmarks/bench_scale.py --small              # a one-minute smoke run
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import resource
 import statistics
 import sys
@@ -53,43 +57,65 @@ def _problem(nq: int, ng: int, l: int, dim: int, ids: int, seed: int = 0):  # no
     return {"query": q, "gallery": gal}, {"query": v}
 
 
-def _child(nq: int, ng: int, l: int, dim: int, ids: int, budget: float | None, out: mp.Queue) -> None:  # noqa: E741
+def _child(nq: int, ng: int, l: int, dim: int, ids: int, budget: float | None, reference: bool,  # noqa: E741
+           out: mp.Queue) -> None:
     import torch
 
-    from dlcr.evaluation import evaluate_protocols
+    from dlcr.evaluation import evaluate_protocols, evaluate_protocols_reference
     from dlcr.types import EvalProtocol
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    run = evaluate_protocols_reference if reference else evaluate_protocols
     protocols = [EvalProtocol("standard", "query", "gallery", "standard"),
                  EvalProtocol("cc", "query", "gallery", "CC")]
     warm, wv = _problem(300, 2000, l, dim, 100, seed=1)
-    evaluate_protocols(warm, protocols, refine_variants=wv, m=5, max_memory_gb=budget)  # warm-up
+    run(warm, protocols, refine_variants=wv, m=5, max_memory_gb=budget)  # warm-up
     split, variants = _problem(nq, ng, l, dim, ids)
     t0 = time.perf_counter()
-    res = evaluate_protocols(split, protocols, refine_variants=variants, m=5, max_memory_gb=budget)
+    res = run(split, protocols, refine_variants=variants, m=5, max_memory_gb=budget)
     seconds = time.perf_counter() - t0
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    out.put((seconds, peak_gb, {k: (v["top1"], v["mAP"]) for k, v in res.items()}))
+    out.put((seconds, peak_gb, os.getloadavg()[0], res))
 
 
-def measure(nq: int, ng: int, l: int, dim: int, ids: int, budget: float | None, repeat: int  # noqa: E741
-            ) -> tuple[float, float, dict]:
+def _one(nq: int, ng: int, l: int, dim: int, ids: int, budget: float | None, reference: bool  # noqa: E741
+         ) -> tuple[float, float, float, dict]:
     ctx = mp.get_context("spawn")
-    runs = []
+    q: mp.Queue = ctx.Queue()
+    p = ctx.Process(target=_child, args=(nq, ng, l, dim, ids, budget, reference, q))
+    p.start()
+    got = q.get()
+    p.join()
+    if p.exitcode:
+        raise SystemExit(f"child exited with {p.exitcode}")
+    return got
+
+
+def measure(size: tuple[int, int, int], l: int, dim: int, budget: float | None, repeat: int,  # noqa: E741
+            with_reference: bool) -> dict[str, list[tuple[float, float, float, dict]]]:
+    """Runs of the fast path (and, alternating with them, of the reference), one child each."""
+    nq, ng, ids = size
+    runs: dict[str, list] = {"fast": [], "reference": []}
     for _ in range(max(1, repeat)):
-        q: mp.Queue = ctx.Queue()
-        p = ctx.Process(target=_child, args=(nq, ng, l, dim, ids, budget, q))
-        p.start()
-        got = q.get()
-        p.join()
-        if p.exitcode:
-            raise SystemExit(f"child exited with {p.exitcode}")
-        runs.append(got)
-    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), runs[-1][2])
+        runs["fast"].append(_one(nq, ng, l, dim, ids, budget, False))
+        if with_reference:
+            runs["reference"].append(_one(nq, ng, l, dim, ids, budget, True))
+            if runs["reference"][-1][3] != runs["fast"][-1][3]:
+                raise SystemExit(f"fast and reference metrics differ: {runs['fast'][-1][3]} vs "
+                                 f"{runs['reference'][-1][3]}")
+    return runs
+
+
+def _row(size: str, mode: str, runs: list[tuple[float, float, float, dict]], note: str = "") -> float:
+    t = statistics.median(r[0] for r in runs)
+    mem = statistics.median(r[1] for r in runs)
+    loads = ", ".join(f"{r[2]:.1f}" for r in runs)
+    print(f"  {size:<18}{mode:<22}{t:>9.1f}{mem:>9.2f}  load {loads}{'  ' + note if note else ''}")
+    return t
 
 
 def eval_part(args: argparse.Namespace) -> None:
-    from dlcr.evaluation.evaluator import bytes_per_query_row, query_rows_per_block
+    from dlcr.evaluation.evaluator import query_rows_per_block
 
     l, dim = args.variants, 256  # noqa: E741
     if args.small:  # a small budget, so that the small problems are streamed too
@@ -98,25 +124,23 @@ def eval_part(args: argparse.Namespace) -> None:
         args.mid_budget = min(args.mid_budget, 0.02)
     else:
         mid, big = (3000, 30000, 1500), (10000, 125000, 5000)  # LaST test: ~10k queries x ~125k gallery
-    print(f"evaluation + refinement (l={l}, m=5, {dim}-d, standard and CC protocols), median of {args.repeat}; "
-          f"budget eval.max_memory_gb={args.budget:g} (mid size: {min(args.budget, args.mid_budget):g})")
-    print(f"  {'size':<18}{'mode':<28}{'seconds':>9}{'peak GB':>9}  ratio (streamed / whole)")
-    nq, ng, ids = mid
-    mid_budget = min(args.budget, args.mid_budget)  # small enough that the mid size is streamed too
-    ts, ms, rs = measure(nq, ng, l, dim, ids, mid_budget, args.repeat)
-    tw, mw, rw = measure(nq, ng, l, dim, ids, None, args.repeat)
-    if rs != rw:
-        raise SystemExit(f"streamed and whole results differ: {rs} vs {rw}")
-    rows = query_rows_per_block(nq, ng, l, mid_budget)
-    print(f"  {nq}x{ng:<13}{f'streamed ({rows} queries/block)':<28}{ts:>9.1f}{ms:>9.2f}  "
-          f"time x{ts / tw:.2f}, peak x{ms / mw:.2f}")
-    print(f"  {nq}x{ng:<13}{'whole matrices (reference)':<28}{tw:>9.1f}{mw:>9.2f}  identical metrics: yes")
-    nq, ng, ids = big
-    ts, ms, _ = measure(nq, ng, l, dim, ids, args.budget, args.big_repeat or args.repeat)
-    rows = query_rows_per_block(nq, ng, l, args.budget)
-    need = bytes_per_query_row(ng, l) * nq / 2**30
-    print(f"  {nq}x{ng:<12}{f'streamed ({rows} queries/block)':<28}{ts:>9.1f}{ms:>9.2f}  "
-          f"whole matrices would need ~{need:.0f} GB: not run (median of {args.big_repeat or args.repeat})")
+    mid_budget = min(args.budget, args.mid_budget)
+    print(f"evaluation + refinement (l={l}, m=5, {dim}-d, standard and CC protocols), median of {args.repeat} "
+          f"(LaST size: {args.big_repeat or args.repeat}); eval.max_memory_gb={args.budget:g} "
+          f"(mid size: {mid_budget:g}); {os.cpu_count()} cores")
+    print(f"  {'size':<18}{'scoring':<22}{'seconds':>9}{'peak GB':>9}  load at the end of each run")
+    runs = measure(mid, l, dim, mid_budget, args.repeat, True)
+    tf = _row(f"{mid[0]}x{mid[1]}", "fast", runs["fast"])
+    tr = _row(f"{mid[0]}x{mid[1]}", "reference", runs["reference"], "identical metrics: yes")
+    ratios = [r[0] / f[0] for f, r in zip(runs["fast"], runs["reference"], strict=True)]
+    print(f"  {'':<18}{'fast / reference':<22}{tf / tr:>9.2f}  (per pair of runs: "
+          f"{', '.join(f'{1 / x:.2f}' for x in ratios)})")
+    runs = measure(big, l, dim, args.budget, args.big_repeat or args.repeat, args.big_reference)
+    rows = query_rows_per_block(big[0], big[1], l, args.budget)
+    tf = _row(f"{big[0]}x{big[1]}", f"fast ({rows}/block)", runs["fast"])
+    if args.big_reference:
+        tr = _row(f"{big[0]}x{big[1]}", "reference", runs["reference"], "identical metrics: yes")
+        print(f"  {'':<18}{'fast / reference':<22}{tf / tr:>9.2f}")
 
 
 def main() -> None:
@@ -128,7 +152,8 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=4.0, help="eval.max_memory_gb of the streamed runs")
     ap.add_argument("--big-repeat", type=int, default=None,
                     help="runs at LaST size (default --repeat; one run there takes minutes on 2 cores)")
-    ap.add_argument("--mid-budget", type=float, default=1.0, help="the budget of the mid-size streamed run")
+    ap.add_argument("--mid-budget", type=float, default=1.0, help="the budget of the mid-size runs")
+    ap.add_argument("--big-reference", action="store_true", help="time the reference at LaST size too")
     args, rest = ap.parse_known_args()
     if args.part in ("eval", "all"):
         eval_part(args)

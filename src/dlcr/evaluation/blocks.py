@@ -21,12 +21,12 @@ DEFAULT_MAX_MEMORY_GB = 4.0
 
 
 def bytes_per_query_row(n_gallery: int, n_variants: int) -> int:
-    """Bytes one query row of a block costs the scoring: its float32 similarities, their sorted
-    copy and room for one row of temporaries (the tie counts' transformed rows, the top-k
-    candidates). The variants' similarities are taken :data:`SIM_BLOCK` rows at a time whatever
-    the block (a fixed (SIM_BLOCK, n_gallery) float32 and bfloat16 buffer per pair), so ``n_variants``
-    does not change the cost of a row. Buffers are allocated once per pair and reused."""
-    return int(n_gallery) * 4 * 3
+    """Bytes one query row costs the scoring, per gallery item: its float32 similarities (4), the
+    float32 bucket values and int32 buckets of the rank counts (8), and, for the variants, which
+    are taken one matrix at a time, a float32 (4) and a bfloat16 (2) product row. A block of
+    :data:`SIM_BLOCK` rows is scored per thread, in buffers each thread allocates once and reuses;
+    so ``n_variants`` does not change the cost of a row."""
+    return int(n_gallery) * 18
 
 
 def query_rows_per_block(n_query: int, n_gallery: int, n_variants: int = 0,
