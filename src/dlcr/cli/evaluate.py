@@ -1,4 +1,5 @@
-"""``dlcr evaluate``: a checkpoint on the configured dataset's protocols (+ prediction refinement)."""
+"""``dlcr evaluate``: a checkpoint on the configured dataset's protocols (+ prediction refinement,
++ k-reciprocal re-ranking)."""
 
 from __future__ import annotations
 
@@ -70,16 +71,27 @@ def evaluate_cmd(
                           show_default="eval.refine_l"),
     m: int = typer.Option(None, "--m", callback=positive, help="top-m retrievals (>= 1)", show_default="eval.refine_m"),
     variant: str = typer.Option(None, "--variant", help="paper | official", show_default="eval.refine_variant"),
+    rerank: bool = typer.Option(False, "--rerank", metavar="",
+                                help="k-reciprocal re-ranking as extra results (also on when eval.rerank is set)"),
+    k1: int = typer.Option(None, "--k1", callback=positive, help="re-ranking's k1 (>= 1)",
+                           show_default="eval.rerank_k1"),
+    k2: int = typer.Option(None, "--k2", callback=positive, help="re-ranking's k2 (>= 1)",
+                           show_default="eval.rerank_k2"),
+    lambda_value: float = typer.Option(None, "--lambda", help="re-ranking's weight of the original distance "
+                                       "(0..1)", show_default="eval.rerank_lambda"),
+    order: str = typer.Option("both", "--order", help="with --rerank and --refine: rerank-refine | "
+                              "refine-rerank | both"),
     out: str = typer.Option(None, "--out", help="folder for metrics.json", show_default="<run>/eval"),
     device: str = typer.Option(None, "--device", help=DEVICE_HELP, show_default=DEVICE_DEFAULT),
 ) -> None:
-    """Standard / same-clothes / clothes-changing CMC, mAP, mINP (and refined) → metrics.json."""
+    """Standard / same-clothes / clothes-changing CMC, mAP, mINP (and refined, re-ranked) → metrics.json."""
     import torch
 
-    from dlcr.config_args import eval_settings
+    from dlcr.config_args import eval_settings, rerank_settings
     from dlcr.distributed.env import resolve_device
     from dlcr.engine.evaluate import evaluate_model
     from dlcr.errors import ConfigError, InputError
+    from dlcr.evaluation.rerank_eval import rerank_orders
     from dlcr.generation.outputs import GENERATED_MANIFEST
     from dlcr.generation.stages import QUERY_GENERATED
     from dlcr.io.atomic import atomic_write_json
@@ -90,6 +102,8 @@ def evaluate_cmd(
     variant = ev.refine_variant if variant is None else variant
     if variant not in ("paper", "official"):
         raise ConfigError(f"--variant must be 'paper' or 'official', got {variant!r}")
+    rr = rerank_settings(cfg, k1, k2, lambda_value) if rerank or ev.rerank else None
+    orders = rerank_orders(order)  # a misspelt order fails before the model is loaded
     dev = torch.device(resolve_device(device))
     ds = open_dataset(cfg)
     model, state = load_model(checkpoint, cfg.model.name, dev)
@@ -106,7 +120,7 @@ def evaluate_cmd(
     metrics = evaluate_model(model, ds.splits, ds.root, ds.protocols, st, device=dev, video=ds.video,
                              refine_rows=rows, refine_root=qdir, l=ev.refine_l if l is None else l,
                              m=ev.refine_m if m is None else m,
-                             variant=variant)
+                             variant=variant, rerank=rr, rerank_order=orders)
     ck = Path(checkpoint)
     trained_on = trained_dataset(state)
     cross = trained_on is not None and trained_on != cfg.data.name
@@ -117,13 +131,19 @@ def evaluate_cmd(
     default_out = (ck.parent if ck.suffix else ck).parent / (f"eval_{cfg.data.name}" if cross else "eval")
     out_dir = Path(out) if out else default_out
     atomic_write_json(out_dir / "metrics.json", metrics)
-    typer.echo(f"{'protocol':<20}{'top1':>8}{'top5':>8}{'top10':>8}{'mAP':>8}{'mINP':>8}{'queries':>9}")
-    for name, r in metrics.items():
-        typer.echo(f"{name:<20}" + "".join(f"{100 * r[k]:>8.2f}" for k in ("top1", "top5", "top10", "mAP", "mINP"))
-                   + f"{int(r.get('num_queries', 0)):>9}")
+    print_metrics(metrics)
     typer.echo(f"metrics: {out_dir / 'metrics.json'}")
     skipped = [f"{name} {int(r['num_skipped'])}/{int(r['num_skipped']) + int(r.get('num_queries', 0))}"
                for name, r in metrics.items() if int(r.get("num_skipped", 0))]
     if skipped:
         typer.echo("warning: queries without a valid match in the gallery were skipped: " + ", ".join(skipped),
                    err=True)
+
+
+def print_metrics(metrics: dict[str, Any]) -> None:
+    """One line per result (plain, refined, re-ranked): top-1/5/10, mAP, mINP in percent, queries."""
+    w = max(20, *(len(name) + 2 for name in metrics))
+    typer.echo(f"{'protocol':<{w}}{'top1':>8}{'top5':>8}{'top10':>8}{'mAP':>8}{'mINP':>8}{'queries':>9}")
+    for name, r in metrics.items():
+        typer.echo(f"{name:<{w}}" + "".join(f"{100 * r[k]:>8.2f}" for k in ("top1", "top5", "top10", "mAP", "mINP"))
+                   + f"{int(r.get('num_queries', 0)):>9}")
