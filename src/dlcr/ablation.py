@@ -17,6 +17,12 @@ generated data itself differ:
 Rows 2-4 pair every real image with one of its variants with no curriculum (``sampler.schedule=all``).
 ``dlcr_concat``: the data of row 4 concatenated to the originals (no pairing, no curriculum).
 
+Re-ranking (:data:`RERANKED_ARMS`): where a run's ``metrics.json`` has k-reciprocal re-ranked results
+(the demo evaluates :data:`RERANK_EVAL_ARMS` with ``rerank``), :func:`collect_results` adds them as
+arms of their own next to the trained ones: ``baseline_reranked``, ``dlcr_progressive_reranked`` and,
+with refinement, ``dlcr_progressive_reranked_refined`` (re-rank, then refine) and
+``dlcr_progressive_refined_reranked`` (refine, then re-rank). They are not rows of Table A1.
+
 A run folder per arm and seed, ``<runs>/<arm>_s<seed>/``, holds the training run and its one test
 evaluation in ``eval/`` (``metrics.json``, ``features.npz``, ``paths.json`` and, for the refined
 model, ``refined_sims.npy``): :func:`collect_results` turns them into ``results.json``'s per-arm
@@ -60,6 +66,18 @@ TABLE_A1: tuple[tuple[int, str, str], ...] = (
     (5, "dlcr_progressive", "+ progressive learning"),
     (6, REFINED_ARM, "+ prediction refinement"),
 )
+#: results of re-ranking at test time: arm -> (trained arm, suffix of its metrics.json entries, label)
+RERANKED_ARMS: dict[str, tuple[str, str, str]] = {
+    "baseline_reranked": ("baseline", "_reranked", "Baseline + re-ranking"),
+    "dlcr_progressive_reranked": ("dlcr_progressive", "_reranked", "DLCR, progressive + re-ranking"),
+    "dlcr_progressive_reranked_refined": ("dlcr_progressive", "_reranked_refined",
+                                          "DLCR, progressive + re-ranking, then refinement"),
+    "dlcr_progressive_refined_reranked": ("dlcr_progressive", "_refined_reranked",
+                                          "DLCR, progressive + refinement, then re-ranking"),
+}
+#: the trained arms whose test evaluation the demo also re-ranks, and with which (k1, k2, lambda)
+RERANK_EVAL_ARMS = ("baseline", "dlcr_progressive")
+RERANK_PARAMS = (20, 6, 0.3)
 CONCAT_ROW = ("dlcr_concat", "the dataset's described outfits, concatenated (no pairing, no curriculum)")
 METRIC_KEYS = ("cc_top1", "cc_map", "sc_top1", "sc_map", "top1", "map")
 CURVE_KEYS = {"val_top1": "val_top1", "val_map": "val_mAP", "val_cc_top1": "val_cc_top1",
@@ -237,9 +255,11 @@ def table_a1(results: Mapping[str, Any], *, seeds: Sequence[int], epochs: int) -
 def collect_results(runs: Path, arms: Sequence[str], seeds: Sequence[int], *, refined: bool, epochs: int
                     ) -> dict[str, Any]:
     """Per-arm means over seeds, ``table_a1`` and ``curves`` from ``runs/<arm>_s<seed>/`` folders whose
-    evaluation is done; the refined row comes from ``dlcr_progressive``'s ``*_refined`` metrics."""
+    evaluation is done; the refined row comes from ``dlcr_progressive``'s ``*_refined`` metrics, the
+    re-ranked arms (:data:`RERANKED_ARMS`) from the ``*_reranked*`` ones where every seed has them."""
     per_arm: dict[str, list[dict[str, float]]] = {a: [] for a in (*arms, REFINED_ARM)}
     curves: dict[str, dict[int, list[dict[str, Any]]]] = {a: {} for a in arms}
+    reranked: dict[str, list[dict[str, Any]]] = {a: [] for a, (src, _, _) in RERANKED_ARMS.items() if src in arms}
     for seed in seeds:
         for arm in arms:
             run_dir = runs / f"{arm}_s{seed}"
@@ -247,25 +267,37 @@ def collect_results(runs: Path, arms: Sequence[str], seeds: Sequence[int], *, re
             per_arm[arm].append({**metric_row(metrics), "seed": seed})
             if refined and arm == "dlcr_progressive":
                 per_arm[REFINED_ARM].append({**metric_row(metrics, "_refined"), "seed": seed})
+            for name, (src, suffix, _) in RERANKED_ARMS.items():
+                if src == arm and (refined or "refined" not in suffix) and _has(metrics, suffix):
+                    reranked[name].append({**metric_row(metrics, suffix), "seed": seed})
             hist = run_dir / "history.json"
             curves[arm][seed] = curves_of(json.loads(hist.read_text())) if hist.is_file() else []
+    per_arm.update({a: rows for a, rows in reranked.items() if len(rows) == len(seeds)})
     results: dict[str, Any] = {arm: aggregate(rows) for arm, rows in per_arm.items() if rows}
     results["table_a1"] = table_a1(results, seeds=seeds, epochs=epochs)
     results["curves"] = {arm: aggregate_curves(c) for arm, c in curves.items()}
     return results
 
 
+def _has(metrics: Mapping[str, Any], suffix: str) -> bool:
+    """Whether ``metrics`` holds results with ``suffix`` for any Table A1 protocol."""
+    return any(f"{proto}{suffix}" in metrics for proto, _ in METRIC_SOURCES.values())
+
+
 def results_table(results: Mapping[str, Any]) -> str:
-    """The Table A1 rows (and the concatenated arm) as printed text, in percent (± std over seeds)."""
+    """The Table A1 rows (and the concatenated arm, then any re-ranked arm, marked ``rr``) as printed
+    text, in percent (± std over seeds)."""
     many = len(results.get("meta", {}).get("seeds") or [0]) > 1
     width = 15 if many else 9
-    head = f"{'':<3}{'arm':<28}" + "".join(f"{k:>{width}}" for k in METRIC_KEYS)
-    lines = [head]
     tbl = results.get("table_a1") or table_a1(results, seeds=(0,), epochs=0)
-    rows = list(tbl["rows"]) + ([tbl["concat"]] if tbl.get("concat") else [])
-    for r in rows:
+    rows = [(str(r["row"]) if r["row"] != "concat" else "+", r)
+            for r in list(tbl["rows"]) + ([tbl["concat"]] if tbl.get("concat") else [])]
+    rows += [("rr", {"arm": a, **results[a]}) for a in RERANKED_ARMS if isinstance(results.get(a), Mapping)]
+    aw = max(28, *(len(r["arm"]) + 2 for _, r in rows)) if rows else 28
+    lines = [f"{'':<3}{'arm':<{aw}}" + "".join(f"{k:>{width}}" for k in METRIC_KEYS)]
+    for mark, r in rows:
         cells = "".join(f"{'-':>{width}}" if r[k] is None else
                         (f"{100 * r[k]:>8.1f} ± {100 * r[k + '_std']:<4.1f}" if many else f"{100 * r[k]:>{width}.1f}")
                         for k in METRIC_KEYS)
-        lines.append(f"{str(r['row']) if r['row'] != 'concat' else '+':<3}{r['arm']:<28}{cells}")
+        lines.append(f"{mark:<3}{r['arm']:<{aw}}{cells}")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dlcr.ablation import ARM_WORK, GEN_VARIANTS, share_work, write_eval
+from dlcr.ablation import ARM_WORK, GEN_VARIANTS, RERANK_EVAL_ARMS, RERANK_PARAMS, share_work, write_eval
 from dlcr.demo.masks import mask_iou
 from dlcr.demo.settings import DemoSettings, arm_config
 from dlcr.demo.validation import holdout_validation, validation_data
@@ -112,11 +112,12 @@ def _generate_task(st: DemoSettings, out: Path, tag: str, suffix: str) -> dict[s
 
 def _train_task(st: DemoSettings, out: Path, tag: str, arm: str, seed: int) -> dict[str, Any]:
     """Train one arm for one seed (validation every ``eval_every`` epochs), then evaluate it once on the
-    test set (the progressive arm with and without refinement) into ``runs/<arm>_s<seed>/eval``."""
+    test set (the progressive arm with and without refinement; it and the baseline also with
+    k-reciprocal re-ranking, both orders with refinement, as extra entries) into ``runs/<arm>_s<seed>/eval``."""
     import torch
 
     from dlcr.config_args import trainer_from_config
-    from dlcr.engine.evaluate import EvalSettings, evaluate_model
+    from dlcr.engine.evaluate import EvalSettings, RerankSettings, evaluate_model
     from dlcr.engine.trainer import GeneratedData
     from dlcr.generation import stages
     from dlcr.generation.outputs import GENERATED_MANIFEST
@@ -141,7 +142,8 @@ def _train_task(st: DemoSettings, out: Path, tag: str, arm: str, seed: int) -> d
     qrows = read_table(p["work"] / stages.QUERY_GENERATED / GENERATED_MANIFEST) if refine else None
     metrics = timed(f"eval_{arm}", evaluate_model, tr.model, ds.splits, p["world"], ds.protocols, es,
                     refine_rows=qrows, refine_root=p["work"] / stages.QUERY_GENERATED, l=st.l, m=st.m,
-                    variant=st.refine_variant, keep_features=True)
+                    variant=st.refine_variant, keep_features=True,
+                    rerank=RerankSettings(*RERANK_PARAMS) if arm in RERANK_EVAL_ARMS else None, rerank_order="both")
     write_eval(run_dir, metrics, ds.splits, ds.protocols)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from dlcr.ablation import RERANK_PARAMS, RERANKED_ARMS
 from dlcr.report.common import ARM_LABELS, METRICS, NOT_ARMS, Skip, _Assets, _e, _fmt_s, _note, _num, fmt_pct
+
+
+def arm_label(arm: str) -> str:
+    """The arm's label in the tables (the re-ranked arms' from :data:`~dlcr.ablation.RERANKED_ARMS`)."""
+    return ARM_LABELS.get(arm) or (RERANKED_ARMS[arm][2] if arm in RERANKED_ARMS else arm)
 
 
 def arm_names(results: Mapping[str, Any]) -> list[str]:
@@ -60,7 +66,7 @@ def _results_section(root: Path, results: Mapping[str, Any] | None, assets: _Ass
             else:
                 text = _e(text)
             cells.append(f'<td data-arm="{_e(a)}" data-metric="{_e(k)}">{text}</td>')
-        rows.append(f'<tr><td class="arm">{_e(ARM_LABELS.get(a, a))}<br><small>{_e(a)}</small></td>'
+        rows.append(f'<tr><td class="arm">{_e(arm_label(a))}<br><small>{_e(a)}</small></td>'
                     + "".join(cells) + "</tr>")
     meta = results.get("meta") if isinstance(results.get("meta"), Mapping) else {}
     seeds = meta.get("seeds") or []
@@ -71,6 +77,9 @@ def _results_section(root: Path, results: Mapping[str, Any] | None, assets: _Ass
         "count), SC = same-clothes, plain top-1/mAP = standard protocol. "
         + (f"Mean ± standard deviation over {len(seeds)} seeds ({_e(', '.join(map(str, seeds)))}). "
            if several else "")
+        + ("Rows with re-ranking: the trained model's test ranking after k-reciprocal re-ranking "
+           "(Zhong et al. 2017; k1 = {}, k2 = {}, lambda = {:g}), alone or combined with refinement in the "
+           "order named. ".format(*RERANK_PARAMS) if any(a in RERANKED_ARMS for a in arms) else "")
         + "Best value per column in bold.</p>",
         f'<table id="results-table"><tr><th class="arm">arm</th>{head}</tr>{"".join(rows)}</table>',
     ]
