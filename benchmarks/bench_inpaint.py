@@ -32,8 +32,8 @@ from _common import best_of
 from dlcr.generation.inpainters.diffusers_backend import make_tiny_inpainter, paste_back
 from dlcr.generation.inpainters.recolor import RecolorInpainter
 from dlcr.generation.inpainting import InpaintItem, pipeline_image, pipeline_mask
-from dlcr.generation.parsing import clothes_mask
 from dlcr.generation.planning import Job
+from dlcr.lip import clothes_mask
 from dlcr.testing.toy_generation import toy_people
 
 OUTFITS = ["a person wearing red striped t-shirt, blue jeans, white sneakers",

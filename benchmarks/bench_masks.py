@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from _common import best_of
-from dlcr.generation.describers import rule
+from dlcr import vocabulary
+from dlcr.generation.describers import rule, rule_region
 from dlcr.generation.inpainters.recolor import pattern_mask
-from dlcr.generation.parsing import clothes_mask, part_masks
+from dlcr.lip import NUM_LIP_LABELS, clothes_mask, part_masks
 from dlcr.testing.toy_generation import toy_image, toy_label_map, toy_people
 
 # --------------------------------------------------------------------------------------------
@@ -72,25 +73,25 @@ def bench_masks(arch: str, n_images: int, batch: int, repeat: int) -> None:
 def naive_lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
     lin = [c / 255.0 for c in rgb]
     lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in lin]
-    m = rule.RGB_TO_XYZN
+    m = vocabulary.RGB_TO_XYZN
     xyz = [sum(float(m[i][j]) * lin[j] for j in range(3)) for i in range(3)]
-    fx, fy, fz = (rule.lab_f(t) for t in xyz)
+    fx, fy, fz = (vocabulary.lab_f(t) for t in xyz)
     return (116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz))
 
 
 def naive_layout(labels: np.ndarray) -> rule.Layout:
     h, w = labels.shape
-    rows = np.zeros((rule.NUM_LIP_LABELS, h), dtype=np.int64)
+    rows = np.zeros((NUM_LIP_LABELS, h), dtype=np.int64)
     lab = labels.tolist()
     for y in range(h):
         for x in range(w):
             k = lab[y][x]
-            if k < rule.NUM_LIP_LABELS:
+            if k < NUM_LIP_LABELS:
                 rows[k, y] += 1
     return rule.layout_from_rows(rows)
 
 
-def naive_region(image: np.ndarray, mask: np.ndarray, min_pixels: int) -> rule.RegionStats:
+def naive_region(image: np.ndarray, mask: np.ndarray, min_pixels: int) -> rule_region.RegionStats:
     h, w = mask.shape
     m = mask.tolist()
     img = image.tolist()
@@ -123,7 +124,7 @@ def naive_region(image: np.ndarray, mask: np.ndarray, min_pixels: int) -> rule.R
         c0 = median(lab)
         dist = [d2(p, c0) for p in lab]
         c1 = list(lab[dist.index(max(dist))])
-        for _ in range(rule.KMEANS_ITERS):
+        for _ in range(rule_region.KMEANS_ITERS):
             new = [d2(p, c1) < d2(p, c0) for p in lab]
             if not any(new) or all(new):
                 assign = [False] * n
@@ -137,8 +138,8 @@ def naive_region(image: np.ndarray, mask: np.ndarray, min_pixels: int) -> rule.R
     zeros = [p for p, a in zip(lab, assign, strict=True) if not a]
     minor = min(len(ones), len(zeros)) / max(1, n)
     sep = math.sqrt(d2(mean(zeros), mean(ones))) if ones else 0.0
-    if sep < rule.BIMODAL_DELTA_E or minor < rule.BIMODAL_MIN_FRACTION:
-        return rule.RegionStats(tuple(median(lab)), None, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    if sep < rule_region.BIMODAL_DELTA_E or minor < rule_region.BIMODAL_MIN_FRACTION:
+        return rule_region.RegionStats(tuple(median(lab)), None, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     dom, sec = (median(ones), median(zeros)) if len(ones) > len(zeros) else (median(zeros), median(ones))
     cl = [[-1] * w for _ in range(h)]
     for (y, x), a in zip(coords, assign, strict=True):
@@ -173,12 +174,12 @@ def naive_region(image: np.ndarray, mask: np.ndarray, min_pixels: int) -> rule.R
         if den <= 1e-9:
             return 0.0
         r = (sum(p * q for p, q in zip(sa, sb, strict=True)) / k - ma * mb) / den
-        return max(0.0, abs(r) - rule.NOISE_SIGMAS / math.sqrt(k))
+        return max(0.0, abs(r) - rule_region.NOISE_SIGMAS / math.sqrt(k))
 
     cy, py, ly = scan(1, 0)
     cx, px, lx = scan(0, 1)
-    structure = max(autocorr(lag, ax) for ax in (0, 1) for lag in rule.STRUCTURE_LAGS if lag < mask.shape[ax])
-    return rule.RegionStats(
+    structure = max(autocorr(lag, ax) for ax in (0, 1) for lag in rule_region.STRUCTURE_LAGS if lag < mask.shape[ax])
+    return rule_region.RegionStats(
         tuple(dom),
         tuple(sec),
         minor,
@@ -195,8 +196,8 @@ def naive_caption(image: np.ndarray, labels: np.ndarray, min_pixels: int = 10) -
     for g in rule.choose_garments(naive_layout(labels), min_pixels):
         mask = np.isin(labels, g.labels)
         stats = naive_region(image, mask, min_pixels)
-        pattern = rule.classify_pattern(stats)
-        main, second = rule.pattern_colours(stats, pattern)
+        pattern = rule_region.classify_pattern(stats)
+        main, second = rule_region.pattern_colours(stats, pattern)
         secondary = rule.colour_name(second) if second is not None else None
         parts.append(
             rule.PartDescription(g.part, g.garment, rule.colour_name(main), secondary, pattern, g.pixels)

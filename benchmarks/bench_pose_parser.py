@@ -35,8 +35,8 @@ def main() -> None:
     from dlcr.data.datasets import create_dataset
     from dlcr.generation.parsers.folder import SynthCCParser
     from dlcr.generation.parsers.pose import PoseParser, fallback_labels, mediapipe_missing
-    from dlcr.generation.parsing import BODY_PARTS, CLOTHES_LABELS, labels_mask
     from dlcr.io.images import read_rgb
+    from dlcr.lip import BODY_PARTS, CLOTHES_LABELS, labels_mask
     from dlcr.synth import render_world
 
     reason = mediapipe_missing()

@@ -33,11 +33,11 @@ from dlcr.config_args import trainer_from_config
 from dlcr.data.datasets import create_dataset
 from dlcr.data.loaders import ImageDataset, items_from_samples
 from dlcr.data.transforms import build_transforms
-from dlcr.engine.trainer import GeneratedData, TrainData
+from dlcr.engine.build import GeneratedData, TrainData
 from dlcr.generation import stages
 from dlcr.generation.describers import create_captioner, create_summarizer
+from dlcr.generation.outputs import GENERATED_MANIFEST as MANIFEST
 from dlcr.generation.parsers import create_parser
-from dlcr.generation.runner import MANIFEST
 from dlcr.io.tables import read_table
 from dlcr.synth import render_world
 

@@ -93,8 +93,8 @@ def recolour(images: np.ndarray, masks: np.ndarray, prompts: list[str], seeds: l
     """Repaint the clothes of each image with the outfit prompt given (the recolor backend)."""
     from dlcr.generation.inpainters.recolor import RecolorInpainter
     from dlcr.generation.inpainting import InpaintItem
-    from dlcr.generation.parsing import clothes_mask
     from dlcr.generation.planning import Job
+    from dlcr.lip import clothes_mask
 
     painter = RecolorInpainter()
     out = []
@@ -117,7 +117,7 @@ def other_outfit_prompts(pids, keys: list[str], outfits: dict, rng: np.random.Ge
 
 def grey_clothes(d: dict[str, np.ndarray]) -> np.ndarray:
     """The images with every clothes pixel (ground-truth label map) set to mid-gray."""
-    from dlcr.generation.parsing import clothes_mask
+    from dlcr.lip import clothes_mask
 
     out = d["img"].copy()
     for img, lab in zip(out, d["mask"], strict=True):

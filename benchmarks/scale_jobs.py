@@ -76,7 +76,7 @@ def _plan(n_jobs: int) -> list[Any]:
 # ----------------------------------------------------------------------------- steps (in children)
 def _step(name: str, impl: str, ctx: dict[str, Any]) -> tuple[Any, Any]:
     """(the timed call, a restore-before-each-run call or None) of one step."""
-    from dlcr.generation import planning, runner
+    from dlcr.generation import outputs, planning, runner
     from dlcr.testing import bookkeeping_reference as ref
 
     new = impl == "new"
@@ -103,25 +103,25 @@ def _step(name: str, impl: str, ctx: dict[str, Any]) -> tuple[Any, Any]:
 
         def commit() -> int:
             for start in range(0, len(rows), batch):
-                runner.commit_part(dest, rows[start:start + batch])
-            return len(list((dest / runner.PARTS_DIR).glob("*.parquet")))
+                outputs.commit_part(dest, rows[start:start + batch])
+            return len(list((dest / outputs.PARTS_DIR).glob("*.parquet")))
 
         return commit, lambda: shutil.rmtree(dest, ignore_errors=True)
     if name == "committed":
-        fn = runner.committed_job_ids if new else ref.committed_job_ids_reference
+        fn = outputs.committed_job_ids if new else ref.committed_job_ids_reference
         return (lambda: len(fn(work))), None
     if name == "consolidate":
-        fn = runner.consolidate_manifest if new else ref.consolidate_manifest_reference
+        fn = outputs.consolidate_manifest if new else ref.consolidate_manifest_reference
 
         def restore() -> None:
-            shutil.copy2(tmp / "manifest.saved", work / runner.MANIFEST)
-            if (work / runner.PARTS_DIR).exists():
-                shutil.rmtree(work / runner.PARTS_DIR)
-            shutil.copytree(tmp / "parts.saved", work / runner.PARTS_DIR)
+            shutil.copy2(tmp / "manifest.saved", work / outputs.GENERATED_MANIFEST)
+            if (work / outputs.PARTS_DIR).exists():
+                shutil.rmtree(work / outputs.PARTS_DIR)
+            shutil.copytree(tmp / "parts.saved", work / outputs.PARTS_DIR)
 
         def run() -> str:
             fn(work)
-            return hashlib.sha256((work / runner.MANIFEST).read_bytes()).hexdigest()[:16]
+            return hashlib.sha256((work / outputs.GENERATED_MANIFEST).read_bytes()).hexdigest()[:16]
 
         return run, restore
     raise ValueError(name)
@@ -160,7 +160,7 @@ def make_work_folder(tmp: Path, committed: int, parted: int, batch: int) -> int:
     copies of the manifest and parts to restore them. Returns the number of folders made."""
     import pyarrow as pa
 
-    from dlcr.generation import runner
+    from dlcr.generation import outputs
     from dlcr.io.tables import read_arrow, write_table
 
     work = tmp / "work"
@@ -169,8 +169,8 @@ def make_work_folder(tmp: Path, committed: int, parted: int, batch: int) -> int:
     files, dirs = [], set()
     for s, v, jid in zip(sources, variants, ids, strict=True):
         stem = s.rsplit(".", 1)[0]
-        files.append(f"{runner.IMAGES_DIR}/{stem}/{v:02d}_{jid}.png")
-        d = f"{work}/{runner.IMAGES_DIR}/{stem}"
+        files.append(f"{outputs.IMAGES_DIR}/{stem}/{v:02d}_{jid}.png")
+        d = f"{work}/{outputs.IMAGES_DIR}/{stem}"
         if d not in dirs:
             os.makedirs(d, exist_ok=True)
             dirs.add(d)
@@ -182,15 +182,15 @@ def make_work_folder(tmp: Path, committed: int, parted: int, batch: int) -> int:
     for col, val in (("backend", "recolor"), ("model", "recolor(shading=1,jitter=0.1)"),
                      ("signature", "0123456789abcdef")):
         table = table.append_column(col, pa.array([val] * n))
-    table = table.select(runner.MANIFEST_SCHEMA.names).cast(runner.MANIFEST_SCHEMA)
+    table = table.select(outputs.MANIFEST_SCHEMA.names).cast(outputs.MANIFEST_SCHEMA)
     head = table.slice(0, n - parted).sort_by([(c, "ascending") for c in ("kind", "source", "variant", "job_id")])
-    write_table(work / runner.MANIFEST, head.combine_chunks())
-    tail = table.slice(n - parted).append_column("status", pa.array([runner.STATUS_OK] * parted))
+    write_table(work / outputs.GENERATED_MANIFEST, head.combine_chunks())
+    tail = table.slice(n - parted).append_column("status", pa.array([outputs.STATUS_OK] * parted))
     write_table(tmp / "parted.parquet", tail)  # the rows the "commit" step commits again, into another folder
     for start in range(0, parted, batch):
-        runner.commit_part(work, tail.slice(start, batch).to_pylist())
-    shutil.copy2(work / runner.MANIFEST, tmp / "manifest.saved")
-    shutil.copytree(work / runner.PARTS_DIR, tmp / "parts.saved")
+        outputs.commit_part(work, tail.slice(start, batch).to_pylist())
+    shutil.copy2(work / outputs.GENERATED_MANIFEST, tmp / "manifest.saved")
+    shutil.copytree(work / outputs.PARTS_DIR, tmp / "parts.saved")
     return len(dirs)
 
 

@@ -277,7 +277,7 @@ def bench_masks(args: argparse.Namespace, device: torch.device) -> dict[str, Any
 def bench_train(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[str, Any]:
     from dlcr.config import load_config
     from dlcr.config_args import trainer_from_config
-    from dlcr.engine.trainer import TrainData
+    from dlcr.engine.build import TrainData
     from dlcr.types import Sample
 
     full = not args.smoke

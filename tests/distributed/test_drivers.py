@@ -10,8 +10,9 @@ import pytest
 from dlcr.distributed.env import dist_env, shard
 from dlcr.errors import ConfigError
 from dlcr.generation.inpainters import create_inpainter
+from dlcr.generation.outputs import GENERATED_MANIFEST as MANIFEST
 from dlcr.generation.planning import plan_jobs, write_jobs
-from dlcr.generation.runner import MANIFEST, inpaint_signature, run_jobs
+from dlcr.generation.runner import inpaint_signature, run_jobs
 from dlcr.io.tables import read_table
 from dlcr.testing.toy_generation import make_toy_dataset, runner_argv
 

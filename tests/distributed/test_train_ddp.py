@@ -45,8 +45,8 @@ def test_torchrun_two_cpu_processes_train_paired_ddp(tmp_path):
     # the global batch of 8 real images is 4 per rank, and each rank runs half of those batches
     from dlcr.config import load_config
     from dlcr.config_args import trainer_from_config
-    from dlcr.engine.trainer import GeneratedData, TrainData
-    from dlcr.generation.runner import MANIFEST
+    from dlcr.engine.build import GeneratedData, TrainData
+    from dlcr.generation.outputs import GENERATED_MANIFEST as MANIFEST
     from dlcr.io.tables import read_table
 
     gen = GeneratedData(rows=read_table(work / stages.GENERATED / MANIFEST), root=work / stages.GENERATED)

@@ -44,7 +44,7 @@ def _cfg(world, **extra):
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_amp_training_epoch_on_cuda(world, tmp_path, dtype):
     from dlcr.config_args import trainer_from_config
-    from dlcr.engine.trainer import TrainData
+    from dlcr.engine.build import TrainData
 
     cfg = _cfg(world, **{"train.amp": "true", "train.amp_dtype": dtype, "train.channels_last": "true",
                          "train.sync_every": 3})
@@ -62,7 +62,7 @@ def test_amp_training_epoch_on_cuda(world, tmp_path, dtype):
 
 def test_non_finite_loss_still_raises_at_the_sync_point(world, tmp_path, monkeypatch):
     from dlcr.config_args import trainer_from_config
-    from dlcr.engine.trainer import TrainData
+    from dlcr.engine.build import TrainData
 
     tr = trainer_from_config(_cfg(world, **{"train.amp": "true", "train.amp_dtype": "bfloat16"}),
                              TrainData.from_dataset(world["ds"]), tmp_path / "nan", device="cuda")
@@ -84,7 +84,7 @@ def test_ddp_over_nccl_with_one_process(world, tmp_path, monkeypatch):
 
     from dlcr.config_args import trainer_from_config
     from dlcr.distributed.env import DistEnv
-    from dlcr.engine.trainer import TrainData
+    from dlcr.engine.build import TrainData
 
     @dataclasses.dataclass(frozen=True)
     class OneProcessDDP(DistEnv):  # world size 1, but every distributed code path taken

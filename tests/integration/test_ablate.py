@@ -73,7 +73,7 @@ def test_ablate_trains_every_table_a1_row_and_resumes(user_dataset: Path, capsys
     assert "cc_refined" not in json.loads((runs / "dlcr_paired_s0" / "eval" / "metrics.json").read_text())
     # rows 2 and 3 trained on generated data of their own: the unmasked variants repaint pixels outside
     # the clothes mask, the random prompts come from the vocabulary
-    from dlcr.generation.runner import read_manifest
+    from dlcr.generation.outputs import read_manifest
     from dlcr.io.tables import read_table
 
     work = user_dataset / "work"

@@ -46,7 +46,7 @@ def test_custom_csv_dataset_through_data_generate_train_evaluate(tmp_path: Path,
            "--set", "generate.backend=recolor", "--set", "generate.k=2", "--set", "generate.query_variants=2"]
     code, out, err = run(["generate", "all", *data, *gen], capsys)  # --work defaults to out/custom
     assert code == 0, err
-    from dlcr.generation.runner import read_manifest
+    from dlcr.generation.outputs import read_manifest
     from dlcr.io.tables import read_table
 
     work = tmp_path / "out" / "custom"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from dlcr.demo import ARMS, METRIC_KEYS, RESULT_ARMS, TABLE_A1
+from dlcr.ablation import ARMS, METRIC_KEYS, RESULT_ARMS, TABLE_A1
 from dlcr.generation.parsers.pose import mediapipe_missing
 
 POSE = mediapipe_missing() is None

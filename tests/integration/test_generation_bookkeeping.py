@@ -14,9 +14,8 @@ import pytest
 
 from dlcr.errors import InputError
 from dlcr.generation.inpainters import create_inpainter
-from dlcr.generation.planning import plan_jobs, read_jobs, write_jobs
-from dlcr.generation.runner import (
-    MANIFEST,
+from dlcr.generation.outputs import GENERATED_MANIFEST as MANIFEST
+from dlcr.generation.outputs import (
     PARTS_DIR,
     SKIPPED,
     STATUS_EMPTY,
@@ -25,8 +24,9 @@ from dlcr.generation.runner import (
     consolidate_manifest,
     existing_files,
     read_manifest,
-    run_jobs,
 )
+from dlcr.generation.planning import plan_jobs, read_jobs, write_jobs
+from dlcr.generation.runner import run_jobs
 from dlcr.io.tables import read_table, write_table
 from dlcr.testing.bookkeeping_reference import (
     committed_job_ids_reference,

@@ -14,18 +14,18 @@ import pytest
 from cli_run import cli_status as main
 from dlcr.errors import UnsafePathError
 from dlcr.generation.inpainters import create_inpainter
-from dlcr.generation.planning import plan_jobs, write_jobs
-from dlcr.generation.runner import (
-    MANIFEST,
+from dlcr.generation.outputs import GENERATED_MANIFEST as MANIFEST
+from dlcr.generation.outputs import (
     PARTS_DIR,
     SKIPPED,
     commit_part,
     committed_job_ids,
     consolidate_manifest,
     read_manifest,
-    run_jobs,
 )
-from dlcr.generation.signature import recorded_hash
+from dlcr.generation.planning import plan_jobs, write_jobs
+from dlcr.generation.runner import run_jobs
+from dlcr.generation.signature_record import recorded_hash
 from dlcr.io.images import read_label_map, read_rgb
 from dlcr.io.tables import read_table, write_table
 from dlcr.testing.toy_generation import make_toy_dataset, runner_argv
@@ -203,7 +203,7 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(toy, 
 
 def test_label_maps_are_found_where_the_masks_stage_writes_them_or_beside_the_full_name(tmp_path):
     from dlcr.errors import ImageError
-    from dlcr.generation.runner import label_path_for
+    from dlcr.generation.outputs import label_path_for
 
     (tmp_path / "cam1").mkdir()
     (tmp_path / "cam1" / "a.png").write_bytes(b"x")

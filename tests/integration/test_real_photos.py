@@ -7,9 +7,9 @@ import pytest
 
 from dlcr.demo import realphoto as photos
 from dlcr.demo.realphoto import MANIFEST, REALPHOTO_DIRNAME, run_real_photo_stage
-from dlcr.generation.parsing import CLOTHES_LABELS, labels_mask
 from dlcr.io.atomic import atomic_write_json
 from dlcr.io.images import read_label_map, read_rgb
+from dlcr.lip import CLOTHES_LABELS, labels_mask
 
 REASON = photos.real_photo_missing()
 
@@ -86,8 +86,8 @@ def test_the_panel_goes_through_the_generation_stages(stage):
     from dlcr.data.datasets import dataset_from_samples
     from dlcr.errors import ConfigError
     from dlcr.generation import stages
+    from dlcr.generation.outputs import read_manifest
     from dlcr.generation.planning import read_jobs
-    from dlcr.generation.runner import read_manifest
 
     _, out, m = stage
     work = out / photos.WORK_DIRNAME

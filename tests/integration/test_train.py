@@ -12,11 +12,12 @@ import torch
 from dlcr.config import load_config
 from dlcr.config_args import trainer_from_config
 from dlcr.data.datasets import create_dataset
-from dlcr.engine.trainer import GeneratedData, TrainData, Trainer
+from dlcr.engine.build import GeneratedData, TrainData
+from dlcr.engine.trainer import Trainer
 from dlcr.generation import stages
 from dlcr.generation.describers import create_captioner, create_summarizer
+from dlcr.generation.outputs import GENERATED_MANIFEST as MANIFEST
 from dlcr.generation.parsers import create_parser
-from dlcr.generation.runner import MANIFEST
 from dlcr.io.tables import read_table
 from user_dataset import as_prcc
 

@@ -25,11 +25,12 @@ from PIL import Image
 from relia_util import PYTHON, cli_env, clone, data_sets, snapshot
 
 from dlcr.cli.main import main
-from dlcr.generation.parsing import clothes_mask
-from dlcr.generation.runner import MANIFEST, MANIFEST_SCHEMA, SKIPPED
+from dlcr.generation.outputs import GENERATED_MANIFEST as MANIFEST
+from dlcr.generation.outputs import MANIFEST_SCHEMA, SKIPPED
 from dlcr.generation.stages import GENERATED, JOBS, MASKS
 from dlcr.io.images import read_label_map, read_rgb
 from dlcr.io.tables import read_table, write_table
+from dlcr.lip import clothes_mask
 
 TRAIN_SETS = ["--set", "train.epochs=1", "--set", "train.eval_every=0", "--set", "sampler.batch_size=8",
               "--set", "sampler.num_instances=2"]
@@ -408,7 +409,8 @@ def test_a_run_killed_inside_a_checkpoint_save_is_not_overwritten_by_a_fresh_run
                                                                                   caplog):
     """After a kill inside the save only ``last.prev`` is complete; training again without --resume must
     refuse (as it does when last.json exists) instead of starting over and discarding it."""
-    from dlcr.engine.checkpoint import _keep_previous, latest_checkpoint
+    from dlcr.engine.checkpoint import _keep_previous
+    from dlcr.engine.checkpoint_files import latest_checkpoint
 
     run = clone(trained, tmp_path / "runs" / "run")
     ck = run / "checkpoints"

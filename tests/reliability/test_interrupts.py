@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from relia_util import PYTHON, cli_env, clone, replan
 
-from dlcr.generation.runner import committed_job_ids, read_manifest
+from dlcr.generation.outputs import committed_job_ids, read_manifest
 from dlcr.generation.stages import GENERATED
 
 pytestmark = pytest.mark.slow

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 from relia_util import PYTHON, H, W, cli_env, clone, replan
 
+from dlcr.generation.outputs import GENERATED_MANIFEST as MANIFEST
+from dlcr.generation.outputs import PARTS_DIR, STATUS_OK, committed_job_ids
 from dlcr.generation.planning import read_jobs, write_jobs
-from dlcr.generation.runner import MANIFEST, PARTS_DIR, STATUS_OK, committed_job_ids
 from dlcr.generation.stages import GENERATED, JOBS
 from dlcr.io.images import read_rgb
 from dlcr.io.tables import read_table

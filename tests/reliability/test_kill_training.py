@@ -21,7 +21,7 @@ import torch
 from relia_util import HERE, PYTHON, cli_env, data_sets
 from safetensors.torch import load_file
 
-from dlcr.engine.checkpoint import latest_checkpoint
+from dlcr.engine.checkpoint_files import latest_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -123,8 +123,8 @@ def test_sigkill_during_an_epoch_then_resume_continues_the_same_stream(world, wo
     from dlcr.config import load_config
     from dlcr.config_args import trainer_from_config
     from dlcr.data.datasets import create_dataset
-    from dlcr.engine.trainer import GeneratedData, TrainData
-    from dlcr.generation.runner import MANIFEST
+    from dlcr.engine.build import GeneratedData, TrainData
+    from dlcr.generation.outputs import GENERATED_MANIFEST as MANIFEST
     from dlcr.generation.stages import GENERATED
     from dlcr.io.tables import read_table
 
@@ -185,8 +185,8 @@ def test_resume_keeps_the_history_of_completed_epochs(world, work, tmp_path):
     from dlcr.config import load_config
     from dlcr.config_args import trainer_from_config
     from dlcr.data.datasets import create_dataset
-    from dlcr.engine.trainer import GeneratedData, TrainData
-    from dlcr.generation.runner import MANIFEST
+    from dlcr.engine.build import GeneratedData, TrainData
+    from dlcr.generation.outputs import GENERATED_MANIFEST as MANIFEST
     from dlcr.generation.stages import GENERATED
     from dlcr.io.tables import read_table
 

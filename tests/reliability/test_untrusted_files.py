@@ -14,8 +14,8 @@ import pytest
 from relia_util import REPO, data_sets, snapshot
 
 from dlcr.errors import UnsafePathError
+from dlcr.generation.outputs import GENERATED_MANIFEST as MANIFEST
 from dlcr.generation.released_format import import_released
-from dlcr.generation.runner import MANIFEST
 from dlcr.io.images import write_png
 
 SRC = REPO / "src" / "dlcr"

@@ -12,9 +12,10 @@ from dlcr.generation.describers import create_captioner, create_summarizer
 from dlcr.generation.inpainters.recolor import RecolorInpainter, parse_outfit_prompt
 from dlcr.generation.inpainting import InpaintItem
 from dlcr.generation.parsers import create_parser
-from dlcr.generation.parsing import CLOTHES_LABELS, labels_mask
 from dlcr.generation.planning import VOCAB_KEY_PREFIX, VOCABULARY, plan_jobs, prompt_of
-from dlcr.generation.runner import inpaint_signature, region_mask
+from dlcr.generation.runner import inpaint_signature
+from dlcr.generation.worker import region_mask
+from dlcr.lip import CLOTHES_LABELS, labels_mask
 from dlcr.testing.toy_generation import make_toy_dataset
 from dlcr.types import Outfit, Sample
 

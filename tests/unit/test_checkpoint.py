@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from dlcr.data.samplers import IdentitySampler
-from dlcr.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from dlcr.engine.checkpoint import load_checkpoint, save_checkpoint
+from dlcr.engine.checkpoint_files import latest_checkpoint
 from dlcr.errors import CheckpointError
 from dlcr.models import ClothesClassifier, create_model
 

@@ -179,7 +179,7 @@ def test_generate_runs_on_a_custom_csv_dataset(tmp_path: Path, capsys, monkeypat
     import csv
     import re
 
-    from dlcr.generation.runner import read_manifest
+    from dlcr.generation.outputs import read_manifest
     from dlcr.synth.writer import render_world
 
     render_world(tmp_path / "data", ids=4, seed=0, height=32, width=16)

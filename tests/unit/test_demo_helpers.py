@@ -6,22 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from dlcr.data.datasets.base import CCReIDDataset, Record, relabel_test, relabel_train
-from dlcr.demo import (
+from dlcr.ablation import (
     ARMS,
     CORE_ARMS,
     METRIC_KEYS,
     TABLE_A1,
-    DemoSettings,
-    _run_tasks,
     aggregate,
     aggregate_curves,
     curves_of,
-    holdout_validation,
     results_table,
-    table_a1,
-    validation_data,
 )
+from dlcr.data.datasets.base import CCReIDDataset, Record, relabel_test, relabel_train
+from dlcr.demo import DemoSettings, holdout_validation, table_a1, validation_data
+from dlcr.demo.tasks import _run_tasks
 
 
 def _ds(n_ids: int = 20) -> CCReIDDataset:

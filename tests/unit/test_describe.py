@@ -6,30 +6,19 @@ import numpy as np
 import pytest
 
 from dlcr.errors import ConfigError, InputError
-from dlcr.generation.describe import (
-    CAPTIONS_TABLE,
-    OUTFITS_TABLE,
-    VoteSummarizer,
-    describe_dataset,
-    read_captions,
-    read_outfits,
-    split_outfit_text,
-    vote_parts,
-)
+from dlcr.generation.describe import VoteSummarizer, describe_dataset
+from dlcr.generation.describe_tables import CAPTIONS_TABLE, OUTFITS_TABLE, read_captions, read_outfits
 from dlcr.generation.describers import create_captioner, create_summarizer
-from dlcr.generation.describers.rule import (
-    BASIC_COLOURS,
-    RuleCaptioner,
-    colour_name,
-    rgb_to_lab,
-)
+from dlcr.generation.describers.rule import BASIC_COLOURS, RuleCaptioner, colour_name
 from dlcr.generation.inpainters.recolor import COLOURS, pattern_mask
+from dlcr.generation.outfit_text import split_outfit_text, vote_parts
 from dlcr.generation.parsing import MASKS_SCHEMA, MASKS_TABLE
 from dlcr.io.images import read_label_map, write_png
 from dlcr.io.tables import read_table, write_table
 from dlcr.registry import UnknownNameError
 from dlcr.testing.toy_generation import make_toy_dataset
 from dlcr.types import Outfit, Sample
+from dlcr.vocabulary import rgb_to_lab
 
 SKIN = (224, 172, 140)
 RED, WHITE, BLUE = (190, 32, 38), (236, 236, 232), (36, 76, 188)

@@ -9,12 +9,8 @@ pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 from dlcr.errors import CheckpointError, ConfigError, InputError  # noqa: E402
-from dlcr.generation.describe import (  # noqa: E402
-    VoteSummarizer,
-    describe_dataset,
-    read_captions,
-    read_outfits,
-)
+from dlcr.generation.describe import VoteSummarizer, describe_dataset  # noqa: E402
+from dlcr.generation.describe_tables import read_captions, read_outfits  # noqa: E402
 from dlcr.generation.describers import create_captioner, create_summarizer  # noqa: E402
 from dlcr.generation.describers.hf import HFCaptioner, HFSummarizer, resolve_dtype  # noqa: E402
 from dlcr.generation.tiny_models.text import (  # noqa: E402

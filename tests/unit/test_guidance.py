@@ -401,8 +401,8 @@ def test_cli_guidance_train(tiny_path, tmp_path, monkeypatch, capsys):
 
 def test_latent_masks_read_a_repeated_label_map_once(plain, tmp_path, monkeypatch):
     from dlcr.generation.guidance import training as G  # where latent_masks looks up _as_mask
-    from dlcr.generation.parsing import clothes_mask
     from dlcr.io.images import write_png
+    from dlcr.lip import clothes_mask
 
     rng = np.random.default_rng(3)
     maps = [rng.choice(np.array([0, 5, 9, 13], np.uint8), (H, W)) for _ in range(2)]

@@ -16,7 +16,6 @@ pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 from dlcr.errors import CheckpointError  # noqa: E402
-from dlcr.generation.describe import clean_generated_text, split_outfit_text  # noqa: E402
 from dlcr.generation.describers.hf import (  # noqa: E402
     HFCaptioner,
     HFSummarizer,
@@ -24,6 +23,7 @@ from dlcr.generation.describers.hf import (  # noqa: E402
     mean_colour,
     pad_for_crop,
 )
+from dlcr.generation.outfit_text import clean_generated_text, split_outfit_text  # noqa: E402
 from public_formats.hf_text import CLIP_MEAN, CLIP_STD, build_llama3_instruct, build_llava15, llama3_ids  # noqa: E402
 
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 160, 0)

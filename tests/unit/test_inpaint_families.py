@@ -349,8 +349,8 @@ def test_command_line_runs_sdxl_and_prints_a_model_failure_as_one_error_line(fol
     from diffusers import UNet2DConditionModel
 
     from cli_run import cli_status as main
+    from dlcr.generation.outputs import read_manifest
     from dlcr.generation.planning import plan_jobs, write_jobs
-    from dlcr.generation.runner import read_manifest
     from dlcr.testing.toy_generation import make_toy_dataset, runner_argv
 
     samples, outfits, image_root, label_root = make_toy_dataset(tmp_path / "ds", n_persons=2, outfits_per_person=1)

@@ -8,19 +8,21 @@ import pytest
 
 from dlcr.config import load_config
 from dlcr.errors import ConfigError
-from dlcr.generation.parsing import (
+from dlcr.generation.label_schemes import (
+    FASHIONPEDIA_LABELS,
+    lip_id_for_name,
+    lip_table_for_labels,
+    normalize_label_name,
+    require_clothes_classes,
+)
+from dlcr.lip import (
     ATR_LABELS,
     ATR_TO_LIP,
     CIHP_LABELS,
     CLOTHES_LABELS,
-    FASHIONPEDIA_LABELS,
     LIP_LABELS,
     PASCAL_LABELS,
-    lip_id_for_name,
-    lip_table_for_labels,
     map_labels,
-    normalize_label_name,
-    require_clothes_classes,
 )
 
 # LIP ids: 1 Hat, 3 Glove, 4 Sunglasses, 5 Upper-clothes, 6 Dress, 7 Coat, 8 Socks, 9 Pants,

@@ -6,8 +6,8 @@ import pytest
 
 from dlcr.errors import ConfigError
 from dlcr.generation import describers as describe
-from dlcr.generation.describe import split_outfit_text
 from dlcr.generation.describers import create_summarizer
+from dlcr.generation.outfit_text import split_outfit_text
 from dlcr.generation.tiny_models import diffusion as td
 
 # --------------------------------------------------------------------------------------------

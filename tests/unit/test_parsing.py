@@ -10,27 +10,24 @@ import pytest
 from PIL import Image
 
 from dlcr.errors import ConfigError, DatasetError, DlcrError, ImageError, InputError, UnsafePathError
+from dlcr.generation.label_schemes import lip_id_for_name, lip_table_for_labels
 from dlcr.generation.parsers import PARSERS, create_parser
 from dlcr.generation.parsers.folder import FolderParser, SynthCCParser
-from dlcr.generation.parsing import (
+from dlcr.generation.parsing import HumanParser, label_path, parse_dataset
+from dlcr.io.images import read_label_map
+from dlcr.io.tables import read_table
+from dlcr.lip import (
     ACCESSORY_LABELS,
     ATR_LABELS,
     ATR_TO_LIP,
     BODY_PARTS,
     CLOTHES_LABELS,
     LIP_LABELS,
-    HumanParser,
     clothes_mask,
     dilate_mask,
-    label_path,
-    lip_id_for_name,
-    lip_table_for_labels,
     map_labels,
-    parse_dataset,
     part_masks,
 )
-from dlcr.io.images import read_label_map
-from dlcr.io.tables import read_table
 
 # --------------------------------------------------------------------------- label sets
 
@@ -370,7 +367,7 @@ def test_parse_dataset_with_synthcc_ground_truth(tmp_path):
 
 
 def test_mask_bbox():
-    from dlcr.generation.parsing import mask_bbox
+    from dlcr.lip import mask_bbox
 
     m = np.zeros((6, 5), dtype=bool)
     assert mask_bbox(m) is None

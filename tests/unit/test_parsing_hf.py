@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 from dlcr.errors import CheckpointError, ConfigError  # noqa: E402
 from dlcr.generation.parsers import create_parser  # noqa: E402
 from dlcr.generation.parsers.hf_segmentation import HFSegmentationParser  # noqa: E402
-from dlcr.generation.parsing import ATR_TO_LIP, LIP_LABELS  # noqa: E402
+from dlcr.lip import ATR_TO_LIP, LIP_LABELS
 from dlcr.testing.tiny import tiny_segformer  # noqa: E402
 
 

@@ -18,7 +18,7 @@ from dlcr.generation.parsers.schp import (
     warp_to_image,
     warp_to_input,
 )
-from dlcr.generation.parsing import ATR_TO_LIP
+from dlcr.lip import ATR_TO_LIP
 from dlcr.testing.tiny import TINY_SCHP_ARCH, tiny_schp, tiny_schp_checkpoint
 from public_formats import schp as official
 

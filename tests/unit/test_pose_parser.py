@@ -21,7 +21,8 @@ from dlcr.generation.parsers.pose import (
     polygon_distance,
     segment_distance,
 )
-from dlcr.generation.parsing import CLOTHES_LABELS, clothes_mask, parse_dataset
+from dlcr.generation.parsing import parse_dataset
+from dlcr.lip import CLOTHES_LABELS, clothes_mask
 
 # --------------------------------------------------------------------------------------------
 # Geometry

@@ -7,6 +7,7 @@ import pytest
 
 from dlcr.errors import ImageError, UnsafePathError
 from dlcr.generation.inpainters import create_inpainter
+from dlcr.generation.outputs import GeneratedRecord, read_manifest
 from dlcr.generation.planning import plan_jobs
 from dlcr.generation.released_format import (
     describe_line,
@@ -15,7 +16,7 @@ from dlcr.generation.released_format import (
     parse_line,
     parts_from_prompt,
 )
-from dlcr.generation.runner import GeneratedRecord, read_manifest, run_jobs
+from dlcr.generation.runner import run_jobs
 from dlcr.io.images import read_rgb, write_png
 from dlcr.testing.toy_generation import make_toy_dataset
 

@@ -16,21 +16,18 @@ import pytest
 
 from dlcr.errors import ConfigError
 from dlcr.generation import stages
-from dlcr.generation.describe import VoteSummarizer, read_outfits
+from dlcr.generation.describe import VoteSummarizer
+from dlcr.generation.describe_tables import read_outfits
 from dlcr.generation.describers import create_captioner, create_summarizer
 from dlcr.generation.inpainters import INPAINTERS
+from dlcr.generation.outputs import GENERATED_MANIFEST as MANIFEST
+from dlcr.generation.outputs import read_manifest
 from dlcr.generation.parsers import create_parser
 from dlcr.generation.parsing import ParseReport
 from dlcr.generation.planning import plan_jobs, write_jobs
-from dlcr.generation.runner import MANIFEST, inpaint_signature, read_manifest
-from dlcr.generation.signature import (
-    backend_signature,
-    check_signature,
-    object_signature,
-    read_signature,
-    recorded_hash,
-    signature_file,
-)
+from dlcr.generation.runner import inpaint_signature
+from dlcr.generation.signature import backend_signature, object_signature
+from dlcr.generation.signature_record import check_signature, read_signature, recorded_hash, signature_file
 from dlcr.io.tables import read_table
 from dlcr.testing.toy_generation import make_toy_dataset
 from dlcr.types import Outfit
@@ -479,7 +476,7 @@ def test_overwrite_with_a_model_that_fails_to_load_keeps_the_outputs(toy, monkey
     import dlcr.generation.inpainters as inpainting
     import dlcr.generation.ray_driver as ray_backend
     from dlcr.errors import CheckpointError
-    from dlcr.generation.runner import GenerationWorker, run_local
+    from dlcr.generation.worker import GenerationWorker, run_local
 
     samples, outfits, images, _, work = toy
     _plan(samples, outfits, work, k=2)

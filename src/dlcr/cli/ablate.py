@@ -91,9 +91,10 @@ def _run_arm(cfg: Any, ds: Any, run_dir: Path, *, gen_dir: Path | None, query_di
     from dlcr.config import dump_yaml
     from dlcr.config_args import eval_settings, train_settings
     from dlcr.distributed.env import resolve_device
-    from dlcr.engine.checkpoint import latest_checkpoint
+    from dlcr.engine.build import GeneratedData, TrainData
+    from dlcr.engine.checkpoint_files import latest_checkpoint
     from dlcr.engine.evaluate import evaluate_model
-    from dlcr.engine.trainer import GeneratedData, TrainData, train
+    from dlcr.engine.trainer import train
     from dlcr.generation.outputs import GENERATED_MANIFEST
     from dlcr.io.tables import read_table
 

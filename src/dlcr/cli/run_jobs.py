@@ -70,7 +70,8 @@ def run_jobs_cmd(
 
     from dlcr.generation.inpainters import INPAINTERS, create_inpainter
     from dlcr.generation.planning import read_jobs
-    from dlcr.generation.runner import DRIVERS, MASK_REGIONS, inpaint_signature, run_jobs
+    from dlcr.generation.runner import DRIVERS, inpaint_signature, run_jobs
+    from dlcr.generation.worker import MASK_REGIONS
 
     _choice(driver, "--driver", DRIVERS)
     _choice(mask_region, "--mask-region", MASK_REGIONS)

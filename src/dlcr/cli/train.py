@@ -34,7 +34,8 @@ def train_cmd(
 ) -> None:
     """Train a CC-ReID model (CAL losses; sampler.mode none | concat | paired)."""
     from dlcr.config_args import train_settings
-    from dlcr.engine.trainer import GeneratedData, TrainData, train
+    from dlcr.engine.build import GeneratedData, TrainData
+    from dlcr.engine.trainer import train
     from dlcr.generation.outputs import GENERATED_MANIFEST
     from dlcr.generation.stages import GENERATED
     from dlcr.io.tables import read_table

@@ -45,9 +45,9 @@ def holdout_validation(ds: Any, *, fraction: float, min_ids: int, seed: int) -> 
 
 
 def validation_data(ds: Any) -> Any:
-    """:class:`~dlcr.engine.trainer.TrainData` whose only evaluation splits and protocols are the
+    """:class:`~dlcr.engine.build.TrainData` whose only evaluation splits and protocols are the
     validation ones: the trainer's periodic evaluation never sees the test set."""
-    from dlcr.engine.trainer import TrainData
+    from dlcr.engine.build import TrainData
     from dlcr.types import EvalProtocol
 
     data = TrainData.from_dataset(ds)

@@ -16,7 +16,7 @@ from dlcr.generation.inpainting import Inpainter
 from dlcr.generation.outputs import committed_job_ids, read_empty_masks, remove_outputs
 from dlcr.generation.parsing import MASKS_TABLE
 from dlcr.generation.planning import Job
-from dlcr.generation.signature import (
+from dlcr.generation.signature_record import (
     check_signature,
     recorded_hash,
     signature_file,

@@ -46,10 +46,10 @@ from dlcr.generation.layout import (
     QUERY_GENERATED,
     QUERY_JOBS,
 )
-from dlcr.generation.signature import (
+from dlcr.generation.signature import object_signature
+from dlcr.generation.signature_record import (
     check_inputs_current,
     check_signature,
-    object_signature,
     recorded_hash,
     signature_file,
 )
@@ -86,7 +86,7 @@ def _upstream(work: Path) -> dict[str, tuple[Path, str]]:
 def check_current(work: str | os.PathLike, output: str) -> None:
     """Refuse (one ``ConfigError`` line) to read ``work/output`` when an output it was made from has
     been replaced since (recursively: masks -> captions -> outfits -> plans); see
-    :func:`~dlcr.generation.signature.check_inputs_current`."""
+    :func:`~dlcr.generation.signature_record.check_inputs_current`."""
     work = Path(work)
     made_by = {JOBS: "plan", QUERY_JOBS: "queries --plan-only"}
     made_by.update({p.name: stage for p, stage in _upstream(work).values()})
@@ -132,7 +132,7 @@ def describe_signatures(work: str | os.PathLike, captioner: Any, summarizer: Any
     """The signatures of ``captions.parquet`` (captioner + the masks' signature hash) and
     ``outfits.parquet`` (summariser + the captions' signature hash); the captioner and summariser
     are built objects or their signatures (see :func:`masks_signature`)."""
-    from dlcr.generation.signature import signature_hash
+    from dlcr.generation.signature_record import signature_hash
 
     captions = {"stage": "captions", "captioner": _signature_of(captioner),
                 "inputs": {"masks": recorded_hash(Path(work) / MASKS)}}
@@ -145,7 +145,7 @@ def check_describe(work: str | os.PathLike, captioner: Any, summarizer: Any) -> 
     """The describe stage's refusals, before a captioner or summariser is built: missing label maps,
     and captions / outfits of another signature (the one-line errors :func:`run_describe` gives;
     nothing is recorded)."""
-    from dlcr.generation.describe import CAPTIONS_SCHEMA, OUTFITS_SCHEMA, _CommittedTable
+    from dlcr.generation.describe_tables import CAPTIONS_SCHEMA, OUTFITS_SCHEMA, committed_table
 
     work = Path(work)
     _need(work / MASKS, "label maps", "dlcr generate masks")
@@ -153,7 +153,7 @@ def check_describe(work: str | os.PathLike, captioner: Any, summarizer: Any) -> 
     sigs = describe_signatures(work, captioner, summarizer)
     for name, table, schema, key in (("captions", CAPTIONS, CAPTIONS_SCHEMA, "path"),
                                      ("outfits", OUTFITS, OUTFITS_SCHEMA, "clothes_key")):
-        tbl = _CommittedTable(work, table, schema, key)
+        tbl = committed_table(work, table, schema, key)
         check_signature(signature_file(tbl.path), sigs[name], what=name, committed=len(tbl.load()), record=False)
 
 
@@ -171,7 +171,7 @@ def run_describe(train: Sequence[Sample], root: str | os.PathLike, work: str | o
 
 def read_work_outfits(work: str | os.PathLike) -> dict[str, Any]:
     """``work/outfits.parquet``, once its chain (captions, masks) is checked to be current."""
-    from dlcr.generation.describe import read_outfits
+    from dlcr.generation.describe_tables import read_outfits
 
     path = _need(Path(work) / OUTFITS, "outfits", "dlcr generate describe")
     check_current(work, OUTFITS)
@@ -205,7 +205,7 @@ def plan_signature(work: str | os.PathLike, *, k: int, seed: int, allow_same_per
         sig["prompt_source"] = str(prompt_source)
     if targets is not None:
         from dlcr.generation.planning import prompt_of
-        from dlcr.generation.signature import stable_hash
+        from dlcr.generation.signature_record import stable_hash
 
         sig["targets"] = stable_hash(sorted((str(key), prompt_of(o)) for key, o in targets.items()))
     return sig
@@ -272,7 +272,8 @@ def run_inpaint(work: str | os.PathLike, root: str | os.PathLike, *, backend: st
     were replaced since it was made."""
     from dlcr.generation.inpainters import INPAINTERS, create_inpainter
     from dlcr.generation.planning import read_jobs
-    from dlcr.generation.runner import check_mask_region, inpaint_signature, run_jobs
+    from dlcr.generation.runner import inpaint_signature, run_jobs
+    from dlcr.generation.worker import check_mask_region
 
     check_mask_region(mask_region)
     work = Path(work)

@@ -44,7 +44,8 @@ def _recorded(config: Any, section: str, key: str, default: Any) -> Any:
 def load_run_model(run: Path) -> RunModel:
     """The model of ``run/checkpoints`` (its ``last`` checkpoint, the one the run's test evaluation
     used; else the newest complete one); a :class:`Skip` naming the folder when there is none."""
-    from dlcr.engine.checkpoint import load_checkpoint, read_checkpoint_meta
+    from dlcr.engine.checkpoint import load_checkpoint
+    from dlcr.engine.checkpoint_files import read_checkpoint_meta
     from dlcr.models import create_model, model_options
 
     ck = run / "checkpoints"

@@ -76,7 +76,7 @@ def read_run_config(run: Path) -> tuple[dict[str, Any] | None, str, str]:
 
 
 def _checkpoints(run: Path) -> list[tuple[Path, dict[str, Any]]]:
-    from dlcr.engine.checkpoint import FORMAT
+    from dlcr.engine.checkpoint_files import FORMAT
 
     d = run / "checkpoints"
     out = []

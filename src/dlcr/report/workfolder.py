@@ -167,7 +167,7 @@ def _contents_section(work: Path) -> str:
 
 
 def _settings_section(work: Path) -> str:
-    from dlcr.generation.signature import flatten, read_signature, signature_file, signature_hash
+    from dlcr.generation.signature_record import flatten, read_signature, signature_file, signature_hash
 
     rows, missing = [], []
     for _what, out, _table, _ in WORK_OUTPUTS:

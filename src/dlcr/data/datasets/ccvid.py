@@ -19,15 +19,11 @@ from dlcr.data.datasets.base import (
     STANDARD_SC_CC,
     CCReIDDataset,
     Record,
-    Rejects,
-    find_base,
     finish,
-    list_images,
-    rel,
     relabel_test,
     relabel_train,
-    require_nonempty,
 )
+from dlcr.data.datasets.files import Rejects, find_base, list_images, rel, require_nonempty
 from dlcr.errors import DatasetError, UnsafePathError
 from dlcr.io.paths import safe_join
 from dlcr.utils.progress import track

@@ -20,13 +20,11 @@ from dlcr.data.datasets.base import (
     STANDARD_SC_CC,
     CCReIDDataset,
     Record,
-    Rejects,
     finish,
-    is_image,
-    rel,
     relabel_test,
     relabel_train,
 )
+from dlcr.data.datasets.files import Rejects, is_image, rel
 from dlcr.errors import DatasetError
 from dlcr.io.paths import safe_join
 from dlcr.utils.progress import track

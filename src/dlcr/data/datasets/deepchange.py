@@ -24,16 +24,11 @@ from dlcr.data.datasets.base import (
     STANDARD_ONLY,
     CCReIDDataset,
     Record,
-    Rejects,
-    find_base,
     finish,
-    is_image,
-    list_images,
-    rel,
     relabel_test,
     relabel_train,
-    require_nonempty,
 )
+from dlcr.data.datasets.files import Rejects, find_base, is_image, list_images, rel, require_nonempty
 from dlcr.errors import DatasetError, UnsafePathError
 from dlcr.io.paths import safe_join
 from dlcr.utils.logging import get_logger

@@ -26,13 +26,11 @@ from dlcr.data.datasets.base import (
     STANDARD_ONLY,
     CCReIDDataset,
     Record,
-    Rejects,
-    find_base,
     finish,
-    named_images,
     relabel_test,
     relabel_train,
 )
+from dlcr.data.datasets.files import Rejects, find_base, named_images
 
 NAME_RE = re.compile(r"^(?P<pid>\d+)_(?:.*_)?(?P<clothes>[^_.]+)\.(?:jpe?g|png|bmp)$", re.IGNORECASE)
 NAME_TEXT = "<pid>_..._<clothes>.jpg"

@@ -16,13 +16,11 @@ from dlcr.data.datasets.base import (
     STANDARD_SC_CC,
     CCReIDDataset,
     Record,
-    Rejects,
-    find_base,
     finish,
-    named_images,
     relabel_test,
     relabel_train,
 )
+from dlcr.data.datasets.files import Rejects, find_base, named_images
 
 NAME_RE = re.compile(r"^(?P<pid>\d+)_(?P<clothes>\d+)_c(?P<cam>\d+)(?:_[^.]*)?\.(?:png|jpe?g|bmp)$", re.IGNORECASE)
 NAME_TEXT = "<pid>_<clothes>_c<cam>_<frame>.png"

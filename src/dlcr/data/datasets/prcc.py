@@ -21,20 +21,8 @@ import os
 import re
 from pathlib import Path
 
-from dlcr.data.datasets.base import (
-    DATASETS,
-    CCReIDDataset,
-    Record,
-    Rejects,
-    find_base,
-    finish,
-    list_dirs,
-    list_images,
-    rel,
-    relabel_test,
-    relabel_train,
-    require_nonempty,
-)
+from dlcr.data.datasets.base import DATASETS, CCReIDDataset, Record, finish, relabel_test, relabel_train
+from dlcr.data.datasets.files import Rejects, find_base, list_dirs, list_images, rel, require_nonempty
 from dlcr.types import EvalProtocol
 from dlcr.utils.progress import track
 

@@ -17,13 +17,11 @@ from dlcr.data.datasets.base import (
     STANDARD_SC_CC,
     CCReIDDataset,
     Record,
-    Rejects,
-    find_base,
     finish,
-    named_images,
     relabel_test,
     relabel_train,
 )
+from dlcr.data.datasets.files import Rejects, find_base, named_images
 
 NAME_RE = re.compile(r"^(?P<pid>\d+)-(?P<cam>\d+)-(?P<clothes>\d+)-(?P<frame>\d+)\.(?:jpe?g|png|bmp)$", re.IGNORECASE)
 NAME_TEXT = "<pid>-<cam>-<clothes>-<frame>.jpg"
