@@ -20,7 +20,7 @@ the images of one clothes id. Here the two steps are pluggable:
 This module holds the two interfaces and the stage's driver. The backends and their registries
 (``CAPTIONERS``, ``SUMMARIZERS``, ``create_captioner``, ``create_summarizer``) are
 :mod:`dlcr.generation.describers`; the text logic shared by the summarisers is
-:mod:`dlcr.generation.outfit_text` (its names are re-exported here).
+:mod:`dlcr.generation.outfit_text`, the stage's tables (and their readers) :mod:`dlcr.generation.describe_tables`.
 
 :func:`describe_dataset` runs both over a list of samples and writes ``captions.parquet`` (path,
 clothes_key, caption, model) and ``outfits.parquet`` (clothes_key, upper, lower, footwear, prompt,
@@ -46,22 +46,10 @@ from dlcr.generation.describe_tables import (
     OUTFITS_TABLE,
     DescribeReport,
     _captions_sha,
-    _CommittedTable,  # noqa: F401  (re-exported: dlcr.generation.stages imports it from here)
     _empty_flags,
     committed_table,
-    read_captions,
-    read_outfits,
 )
-from dlcr.generation.outfit_text import (
-    DEFAULT_CAPTION_PROMPT,
-    DEFAULT_SUMMARY_PROMPT,
-    clean_generated_text,
-    clean_phrase,
-    garment_part,
-    outfit_from_texts,
-    split_outfit_text,
-    vote_parts,
-)
+from dlcr.generation.outfit_text import outfit_from_texts
 from dlcr.generation.parsing import label_path
 from dlcr.io.atomic import remove_stale_temps
 from dlcr.io.images import read_label_map, read_rgb
@@ -110,9 +98,6 @@ class VoteSummarizer:
         return outfit_from_texts(clothes_key, captions)
 
 
-# Tables: dlcr.generation.describe_tables (its names are re-exported here).
-
-
 # --------------------------------------------------------------------------------------------
 # The dataset driver
 # --------------------------------------------------------------------------------------------
@@ -145,7 +130,7 @@ def _check_signatures(
     overwrite: bool,
 ) -> list[str]:
     """Check each table's signature (``signatures[name]``, when given); the names of those replaced."""
-    from dlcr.generation.signature import check_signature, signature_file
+    from dlcr.generation.signature_record import check_signature, signature_file
 
     replaced: list[str] = []
     for name, tbl in tables:
@@ -355,24 +340,4 @@ def describe_dataset(
     )
 
 
-__all__ = [
-    "CAPTIONS_SCHEMA",
-    "CAPTIONS_TABLE",
-    "DEFAULT_CAPTION_PROMPT",
-    "DEFAULT_SUMMARY_PROMPT",
-    "OUTFITS_SCHEMA",
-    "OUTFITS_TABLE",
-    "Captioner",
-    "DescribeReport",
-    "Summarizer",
-    "VoteSummarizer",
-    "clean_generated_text",
-    "clean_phrase",
-    "describe_dataset",
-    "garment_part",
-    "outfit_from_texts",
-    "read_captions",
-    "read_outfits",
-    "split_outfit_text",
-    "vote_parts",
-]
+__all__ = ["Captioner", "Summarizer", "VoteSummarizer", "describe_dataset"]

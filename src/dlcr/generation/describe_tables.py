@@ -1,5 +1,5 @@
-"""The tables of the description stage (see :mod:`dlcr.generation.describe`, which re-exports
-these names): ``captions.parquet`` and ``outfits.parquet`` with their schemas, the resumable tables
+"""The tables of the description stage (used by :mod:`dlcr.generation.describe`
+and :mod:`dlcr.generation.stages`): ``captions.parquet`` and ``outfits.parquet`` with their schemas, the resumable tables
 grown in committed part files (:func:`committed_table`, a :class:`~dlcr.io.parts_table.PartsTable`), their readers (:func:`read_outfits`,
 :func:`read_captions`), and what the stage reports (:class:`DescribeReport`).
 """
@@ -49,9 +49,6 @@ def committed_table(folder: Path, name: str, schema: pa.Schema, key: str) -> Par
     one writer (no lock file); an unreadable file or one lacking a column is ignored with a warning,
     so its rows are redone."""
     return PartsTable(folder, name, schema, key, on_damage="skip")
-
-
-_CommittedTable = committed_table  # the older name (dlcr.generation.stages uses it)
 
 
 def read_outfits(path: str | os.PathLike) -> dict[str, Outfit]:

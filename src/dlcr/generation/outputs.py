@@ -150,16 +150,7 @@ def manifest_table(out_dir: str | os.PathLike) -> PartsTable:
                       part_schema=PART_SCHEMA, lock=LOCK_FILE)
 
 
-def _locked(out_dir: str | os.PathLike, exclusive: bool) -> contextlib.AbstractContextManager[None]:
-    """The folder's file lock (shared for readers, exclusive for merging): :meth:`PartsTable.locked`."""
-    return manifest_table(out_dir).locked(exclusive)
-
-
 # ----------------------------------------------------------------------------- commits
-def _part_files(out_dir: str | os.PathLike) -> list[Path]:
-    return manifest_table(out_dir).part_files()
-
-
 def existing_files(root: str | os.PathLike, files: Sequence[str]) -> list[bool]:
     """``[(Path(root) / f).is_file() for f in files]``, with one directory listing per folder instead of
     one ``stat`` per file (a million committed images sit in ~100k folders, about ten per folder).

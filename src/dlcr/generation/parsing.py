@@ -2,10 +2,10 @@
 
 Every parser turns an RGB image into a label map of LIP ids (uint8, same height and width as the
 image). The LIP label scheme (label ids and names, the clothes label set, the body parts, the ATR /
-CIHP id tables) and the mask helpers (:func:`clothes_mask`, :func:`part_masks`, :func:`labels_mask`,
-:func:`mask_bbox`) are defined once, in :mod:`dlcr.lip`, and the mapping of other segmenters' class
-names to LIP ids (:func:`lip_table_for_labels`) in :mod:`dlcr.generation.label_schemes`; this module
-re-exports them for its callers.
+CIHP id tables) and the mask helpers (``clothes_mask``, ``part_masks``, ``labels_mask``, ``mask_bbox``)
+are defined once, in :mod:`dlcr.lip`, and the mapping of other segmenters' class names to LIP ids
+(:func:`~dlcr.generation.label_schemes.lip_table_for_labels`) in :mod:`dlcr.generation.label_schemes`;
+import them from there.
 
 :class:`HumanParser` is the interface of the backends. The backends and their registry
 (``PARSERS``, ``create_parser``) are :mod:`dlcr.generation.parsers`: ``schp`` (SCHP ResNet-101
@@ -28,43 +28,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from dlcr.distributed.env import resolve_device
 from dlcr.errors import ConfigError, DlcrError, InputError, examples_note
-from dlcr.generation.label_schemes import (
-    FASHIONPEDIA_LABELS,
-    lip_id_for_name,
-    lip_table_for_labels,
-    normalize_label_name,
-    require_clothes_classes,
-)
 from dlcr.io.atomic import remove_stale_temps
-from dlcr.io.images import check_images, read_label_map, read_rgb, write_png
+from dlcr.io.images import read_label_map, read_rgb, write_png
 from dlcr.io.parts_table import PartsTable
 from dlcr.io.paths import safe_join
-from dlcr.lip import (
-    ACCESSORY_LABELS,
-    ATR_LABELS,
-    ATR_TO_LIP,
-    BODY_PARTS,
-    CIHP_LABELS,
-    CIHP_TO_LIP,
-    CLOTHES_LABELS,
-    LABEL_TABLES,
-    LIP_LABELS,
-    LIP_TO_LIP,
-    NUM_LIP_LABELS,
-    PASCAL_LABELS,
-    clothes_mask,
-    dilate_mask,
-    label_table,
-    labels_mask,
-    map_labels,
-    mask_bbox,
-    part_masks,
-)
+from dlcr.lip import CLOTHES_LABELS, NUM_LIP_LABELS, labels_mask
 from dlcr.utils.logging import get_logger
-from dlcr.utils.progress import batched, track_batches
-from dlcr.utils.torch_device import resolve_dtype
+from dlcr.utils.progress import track_batches
 
 log = get_logger(__name__)
 
@@ -219,7 +190,7 @@ def _remove_masks(out: Path) -> None:
 
 def _check_masks_signature(out: Path, signature: Mapping[str, Any], overwrite: bool) -> int:
     """Check the masks stage's ``signature`` against ``out``'s; how many label maps it replaced."""
-    from dlcr.generation.signature import check_signature, signature_file
+    from dlcr.generation.signature_record import check_signature, signature_file
 
     committed = len(_label_maps(out))
     state = check_signature(signature_file(out), signature, what="label maps", committed=committed,
@@ -354,41 +325,4 @@ def parse_dataset(
     )
 
 
-__all__ = [
-    "ACCESSORY_LABELS",
-    "ATR_LABELS",
-    "ATR_TO_LIP",
-    "BODY_PARTS",
-    "CIHP_LABELS",
-    "CIHP_TO_LIP",
-    "CLOTHES_LABELS",
-    "FASHIONPEDIA_LABELS",
-    "LABEL_TABLES",
-    "LIP_LABELS",
-    "LIP_TO_LIP",
-    "MASKS_SCHEMA",
-    "MASKS_TABLE",
-    "NUM_LIP_LABELS",
-    "PASCAL_LABELS",
-    "HumanParser",
-    "MaskRecord",
-    "ParseReport",
-    "batched",
-    "check_images",
-    "clothes_mask",
-    "dilate_mask",
-    "label_path",
-    "label_table",
-    "labels_mask",
-    "lip_id_for_name",
-    "lip_table_for_labels",
-    "map_labels",
-    "mask_bbox",
-    "normalize_label_name",
-    "parse_dataset",
-    "part_masks",
-    "require_clothes_classes",
-    "resolve_device",
-    "resolve_dtype",
-    "track_batches",
-]
+__all__ = ["MASKS_SCHEMA", "MASKS_TABLE", "HumanParser", "MaskRecord", "ParseReport", "label_path", "parse_dataset"]

@@ -16,7 +16,8 @@ uncommitted images (rewritten, byte-identical for deterministic backends, on the
 files (removed at start); it never leaves a partial image or a half-written record.
 ``consolidate_manifest`` merges the parts into ``manifest.parquet`` (de-duplicated, sorted, written
 atomically under a file lock) and deletes the parts it merged. The folder's files and commits live in
-:mod:`dlcr.generation.outputs`, the worker in :mod:`dlcr.generation.worker`; this module re-exports them.
+:mod:`dlcr.generation.outputs`, the worker in :mod:`dlcr.generation.worker`, the steps of :func:`run_jobs`
+in :mod:`dlcr.generation.runner_steps`.
 
 Drivers: ``local`` (one process), ``torchrun`` (each rank takes the static share
 ``planned[rank::world]`` and skips what is committed; no coordination between ranks is needed, and
@@ -59,54 +60,18 @@ from typing import Any
 from dlcr.errors import ConfigError, InputError
 from dlcr.generation.inpainters import INPAINTERS
 from dlcr.generation.inpainting import Inpainter
-from dlcr.generation.outputs import (  # noqa: F401  (the output folder's names, re-exported)
-    GENERATED_MANIFEST,
-    IMAGES_DIR,
-    LOCK_FILE,
-    MANIFEST_SCHEMA,
-    PART_SCHEMA,
-    PARTS_DIR,
-    SKIPPED,
-    SKIPPED_SCHEMA,
-    STATUS_EMPTY,
-    STATUS_OK,
-    GeneratedRecord,
-    _locked,
-    _part_files,
-    commit_part,
-    committed_job_ids,
-    consolidate_manifest,
-    existing_files,
-    label_path_for,
-    output_relpath,
-    read_empty_masks,
-    read_manifest,
-    remove_outputs,
-)
+from dlcr.generation.outputs import SKIPPED, STATUS_EMPTY, STATUS_OK, consolidate_manifest
 from dlcr.generation.planning import Job
-from dlcr.generation.runner_steps import (  # noqa: F401  (the steps of run_jobs, re-exported)
-    _check_output_signature,
-    _free_memory,
-    check_output,
-    dispatch,
-    jobs_to_run,
-    would_replace,
-)
-from dlcr.generation.signature import backend_signature, recorded_hash, stable_hash
-from dlcr.generation.worker import (  # noqa: F401  (re-exported)
-    MASK_REGIONS,
-    GenerationWorker,
-    check_mask_region,
-    region_mask,
-    run_local,
-)
+from dlcr.generation.runner_steps import check_output, dispatch, jobs_to_run
+from dlcr.generation.signature import backend_signature
+from dlcr.generation.signature_record import recorded_hash, stable_hash
+from dlcr.generation.worker import GenerationWorker, check_mask_region
 from dlcr.io.atomic import remove_stale_temps
 from dlcr.utils.logging import get_logger
 
 log = get_logger(__name__)
 
 DRIVERS = ("local", "torchrun", "ray")
-MANIFEST = GENERATED_MANIFEST  # the old name of outputs.GENERATED_MANIFEST (the tests still import it)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 A *signature* is a JSON-ready mapping of everything that changes a stage's outputs: the backend
 name, its model (:func:`model_fingerprint`: a local folder's config files hashed, a single weight
 file hashed, a hub id with its revision) and every setting that changes pixels or text. The stages
-record it next to their outputs (:func:`record_signature`, :func:`check_signature`) and refuse a
-run whose signature differs.
+record it next to their outputs and refuse a run whose signature differs
+(:mod:`dlcr.generation.signature_record`: ``record_signature``, ``check_signature``).
 
 What goes into a backend's signature (:func:`backend_signature`): the registry name, every
 constructor option with the constructor's defaults filled in (the registry factory's, and, where
@@ -15,7 +15,7 @@ discriminator file (:data:`MODEL_OPTIONS`), the device-resolved dtype (fp16 on C
 give other pixels), the built class's integer ``output_version`` attribute when it has one, and for
 the ``tiny`` backends the version of the tiny model builder.
 
-Chaining: a stage's signature holds the hash (:func:`signature_hash`) of the signature of the
+Chaining: a stage's signature holds the hash (``signature_record.signature_hash``) of the signature of the
 stage it reads (masks -> captions -> outfits -> plan; the inpainting stages also hold a hash of the
 job plan's content), so new upstream outputs make every downstream stage refuse too, and
 ``--overwrite`` on one stage never leaves a later stage silently reusing what was derived from the
@@ -34,21 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dlcr.generation.signature_record import (
-    SIGNATURE_FILE,
-    check_inputs_current,
-    check_signature,
-    flatten,
-    jsonable,
-    read_signature,
-    record_signature,
-    recorded_hash,
-    signature_diff,
-    signature_file,
-    signature_hash,
-    stable_hash,
-    wait_for_signature,
-)
+from dlcr.generation.signature_record import jsonable
 
 # files of a model folder that describe it (configs, tokenizers, processors, schedulers)
 _CONFIG_SUFFIXES = (".json", ".txt", ".yaml", ".yml", ".model", ".jinja", ".py")
@@ -318,29 +304,7 @@ def object_signature(obj: Any) -> dict[str, Any]:
     return sig
 
 
-# recording and checking: dlcr.generation.signature_record (its names are re-exported here)
+# recording and checking: dlcr.generation.signature_record
 
-__all__ = [
-    "BUILDS",
-    "MODEL_OPTIONS",
-    "NEUTRAL_OPTIONS",
-    "SIGNATURE_FILE",
-    "backend_signature",
-    "check_inputs_current",
-    "check_signature",
-    "file_sha256",
-    "flatten",
-    "jsonable",
-    "model_fingerprint",
-    "object_signature",
-    "read_signature",
-    "record_signature",
-    "recorded_hash",
-    "resolved_options",
-    "signature_diff",
-    "signature_file",
-    "signature_hash",
-    "stable_hash",
-    "wait_for_signature",
-]
-
+__all__ = ["BUILDS", "MODEL_OPTIONS", "NEUTRAL_OPTIONS", "backend_signature", "file_sha256", "model_fingerprint",
+           "object_signature", "resolved_options"]

@@ -1,5 +1,5 @@
-"""Recording and checking generation signatures (see :mod:`dlcr.generation.signature`, which
-re-exports every name here): a signature's canonical JSON (:func:`jsonable`) and hash
+"""Recording and checking generation signatures (what goes into a signature is
+:mod:`dlcr.generation.signature`): a signature's canonical JSON (:func:`jsonable`) and hash
 (:func:`stable_hash`, :func:`signature_hash`), where it is recorded next to a stage's outputs
 (:func:`signature_file`), :func:`record_signature` / :func:`read_signature`, the check a stage
 makes before any work (:func:`check_signature`, with the differing settings named by

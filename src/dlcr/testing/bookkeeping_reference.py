@@ -1,7 +1,7 @@
 """The generation bookkeeping as it was written before the columnar versions (plain per-row code).
 
 Verbatim re-statements of ``committed_job_ids`` / ``consolidate_manifest``
-(:mod:`dlcr.generation.runner`) and ``write_jobs`` / ``read_jobs`` (:mod:`dlcr.generation.planning`)
+(:mod:`dlcr.generation.outputs`) and ``write_jobs`` / ``read_jobs`` (:mod:`dlcr.generation.planning`)
 before they read and wrote Parquet column-wise and checked image files with one directory listing
 per folder. The tests compare the library with them on small folders and
 ``benchmarks/scale_jobs.py`` times both at CCVID size.
@@ -24,8 +24,7 @@ from dlcr.generation.outputs import (
     SKIPPED,
     SKIPPED_SCHEMA,
     STATUS_OK,
-    _locked,
-    _part_files,
+    manifest_table,
 )
 from dlcr.generation.planning import Job
 from dlcr.io.tables import read_table, write_table
@@ -44,7 +43,7 @@ def _load_all(out_dir: Path) -> tuple[list[dict[str, Any]], list[Path]]:
         rows.append({**r, "status": STATUS_OK})
     for r in _read_rows(out_dir / SKIPPED) if (out_dir / SKIPPED).is_file() else []:
         rows.append({"job_id": r["job_id"], "source": r["source"], "status": r["reason"], "file": ""})
-    parts = _part_files(out_dir)
+    parts = manifest_table(out_dir).part_files()
     for p in parts:
         rows.extend(_read_rows(p))
     return rows, parts
@@ -52,7 +51,7 @@ def _load_all(out_dir: Path) -> tuple[list[dict[str, Any]], list[Path]]:
 
 def committed_job_ids_reference(out_dir: str | os.PathLike, check_files: bool = True) -> set[str]:
     out = Path(out_dir)
-    with _locked(out, exclusive=False):
+    with manifest_table(out).locked(exclusive=False):
         rows, _ = _load_all(out)
     done = set()
     for r in rows:
@@ -64,7 +63,7 @@ def committed_job_ids_reference(out_dir: str | os.PathLike, check_files: bool = 
 
 def consolidate_manifest_reference(out_dir: str | os.PathLike) -> Path:
     out = Path(out_dir)
-    with _locked(out, exclusive=True):
+    with manifest_table(out).locked(exclusive=True):
         rows, parts = _load_all(out)
         ok: dict[str, dict[str, Any]] = {}
         skipped: dict[str, dict[str, Any]] = {}

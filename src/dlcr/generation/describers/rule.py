@@ -36,27 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlcr.errors import InputError
-from dlcr.generation.describers.rule_region import (  # noqa: F401  (the region measurements, re-exported)
-    BIMODAL_DELTA_E,
-    BIMODAL_MIN_FRACTION,
-    CHECK_MIN_FRACTION,
-    EQUAL_SHARE,
-    KMEANS_ITERS,
-    NOISE_SIGMAS,
-    PATTERN_MIN_CHANGES,
-    PATTERN_MIN_STRUCTURE,
-    STRIPE_RATIO,
-    STRUCTURE_LAGS,
-    RegionStats,
-    _changes,
-    autocorrelation,
-    classify_pattern,
-    core_mask,
-    erode4,
-    measure_region,
-    pattern_colours,
-    two_means,
-)
+from dlcr.generation.describers.rule_region import classify_pattern, measure_region, pattern_colours
 from dlcr.lip import (
     COAT,
     DRESS,
@@ -73,7 +53,7 @@ from dlcr.lip import (
     UPPER_CLOTHES,
 )
 from dlcr.lip import JUMPSUITS as JUMPSUIT
-from dlcr.vocabulary import COLOURS, RGB_TO_XYZN, SRGB_TO_LINEAR, lab_f, rgb_to_lab  # noqa: F401  (re-exported: bench_masks)
+from dlcr.vocabulary import COLOURS, rgb_to_lab
 
 ARMS, LEGS, SHOES = (LEFT_ARM, RIGHT_ARM), (LEFT_LEG, RIGHT_LEG), (LEFT_SHOE, RIGHT_SHOE)
 
