@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from dlcr.config.checks import KEY_SYNONYMS, T, _check_range, _coerce, _suggest, _type_name, build, to_dict
+from dlcr.config.checks import KEY_SYNONYMS, T, build, to_dict
 from dlcr.config.schema import (
     NON_NEGATIVE,
     POSITIVE,
@@ -52,9 +52,7 @@ __all__ = ["KEY_SYNONYMS", "NON_NEGATIVE", "POSITIVE", "POSITIVE_INT", "PROBABIL
            "DataConfig", "EvalConfig", "GenerateConfig", "LossConfig", "ModelConfig", "OptimConfig", "Range",
            "SamplerConfig", "TrainConfig", "apply_overrides", "build", "deep_merge", "dump_yaml",
            "list_packaged_configs", "load_config", "load_yaml", "packaged_config_dir", "resolve_config_path",
-           "to_dict",
-           # the checks' helpers, for callers of this module's earlier layout
-           "_check_range", "_coerce", "_suggest", "_type_name"]
+           "to_dict"]
 
 
 # --------------------------------------------------------------------------------------------

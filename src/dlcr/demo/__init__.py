@@ -10,7 +10,7 @@ split every ``eval_every`` epochs (the learning curves) → evaluate each arm on
 (standard / same-clothes / clothes-changing), the progressive model again with prediction refinement
 on ``l`` generated variants of every query → ``results.json`` + ``report.html``.
 
-The arms are the rows of the paper's Table A1 (:data:`TABLE_A1`), each adding one component, plus the
+The arms are the rows of the paper's Table A1 (:data:`dlcr.ablation.TABLE_A1`), each adding one component, plus the
 concatenated arm. Rows 2-4 pair every real image with one of its variants in each batch with no
 curriculum (``sampler.schedule=all``), row 5 adds the progressive curriculum, row 6 is row 5's model
 evaluated with prediction refinement:
@@ -44,25 +44,8 @@ Every arm of one seed shares the world, the masks, the descriptions and the reci
 (and, for rows 2 and 3, the generated data) differs.
 """
 
-from dlcr.ablation import (  # noqa: F401 - the demo's arms and table are the ablation's
-    ARM_WORK,
-    ARMS,
-    CONCAT_ROW,
-    CORE_ARMS,
-    CURVE_KEYS,
-    GEN_VARIANTS,
-    METRIC_KEYS,
-    MODE,
-    RESULT_ARMS,
-    SCHEDULE,
-    TABLE_A1,
-    aggregate,
-    aggregate_curves,
-    curves_of,
-    results_table,
-)
+from dlcr.ablation import results_table  # noqa: F401  (dlcr.cli.demo still imports it from here)
 from dlcr.demo.masks import choose_masks, mask_iou  # noqa: F401
 from dlcr.demo.run import run_demo, table_a1  # noqa: F401
 from dlcr.demo.settings import MASK_SOURCES, DemoSettings, arm_config  # noqa: F401
-from dlcr.demo.tasks import _run_tasks  # noqa: F401
 from dlcr.demo.validation import holdout_validation, validation_data  # noqa: F401

@@ -15,7 +15,7 @@ module builds them, in a fixed order that the run's numbers depend on:
 
 Changing this order changes the numbers of every run (the reseeding must come before the model is
 built). The data plumbing (:class:`TrainData`, :class:`GeneratedData`, :func:`build_pool`) lives
-here too; :mod:`dlcr.engine.trainer` re-exports it.
+here too; import it from here.
 """
 
 from __future__ import annotations

@@ -37,7 +37,6 @@ from torch import nn
 
 from dlcr.engine.checkpoint_codec import (
     _canonical_safetensors,
-    _check_keys,
     _decode,
     _encode,
     _load_module,
@@ -54,7 +53,6 @@ from dlcr.engine.checkpoint_files import (
     _is_complete,
     _read_meta,
     _read_verified,
-    _resolve,
     latest_checkpoint,
     read_checkpoint_meta,
     verify_checkpoint,
@@ -62,12 +60,7 @@ from dlcr.engine.checkpoint_files import (
 from dlcr.errors import CheckpointError, first_line, weights_only_error
 from dlcr.io.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_text
 
-__all__ = ["FORMAT", "PICKLE_SUFFIXES", "PREV", "VERSION", "latest_checkpoint", "load_checkpoint",
-           "read_checkpoint_meta", "resume_checkpoint", "save_checkpoint", "unwrap", "verify_checkpoint",
-           # the encoding and record helpers, for callers of this module's earlier layout
-           "_canonical_safetensors", "_check_keys", "_decode", "_encode", "_file_of", "_is_complete",
-           "_load_module", "_read_meta", "_read_verified", "_resolve", "_restore_rng", "_rng_state", "_sha256",
-           "_weights_of"]
+__all__ = ["PICKLE_SUFFIXES", "PREV", "load_checkpoint", "resume_checkpoint", "save_checkpoint"]
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 PREV = ".prev"  # suffix of the name under which a checkpoint survives its own re-save

@@ -1,6 +1,6 @@
 """How a checkpoint's contents are encoded: nested states as JSON with their tensors in a side table,
 the RNG states, module weights (unwrapped from DDP / compile wrappers) with key and shape checks, and
-the canonical safetensors header. Used by :mod:`dlcr.engine.checkpoint`, which re-exports the names."""
+the canonical safetensors header. Used by :mod:`dlcr.engine.checkpoint`; import the names from here."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Reading a checkpoint's records: its JSON (format and version checked), its tensor files with their
 recorded size and sha256 verified, completeness, the latest complete checkpoint of a folder. Used by
-:mod:`dlcr.engine.checkpoint`, which re-exports the names."""
+:mod:`dlcr.engine.checkpoint`; import the names from here."""
 
 from __future__ import annotations
 

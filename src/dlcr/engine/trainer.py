@@ -45,9 +45,7 @@ from dlcr.engine.build import (
     GeneratedData,
     TrainData,
     TrainingParts,
-    build_pool,
     build_training,
-    seed_everything,
 )
 from dlcr.engine.loop_parts import EpochTally, JsonlLog, allreduce_grads, frozen, loader_seed
 from dlcr.engine.settings import TrainSettings
@@ -57,9 +55,7 @@ from dlcr.types import EvalProtocol
 from dlcr.utils.logging import get_logger
 from dlcr.utils.progress import track
 
-__all__ = ["GeneratedData", "JsonlLog", "TrainData", "TrainResult", "TrainSettings", "Trainer",
-           "TrainingParts", "build_pool",
-           "build_training", "frozen", "init_distributed", "loader_seed", "seed_everything", "train"]
+__all__ = ["TrainResult", "Trainer", "init_distributed", "train"]
 
 log = get_logger(__name__)
 
@@ -338,7 +334,8 @@ def init_distributed(env: DistEnv) -> None:
 def train(settings: TrainSettings, data: TrainData, out_dir: str | os.PathLike, *,
           generated: GeneratedData | None = None, resume: bool = False, device: str | None = None) -> TrainResult:
     """Train one model; ``resume=True`` continues from ``out_dir/checkpoints/last`` when present."""
-    from dlcr.engine.checkpoint import latest_checkpoint, resume_checkpoint
+    from dlcr.engine.checkpoint import resume_checkpoint
+    from dlcr.engine.checkpoint_files import latest_checkpoint
 
     if resume:  # a damaged checkpoint stops the run here, before anything is built or written
         resume_checkpoint(Path(out_dir) / "checkpoints")

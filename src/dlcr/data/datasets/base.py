@@ -28,17 +28,7 @@ from typing import TypeVar
 import numpy as np
 import pyarrow as pa
 
-from dlcr.data.datasets.files import (
-    IMAGE_EXTS,
-    Rejects,
-    find_base,
-    is_image,
-    list_dirs,
-    list_images,
-    named_images,
-    rel,
-    require_nonempty,
-)
+from dlcr.data.datasets.files import Rejects
 from dlcr.errors import DatasetError, ImageError
 from dlcr.io.tables import write_table
 from dlcr.registry import Registry
@@ -309,9 +299,6 @@ def dataset_from_samples(path: str | os.PathLike, root: str | os.PathLike) -> CC
 
 
 __all__ = [
-    "DATASETS", "IMAGE_EXTS", "STANDARD_ONLY", "STANDARD_SC_CC", "CCReIDDataset", "Record", "Rejects",
-    "dataset_from_samples", "find_base", "list_images", "read_samples", "relabel_test", "relabel_train",
-    "split_stats", "verify_images", "write_samples",
-    # the file helpers of dlcr.data.datasets.files, importable from here as before
-    "is_image", "list_dirs", "named_images", "rel", "require_nonempty",
+    "DATASETS", "STANDARD_ONLY", "STANDARD_SC_CC", "CCReIDDataset", "Record", "dataset_from_samples", "read_samples",
+    "relabel_test", "relabel_train", "split_stats", "verify_images", "write_samples",
 ]

@@ -1,6 +1,6 @@
 """Finding a benchmark's files: its base folder, its images (by extension, to a depth), the names that
 break its naming pattern (:class:`Rejects`: an error, or skipped and reported in one warning).
-:mod:`dlcr.data.datasets.base` re-exports the names."""
+The parsers import them from here."""
 
 from __future__ import annotations
 
