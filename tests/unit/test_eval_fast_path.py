@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from dlcr.errors import InputError
-from dlcr.evaluation import Features, evaluate_protocols, evaluate_protocols_reference
+from dlcr.evaluation import Features, evaluate_protocols, evaluate_protocols_reference, screening
 from dlcr.evaluation.candidates import top_k
+from dlcr.evaluation.histcount import HistRows, count_many, thresholds
 from dlcr.evaluation.rowcount import TRANSFORMS, SortedRows, ties_before
+from dlcr.evaluation.screening import VariantTops
 from dlcr.types import EvalProtocol
 
 PROTOCOLS = [EvalProtocol("standard", "query", "gallery", "standard"),
@@ -82,6 +84,26 @@ def test_scoring_equals_the_reference_bit_for_bit(seed):
                 assert fast["standard"]["num_skipped"] >= max(1, nq // 20)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_screened_variants_and_threads_give_the_reference_result(monkeypatch, threads):
+    """Enough queries for blocks after the first (screened in bfloat16 once the first block passed
+    its check) and a gallery large enough to screen; one and two scoring threads."""
+    monkeypatch.setattr(screening, "_FAST_BF16", True)  # screen even where bfloat16 is not faster
+    checks: list[bool] = []
+    check = VariantTops.check
+    monkeypatch.setattr(VariantTops, "check", lambda self, *a: checks.append(check(self, *a)) or checks[-1])
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for seed, ties in ((0, "plain"), (1, "duplicates")):
+            split, variants = _problem(20 + seed, 2 * 256 + 40, 4500, 250, ties, dim=16, l=2)
+            for variant in ("paper", "official"):
+                _assert_same(_both(split, variants, m=5, variant=variant))
+    finally:
+        torch.set_num_threads(old)
+    assert checks and all(checks)  # the screen was used, not only tried
+
+
 def test_plain_metrics_without_variants_and_a_video_like_pair():
     """Few queries (tracklets), many gallery items per person, no refinement."""
     split, _ = _problem(11, 30, 2000, 6, "plain", dim=32)
@@ -127,18 +149,32 @@ def test_top_k_is_the_stable_order(kind):
         np.testing.assert_array_equal(vals, np.take_along_axis(m, want, axis=1))
 
 
-def test_row_counts_and_ties_under_every_transform():
+@pytest.mark.parametrize("kind", ["rounded", "tiny", "constant", "signed_zeros"])
+def test_row_counts_and_ties_under_every_transform(kind):
     rng = np.random.default_rng(3)
     s = np.round(rng.normal(scale=0.3, size=(5, 700)), 3).astype(np.float32)
-    s[:, :50] = rng.normal(scale=1e-9, size=(5, 50))  # 1 - s merges these: ties the sort alone cannot see
-    srt = SortedRows(s)
+    if kind == "tiny":  # 1 - s merges these: ties the sort alone cannot see
+        s[:, :350] = rng.normal(scale=1e-9, size=(5, 350))
+    elif kind == "constant":
+        s[:] = 0.25
+    elif kind == "signed_zeros":
+        s[:, ::3], s[:, 1::3] = -0.0, 0.0
+    srt, hist = SortedRows(s), HistRows(s)
     rows = np.arange(5)
     cols = rng.integers(0, 700, size=(5, 9))
     for f, fn in TRANSFORMS.items():
         d = fn(s)
         v = np.take_along_axis(d, cols, axis=1)
-        np.testing.assert_array_equal(srt.count(rows, v, f), (d[:, None, :] < v[:, :, None]).sum(-1))
-        np.testing.assert_array_equal(srt.count(rows, v, f, strict=False), (d[:, None, :] <= v[:, :, None]).sum(-1))
+        v[:, 0], v[:, 1], v[:, 2] = np.inf, -np.inf, rng.normal(size=5)  # beyond every entry, and between
+        lt, le = (d[:, None, :] < v[:, :, None]).sum(-1), (d[:, None, :] <= v[:, :, None]).sum(-1)
+        np.testing.assert_array_equal(srt.count(rows, v, f), lt)
+        np.testing.assert_array_equal(srt.count(rows, v, f, strict=False), le)
+        np.testing.assert_array_equal(count_many(hist, [(v, f, True), (v, f, False)]), [lt, le])
+        t, found = thresholds(v, f)  # the smallest float at which f(t) < v holds
+        assert np.all(~found | (fn(t) < v))
+        with np.errstate(over="ignore"):
+            below = np.nextafter(t, np.float32(-np.inf))
+        assert np.all(~found | np.isneginf(t) | ~(fn(below) < v))
         r, c = np.repeat(rows, 9), cols.reshape(-1)
         want = [(d[i, :j] == d[i, j]).sum() for i, j in zip(r, c, strict=True)]
         np.testing.assert_array_equal(ties_before(s, r, c, d[r, c], f), want)

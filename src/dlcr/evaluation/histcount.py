@@ -44,23 +44,48 @@ def _from_keys(k: np.ndarray) -> np.ndarray:
     return b.view(np.float32)
 
 
+#: The real inverse of each transform, for a first guess of the threshold (float64).
+_GUESS = {"one_minus": lambda v: 1.0 - v, "neg_one_plus": lambda v: -v - 1.0}
+
+
 def thresholds(values: np.ndarray, f: str, strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """For each value v: the smallest float32 t with ``f(t) < v`` (``<= v`` when not ``strict``),
-    and whether there is one (if not, no entry satisfies the predicate)."""
-    fn = TRANSFORMS[f]
+    and whether there is one (if not, no entry satisfies the predicate).
+
+    ``-t < v`` is ``t > -v``: the next float above ``-v``. The others are bisected over the float32
+    bit patterns, evaluating f itself, from a bracket around the real solution (checked; the whole
+    range of floats where the check fails)."""
     v = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
-    lo = np.full(len(v), _NEG_INF_KEY, dtype=np.int64)
-    hi = np.full(len(v), _POS_INF_KEY + 1, dtype=np.int64)  # one past +inf: the predicate never held
-    for _ in range(33):
-        mid = (lo + hi) >> 1
-        fx = fn(_from_keys(np.minimum(mid, _POS_INF_KEY)))
-        hold = (fx < v) if strict else (fx <= v)
-        open_ = lo < hi
-        hi = np.where(open_ & hold, mid, hi)
-        lo = np.where(open_ & ~hold, mid + 1, lo)
-    found = lo <= _POS_INF_KEY
-    t = _from_keys(np.minimum(lo, _POS_INF_KEY))
-    return t.reshape(np.shape(values)), found.reshape(np.shape(values))
+    shape = np.shape(values)
+    if f == "neg":
+        w = np.negative(v)
+        if strict:
+            return np.nextafter(w, np.float32(np.inf)).reshape(shape), (w < np.inf).reshape(shape)
+        return w.reshape(shape), np.ones(shape, dtype=bool)
+    fn = TRANSFORMS[f]
+
+    def holds(keys: np.ndarray, vv: np.ndarray) -> np.ndarray:
+        fx = fn(_from_keys(keys))
+        return (fx < vv) if strict else (fx <= vv)
+
+    guess = _GUESS[f](v.astype(np.float64))
+    width = 2.0**-18 * np.maximum(1.0, np.abs(guess))
+    with np.errstate(over="ignore", invalid="ignore"):
+        lo = float_keys((guess - width).astype(np.float32))  # the predicate should fail here ...
+        hi = float_keys((guess + width).astype(np.float32))  # ... and hold here
+    ok = np.isfinite(guess) & (lo < hi)
+    ok[ok] = ~holds(lo[ok], v[ok]) & holds(hi[ok], v[ok])
+    lo = np.where(ok, lo, _NEG_INF_KEY - 1)  # the first key where it holds is in (lo, hi]
+    hi = np.where(ok, hi, _POS_INF_KEY + 1)  # (these two ends stand for "fails" / "holds")
+    todo = np.flatnonzero(hi - lo > 1)
+    while len(todo):
+        mid = (lo[todo] + hi[todo]) >> 1
+        h = holds(mid, v[todo])
+        hi[todo[h]] = mid[h]
+        lo[todo[~h]] = mid[~h]
+        todo = todo[hi[todo] - lo[todo] > 1]
+    found = hi <= _POS_INF_KEY
+    return _from_keys(np.minimum(hi, _POS_INF_KEY)).reshape(shape), found.reshape(shape)
 
 
 class HistRows:
@@ -76,7 +101,7 @@ class HistRows:
         tmp, keys = buf if buf is not None else (np.empty((c, n), np.float32), np.empty((c, n), np.int32))
         self.keys = keys
         self._bucket(sims, out=tmp)
-        np.copyto(keys, tmp, casting="unsafe")  # truncation; values already in [0, BUCKETS - 1]
+        np.copyto(keys, tmp, casting="unsafe")  # truncation to 0 .. BUCKETS - 1
         keys += (np.arange(c, dtype=np.int32) * BUCKETS)[:, None]  # one bucket range per row
         hist = torch.bincount(torch.from_numpy(keys.reshape(-1)), minlength=c * BUCKETS).numpy()
         ge = np.zeros((c, BUCKETS + 1), dtype=np.int64)  # ge[r, b]: entries of row r in buckets >= b
@@ -84,11 +109,11 @@ class HistRows:
         self.ge = ge
 
     def _bucket(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The bucket of each value, as float32 whole numbers (the same arithmetic for entries and
-        thresholds: it must be one function)."""
+        """The bucket of each value in [lo, hi], before truncation: ``(x - lo) * scale`` in float32,
+        in [0, BUCKETS - 0.5] up to rounding (the same arithmetic for entries and thresholds: it must
+        be one function)."""
         y = np.subtract(x, self.lo, out=out, dtype=np.float32)
-        np.multiply(y, self.scale, out=y)
-        return np.clip(y, 0, BUCKETS - 1, out=y)
+        return np.multiply(y, self.scale, out=y)
 
     def count_ge(self, rows: np.ndarray, t: np.ndarray) -> np.ndarray:
         """For row indices ``rows`` (k,) and float32 thresholds ``t`` (k,): entries of the row >= t."""
@@ -100,7 +125,8 @@ class HistRows:
         group = rows * BUCKETS + b  # the key bucket of each threshold
         mark = np.zeros(self.c * BUCKETS, dtype=np.uint8)
         mark[group] = 1
-        pos = np.flatnonzero(mark[self.keys].view(bool))  # the entries sharing a bucket with a threshold
+        marked = torch.index_select(torch.from_numpy(mark), 0, torch.from_numpy(self.keys.reshape(-1)))
+        pos = np.flatnonzero(marked.numpy().view(bool))  # the entries sharing a bucket with a threshold
         member = (self.keys.reshape(-1)[pos].astype(np.int64) << 32) | _canon_keys(self.sims.reshape(-1)[pos])
         member.sort()
         lo = np.searchsorted(member, (group << 32) | _canon_keys(inside), side="left")
