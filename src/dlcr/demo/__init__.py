@@ -26,6 +26,11 @@ evaluated with prediction refinement:
 
 ``dlcr_concat``: the data of row 4, concatenated to the originals (no pairing).
 
+The baseline's and the progressive model's test evaluations are also k-reciprocal re-ranked
+(:data:`~dlcr.ablation.RERANKED_ARMS`, not rows of Table A1): ``baseline_reranked``,
+``dlcr_progressive_reranked``, ``dlcr_progressive_reranked_refined`` (re-rank, then refine) and
+``dlcr_progressive_refined_reranked`` (refine, then re-rank), arms of ``results.json`` like the others.
+
 ``results.json`` keys (per arm, as before: the six metrics, their ``_std`` over seeds, ``seed``,
 ``seeds``, ``per_seed``):
 
