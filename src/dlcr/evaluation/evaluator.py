@@ -10,15 +10,16 @@ when scoring. Otherwise an SC/CC protocol would let the refinement vote with exa
 images the protocol forbids. ``exclude_junk=False`` refines over the whole gallery, as code that
 refines before evaluating does.
 
-Memory. A query/gallery pair is scored a block of query rows at a time, sized from a budget
-(``max_memory_gb``, :func:`~dlcr.evaluation.blocks.query_rows_per_block`): the (1 + l) similarities
-of the block's queries and their variants and the sorted copy of the queries' own similarities exist
-at once, never those of the whole pair. Every query is scored on its own, and the blocks are whole
-multiples of the similarity product's row block (:data:`~dlcr.evaluation.features.SIM_BLOCK`), so the
-result is bit-identical to scoring the whole matrix at once, whatever the budget.
+Memory. A query/gallery pair is scored a block of query rows at a time
+(:data:`~dlcr.evaluation.features.SIM_BLOCK` rows per thread), as many blocks at once as fit the
+budget ``max_memory_gb`` (:func:`~dlcr.evaluation.blocks.query_rows_per_block`): the similarities
+of the pair never exist whole. Every query is scored on its own, and the similarity products are
+taken on the same row blocks whatever the budget, so the result is bit-identical to scoring the
+whole matrix at once.
 
 Speed. The scoring (:mod:`dlcr.evaluation.pair_scoring`) never builds a distance or refined matrix
-and sorts each block once; :func:`evaluate_protocols_reference` runs the plain computation it
+nor sorts a row, takes the variants' top-k from bfloat16 products (with exact float32 values) and
+uses one thread per core; :func:`evaluate_protocols_reference` runs the plain computation it
 replaced (:mod:`dlcr.evaluation.pair_reference`), with exactly the same results, for tests and
 benchmarks.
 """
@@ -89,9 +90,9 @@ def evaluate_refined(query: Features, variants: torch.Tensor, gallery: Features,
 
     ``variants``: features of the l clothes-changed variants of every query, shape (l, n_query, D),
     L2-normalised like ``query.feats``. ``protocol``: an :class:`EvalProtocol` or a mode name.
-    The (1 + l) cosine similarities of each block of queries are refined
-    (:func:`~dlcr.evaluation.refinement.refine`) and ranked by the refined similarity (distance
-    ``-sims``, which keeps ties exactly). ``metrics`` has the keys of :func:`evaluate_features` plus
+    The (1 + l) cosine similarities of each block of queries are refined (Algorithm 1, as
+    :func:`~dlcr.evaluation.refinement.refine` computes it) and ranked by the refined similarity
+    (distance ``-sims``, which keeps ties exactly). ``metrics`` has the keys of :func:`evaluate_features` plus
     ``pred_top1``: the fraction of evaluated queries (those with a good match) whose refined
     prediction is their person. ``refined_sims`` is the (n_query, n_gallery) float32 refined
     similarity (on the 1 + cos scale for the official variant).

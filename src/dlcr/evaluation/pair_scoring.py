@@ -5,10 +5,12 @@ similarities, ranks, tie order and float operations), with far less work. The qu
 :data:`~dlcr.evaluation.features.SIM_BLOCK` rows at a time (:mod:`dlcr.evaluation.unit_scoring`):
 
 * the queries' similarity product, as before (the same row blocks, so the same bits);
-* one sort of those similarities: every count of "entries ranked before this one", for the plain
-  distance ``1 - s`` and the refined ``-s`` / ``-(1 + s)``, is a binary search in the sorted rows
-  (:mod:`dlcr.evaluation.rowcount`); no distance matrix, negated copy or refined matrix is built
-  (the refined one only when the caller keeps it);
+* bucket histograms of those similarities: every count of "entries ranked before this one", for
+  the plain distance ``1 - s`` and the refined ``-s`` / ``-(1 + s)``, becomes a count of entries
+  above an exact float32 threshold, read from the histograms and a comparison with the few entries
+  that share the threshold's bucket (:mod:`dlcr.evaluation.histcount`; no row is sorted); no
+  distance matrix, negated copy or refined matrix is built (the refined one only when the caller
+  keeps it);
 * the same-person entries of each query (good and junk under every mode) from the per-person index
   of the gallery and the integer label arrays, once for all protocols;
 * the top-(m + J) of every similarity matrix, J = the query's most junk entries under any protocol
