@@ -97,18 +97,37 @@ class VariantTops:
     def check(self, v: torch.Tensor, k_rows: np.ndarray, k: int) -> bool:
         """Decide :attr:`use` on a first block of :data:`SIM_BLOCK` variant rows: screening is used
         when bfloat16 products are fast here, the recomputation's products give every entry of the
-        plain product of ``v`` bit for bit, and the screened top-k equals the plain one."""
+        plain product of ``v`` bit for bit, the error bound of step 1 holds on every entry, and the
+        screened top-k equals the plain one."""
         self.use = False
         if not (self._can and len(v) == SIM_BLOCK and self._screens(k) and bf16_is_fast()):
             return False
         plain = self._plain(v, k)
-        if not self._same_bits(v, self._buf("full", (SIM_BLOCK, len(self.g)), torch.float32)):
+        full = self._buf("full", (SIM_BLOCK, len(self.g)), torch.float32)
+        if not (self._same_bits(v, full) and self._bound_holds(v, full)):
             return False
         screened = self._screened(v, k_rows, k)
         self.use = screened is not None and all(
             np.array_equal(p[r, :n], s[r, :n]) for p, s in zip(plain, screened, strict=True)
             for r, n in enumerate(k_rows))
         return self.use
+
+    def _bound_holds(self, v: torch.Tensor, full: torch.Tensor) -> bool:
+        """Whether ``|a - s| <= E0 + E1 |a|`` on every entry of the block (a backend that rounded more
+        than step 1 assumes would show here)."""
+        approx = torch.matmul(v.to(torch.bfloat16), self.g16.T,
+                              out=self._buf("approx", (SIM_BLOCK, len(self.g)), torch.bfloat16)[:len(v)])
+        e0 = self._e0(torch.linalg.vector_norm(v.double(), dim=1), v.shape[1]).float()[:, None]
+        for lo in range(0, len(v), _GROUP):  # a few rows at a time: small temporaries
+            a = approx[lo:lo + _GROUP].float()
+            if not bool(((a - full[lo:lo + _GROUP]).abs_() <= e0[lo:lo + _GROUP] + _E1 * a.abs()).all()):
+                return False
+        return True
+
+    def _e0(self, v_norm: torch.Tensor, dim: int) -> torch.Tensor:
+        """Step 1's E0 per row (float64)."""
+        gamma = dim * 2.0**-24 / (1 - dim * 2.0**-24)
+        return (2 * _U + _U**2 + 2.1 * gamma) * v_norm * self.g_norm + 1e-30  # + what flushing tiny products costs
 
     def _screens(self, k: int) -> bool:
         return k <= len(self.g) // _WIDTH // 2
@@ -187,8 +206,7 @@ class VariantTops:
 
     def _threshold(self, bound: torch.Tensor, v_norm: torch.Tensor, dim: int) -> torch.Tensor:
         """Step 2's threshold t per row (float32, rounded down) from the bound B and the row norms."""
-        gamma = dim * 2.0**-24 / (1 - dim * 2.0**-24)
-        e0 = (2 * _U + _U**2 + 2.1 * gamma) * v_norm * self.g_norm + 1e-30  # + what flushing tiny products costs
+        e0 = self._e0(v_norm, dim)
         y = bound - 2 * e0 - _E1 * bound.abs()
         t = torch.where(y >= 0, y / (1 + _E1), y / (1 - _E1))
         return (t - 1e-6 * (1.0 + t.abs())).float()
