@@ -43,7 +43,8 @@ def demo_cmd(
 ) -> None:
     """Render synthcc → pose masks → descriptions → inpainting → train the Table A1 arms (validation curves)
     → evaluate once on the test set (+ refinement) → report."""
-    from dlcr.demo import DemoSettings, results_table, run_demo
+    from dlcr.ablation import results_table
+    from dlcr.demo import DemoSettings, run_demo
     from dlcr.report import build_demo_report
 
     kw = {k_: v for k_, v in {"ids": ids, "epochs": epochs, "k": k, "l": l, "m": m, "workers": workers,

@@ -49,7 +49,6 @@ Every arm of one seed shares the world, the masks, the descriptions and the reci
 (and, for rows 2 and 3, the generated data) differs.
 """
 
-from dlcr.ablation import results_table  # noqa: F401  (dlcr.cli.demo still imports it from here)
 from dlcr.demo.masks import choose_masks, mask_iou  # noqa: F401
 from dlcr.demo.run import run_demo, table_a1  # noqa: F401
 from dlcr.demo.settings import MASK_SOURCES, DemoSettings, arm_config  # noqa: F401
