@@ -130,6 +130,23 @@ def test_only_junk_of_a_person_and_errors_match_the_reference():
     assert isinstance(fast, str) and fast == ref and "NaN" in fast
 
 
+def test_a_person_filling_most_of_a_small_gallery():
+    """Query 0's person is 10 of the 12 gallery items: junk under CC leaves it 2 (m = 2 there),
+    while the standard protocol refines with m = 5."""
+    rng = np.random.default_rng(9)
+    g = Features(feats=torch.nn.functional.normalize(torch.randn(12, 8, generator=torch.Generator().manual_seed(0)),
+                                                     dim=1),
+                 pids=np.r_[np.zeros(10, dtype=np.int64), 1, 2], camids=np.r_[np.zeros(5, dtype=np.int64),
+                                                                               np.ones(7, dtype=np.int64)],
+                 clothes_ids=np.zeros(12, dtype=np.int64))
+    qf = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(4, 8))).float(), dim=1)
+    q = Features(feats=qf, pids=np.array([0, 1, 2, 0]), camids=np.array([0, 0, 0, 1]),
+                 clothes_ids=np.zeros(4, dtype=np.int64))
+    variants = {"query": torch.nn.functional.normalize(qf[None] + 0.2 * torch.randn(2, 4, 8), dim=-1)}
+    for variant in ("paper", "official"):
+        _assert_same(_both({"query": q, "gallery": g}, variants, m=5, variant=variant))
+
+
 @pytest.mark.parametrize("kind", ["normal", "integers", "zeros", "neg_inf"])
 def test_top_k_is_the_stable_order(kind):
     rng = np.random.default_rng(7)

@@ -24,12 +24,14 @@ float32 is most of an evaluation's arithmetic (l of its 1 + l products). Here, f
    from them in the documented order (larger first, ties by lower column).
 
 Step 3 relies on the BLAS giving each entry of a product the same bits whatever the product's size
-(for sizes of at least 16 rows and columns). That is checked on the data itself: the first block of
-every pair is also computed the plain way, its entries recomputed as in step 3 (every column of
-two row groups, every row of two column blocks) and both top-k compared (:meth:`VariantTops.check`); any difference, or a CPU without fast bfloat16 products,
-leaves every block to the plain way (the results are the same either way; only the time differs).
-Blocks of fewer rows (the last one of the queries), pairs with fewer queries than a block, small
-galleries and features on a GPU are always done the plain way.
+(for sizes of at least 16 rows and columns), and step 1 on a bfloat16 product that accumulates in
+float32. Both are checked on the data itself (:meth:`VariantTops.check`): the first block of every
+pair is also computed the plain way, its entries recomputed as in step 3 (every column of two row
+groups, every row of two column blocks), the bound of step 1 verified on all its entries and both
+top-k compared. Any failure, or a CPU without fast bfloat16 products, leaves every block to the
+plain way (the results are the same either way; only the time differs). Blocks of fewer rows (the
+last one of the queries), pairs with fewer queries than a block, small galleries and features on a
+GPU are always done the plain way.
 """
 
 from __future__ import annotations

@@ -187,12 +187,13 @@ class Units:
 
     def k_rows(self, same: Same) -> np.ndarray:
         """Per query row, the candidates its top-m needs in every matrix: the largest m plus the
-        row's most junk entries under any protocol (when junk is excluded)."""
+        row's most junk entries under any protocol (when junk is excluded), at most the gallery
+        (a protocol's m plus its own junk never exceeds it)."""
         extra = np.zeros(len(same.cols), dtype=np.int64)
         if self.exclude_junk:
             for p in self.protocols:
                 extra = np.maximum(extra, same.junk_counts(self.modes[p.name]))
-        return max(self.m.values()) + extra
+        return np.minimum(max(self.m.values()) + extra, len(self.g))
 
     def _top_m(self, r0: int, r1: int, vals: np.ndarray, cols: np.ndarray, m: int, mode: str
                ) -> tuple[np.ndarray, np.ndarray]:
