@@ -66,7 +66,7 @@ def evaluate_features(query: Features, gallery: Features, mode: str = "standard"
 def similarity_stack(query: Features, variants: torch.Tensor, gallery: Features) -> torch.Tensor:
     """The (1 + l, n_query, n_gallery) cosine similarities of the queries and their l variants
     (``variants``: shape (l, n_query, D), L2-normalised) to the gallery, as refinement takes them."""
-    v = _check_variants(variants, query)
+    v = check_variants(variants, query)
     sims = torch.empty(1 + v.shape[0], len(query), len(gallery))
     sims[0] = cosine_similarity(query.feats, gallery.feats)
     for k in range(v.shape[0]):
@@ -74,7 +74,8 @@ def similarity_stack(query: Features, variants: torch.Tensor, gallery: Features)
     return sims
 
 
-def _check_variants(variants: Any, query: Features) -> torch.Tensor:
+def check_variants(variants: Any, query: Features) -> torch.Tensor:
+    """``variants`` as a float tensor of shape (l, n_query, dim), or one InputError line."""
     v = torch.as_tensor(variants).float()
     nq, dim = query.feats.shape
     if v.ndim != 3 or v.shape[1] != nq or v.shape[2] != dim:
@@ -98,7 +99,7 @@ def evaluate_refined(query: Features, variants: torch.Tensor, gallery: Features,
     similarity (on the 1 + cos scale for the official variant).
     """
     p = protocol if isinstance(protocol, EvalProtocol) else EvalProtocol("p", "query", "gallery", protocol)
-    results, kept = score_pair(query, gallery, [p], _check_variants(variants, query), m=m, variant=variant,
+    results, kept = score_pair(query, gallery, [p], check_variants(variants, query), m=m, variant=variant,
                                exclude_junk=exclude_junk, keep_refined=True, max_memory_gb=max_memory_gb)
     return results[f"{p.name}_refined"], kept[p.name]
 
@@ -150,7 +151,7 @@ def _evaluate(scorer: Callable[..., tuple[dict[str, dict[str, Any]], dict[str, n
     for (qname, gname), group in pairs.items():
         q, g = _split(qg_features, qname), _split(qg_features, gname)
         v = refine_variants.get(qname) if refine_variants is not None else None
-        res, kept = scorer(q, g, group, None if v is None else _check_variants(v, q), m=m, variant=variant,
+        res, kept = scorer(q, g, group, None if v is None else check_variants(v, q), m=m, variant=variant,
                            exclude_junk=exclude_junk, keep_refined=refined_out is not None,
                            max_memory_gb=max_memory_gb)
         scored.update(res)

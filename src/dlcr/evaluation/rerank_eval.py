@@ -40,6 +40,7 @@ import torch
 
 from dlcr.errors import InputError
 from dlcr.evaluation.blocks import DEFAULT_MAX_MEMORY_GB, RANKS, query_rows_per_block
+from dlcr.evaluation.evaluator import check_variants
 from dlcr.evaluation.features import Features, cosine_similarity
 from dlcr.evaluation.metrics import RankAccumulator, junk_counts, normalise_mode, same_person_matches
 from dlcr.evaluation.refinement import VARIANTS, refine
@@ -205,14 +206,6 @@ def _refine_rerank(pair: _Pair, variant: str, scores: _Scores) -> None:
         pair.score_distances(rr, scores, names)
 
 
-def _check_variants(variants: Any, q: Features) -> torch.Tensor:
-    v = torch.as_tensor(variants).float()
-    nq, dim = q.feats.shape
-    if v.ndim != 3 or v.shape[1] != nq or v.shape[2] != dim:
-        raise InputError(f"variant features must have shape (l, {nq}, {dim}), got {tuple(v.shape)}")
-    return v
-
-
 def evaluate_reranked(qg_features: Mapping[str, Features], protocols: Iterable[EvalProtocol], *,
                       k1: int = DEFAULT_K1, k2: int = DEFAULT_K2, lambda_value: float = DEFAULT_LAMBDA,
                       refine_variants: Mapping[str, torch.Tensor] | None = None,
@@ -244,7 +237,7 @@ def evaluate_reranked(qg_features: Mapping[str, Features], protocols: Iterable[E
                 raise InputError(f"no features for split {name!r} (have: {', '.join(sorted(qg_features)) or 'none'})")
         q, g = qg_features[qname], qg_features[gname]
         v = refine_variants.get(qname) if refine_variants is not None else None
-        pair = _Pair(q, g, group, None if v is None else _check_variants(v, q), m=m, exclude_junk=exclude_junk,
+        pair = _Pair(q, g, group, None if v is None else check_variants(v, q), m=m, exclude_junk=exclude_junk,
                      max_memory_gb=max_memory_gb, rr_kw=rr_kw)
         results = [_Scores(group, SUFFIXES["rerank"], hits=False)]
         if pair.variants is not None and "rerank_refine" in orders:
