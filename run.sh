@@ -27,7 +27,7 @@ setup() {
     # torch first, pinned to the wheels that lie on this machine's disk.
     # shellcheck disable=SC2086
     "$VENV/bin/python" -m pip install -q $TORCH_SPEC >&2
-    "$VENV/bin/python" -m pip install -q -e ".[gen,dev,pose,photos,report]" >&2
+    "$VENV/bin/python" -m pip install -q -e ".[gen,dev,pose,photos,report,timm]" >&2
     # Offline real models (README "Offline real models"): mediapipe's bundled pose / person-mask
     # models and OpenAI's CLIP vocabulary. --no-deps because their declared pins would downgrade numpy
     # (mediapipe) or pull torch-side packages we do not use (open-clip-torch); their runtime needs are
